@@ -1,0 +1,41 @@
+"""Trains an autoencoder or VAE from a config file; resumes from --workdir.
+
+  python -m experiments.run --config=experiments/configs/quickstart.py \
+      --workdir=~/runs/quickstart --config.model.latent_dim=2
+
+Runs on whatever XLA backend JAX finds (CPU, GPU or TPU) with no code change.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, figures.")
+config_flags.DEFINE_config_file(
+    "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from vae_jax import checkpoint, loop, preemption  # imported after flag parsing
+
+    logging.set_verbosity(logging.INFO)
+    try:
+        loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
+    except preemption.Preempted as stop:
+        logging.warning("%s", stop)
+        sys.exit(0)
+    except (ValueError, OSError, checkpoint.CheckpointError, loop.NonFiniteLossError) as err:
+        # Bad input ends with one clear message, not a traceback.
+        logging.error("%s: %s", type(err).__name__, err)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

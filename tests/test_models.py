@@ -1,0 +1,83 @@
+"""Model shapes, parameter counts, batching and the model registry."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import default
+from vae_jax import models
+
+
+def _model_config(**overrides):
+    config = default.get_config().model
+    config.update(overrides)
+    return config
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv", "linear"])
+@pytest.mark.parametrize("kind", ["vae", "ae"])
+def test_shapes_batched_and_unbatched(kind, architecture):
+    cfg = _model_config(kind=kind, architecture=architecture, latent_dim=3, hidden=(16,))
+    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(8, 8))
+    x = jax.random.uniform(jax.random.PRNGKey(0), (5, 64))
+    params = model.init(jax.random.PRNGKey(1), x[0])
+    if kind == "vae":
+        mean, logvar = model.apply(params, x, method="encode")
+        assert mean.shape == logvar.shape == (5, 3)
+        out = model.apply(params, mean, method="decode")["logits"]
+    else:
+        code = model.apply(params, x, method="encode")
+        assert code.shape == (5, 3)
+        out = model.apply(params, code, method="decode")
+    assert out.shape == (5, 64)
+    single = jax.vmap(lambda xi: model.apply(params, xi))(x)
+    np.testing.assert_allclose(jax.tree.leaves(single)[0], jax.tree.leaves(model.apply(params, x))[0], rtol=1e-5, atol=1e-5)
+
+
+def test_vae_mnist_parameter_count():
+    cfg = _model_config(hidden=(400,), latent_dim=20)
+    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(28, 28))
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros(784))
+    count = sum(p.size for p in jax.tree.leaves(params))
+    encoder = 784 * 400 + 400 + 2 * (400 * 20 + 20)
+    decoder = 20 * 400 + 400 + 400 * 784 + 784
+    assert count == encoder + decoder
+
+
+def test_gaussian_sigma_fixed_or_learned():
+    cfg = _model_config(hidden=(8,), latent_dim=2)
+    fixed = models.build_model(cfg, likelihood="gaussian", image_shape=(2, 3), sigma=0.5)
+    learned = models.build_model(cfg, likelihood="gaussian", image_shape=(2, 3))
+    z = jnp.ones(2)
+    p_fixed = fixed.init(jax.random.PRNGKey(0), jnp.zeros(6))
+    p_learned = learned.init(jax.random.PRNGKey(0), jnp.zeros(6))
+    out = fixed.apply(p_fixed, z, method="decode")
+    np.testing.assert_allclose(out["log_sigma"], np.full(6, np.log(0.5)), rtol=1e-6)
+    assert "log_sigma" in p_learned["params"] and "log_sigma" not in p_fixed["params"]
+
+
+def test_linear_ae_has_no_nonlinearity():
+    cfg = _model_config(kind="ae", architecture="linear", latent_dim=2)
+    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 2))
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros(4))
+    x, y = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
+    f = lambda v: model.apply(params, v)
+    # Affine map: f(x) + f(y) - f(0) == f(x + y).
+    np.testing.assert_allclose(f(x) + f(y) - f(jnp.zeros(4)), f(x + y), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "field,value", [("architecture", "resnet"), ("kind", "gan"), ("activation", "swish2")]
+)
+def test_unknown_names_raise_with_choices(field, value):
+    cfg = _model_config(**{field: value})
+    with pytest.raises(ValueError, match="choose one of|Unknown"):
+        model = models.build_model(cfg, likelihood="bernoulli", image_shape=(8, 8))
+        model.init(jax.random.PRNGKey(0), jnp.zeros(64))
+
+
+def test_conv_rejects_bad_image_shape():
+    cfg = _model_config(architecture="conv")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        models.build_model(cfg, likelihood="bernoulli", image_shape=(28, 20 + 1))

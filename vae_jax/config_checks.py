@@ -1,0 +1,110 @@
+"""Validation of a run configuration before anything is compiled or loaded."""
+
+from __future__ import annotations
+
+import ml_collections
+
+CHOICES = {
+    "model.kind": ("vae", "ae"),
+    "model.architecture": ("mlp", "conv", "linear"),
+    "model.activation": ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid", "linear"),
+    "model.code_activation": ("linear", "sigmoid", "relu", "tanh"),
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "objective.name": ("elbo", "mse"),
+    "objective.likelihood": ("bernoulli", "gaussian"),
+    "data.name": (
+        "digits",
+        "mnist",
+        "fashion_mnist",
+        "frey_faces",
+        "binarized_mnist",
+        "synthetic",
+    ),
+    "data.binarize": ("none", "dynamic"),
+    "optim.name": ("adam", "adamw", "sgd"),
+    "optim.schedule": ("constant", "cosine", "warmup_cosine"),
+    "train.on_nonfinite": ("stop", "skip"),
+}
+POSITIVE = (
+    "model.latent_dim",
+    "model.conv_features",
+    "objective.num_samples",
+    "optim.learning_rate",
+    "optim.eps",
+    "train.batch_size",
+    "train.steps_per_dispatch",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.eval_batch_size",
+)
+NON_NEGATIVE = (
+    "objective.beta",
+    "objective.sigma",
+    "objective.kl_warmup_steps",
+    "optim.warmup_steps",
+    "optim.weight_decay",
+    "optim.grad_clip_norm",
+    "train.num_epochs",
+    "train.num_steps",
+    "train.eval_every",
+)
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _problems(config: ml_collections.ConfigDict) -> list[str]:
+    problems = []
+    for field, choices in CHOICES.items():
+        value = _get(config, field)
+        if value not in choices:
+            problems.append(f"config.{field}={value!r} is not one of {choices}")
+    for field in POSITIVE:
+        if not _get(config, field) > 0:
+            problems.append(f"config.{field}={_get(config, field)!r} must be > 0")
+    for field in NON_NEGATIVE:
+        if not _get(config, field) >= 0:
+            problems.append(f"config.{field}={_get(config, field)!r} must be >= 0")
+    hidden = tuple(config.model.hidden)
+    if any(not isinstance(w, int) or w <= 0 for w in hidden):
+        problems.append(f"config.model.hidden={hidden!r} must be positive integers")
+    if not 0 <= config.optim.b1 < 1 or not 0 <= config.optim.b2 < 1:
+        problems.append("config.optim.b1 and b2 must lie in [0, 1)")
+    if config.train.num_epochs <= 0 and config.train.num_steps <= 0:
+        problems.append("set config.train.num_epochs or config.train.num_steps > 0")
+    if config.model.kind == "vae" and config.objective.name != "elbo":
+        problems.append("model.kind='vae' trains with objective.name='elbo'")
+    if config.model.kind == "ae" and config.objective.name != "mse":
+        problems.append("model.kind='ae' trains with objective.name='mse'")
+    return problems
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ``ValueError`` listing every invalid field of ``config`` at once."""
+    try:
+        problems = _problems(config)
+    except (KeyError, AttributeError, TypeError) as err:
+        raise ValueError(f"Malformed config: {err}") from err
+    if problems:
+        raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def validate_against_data(config: ml_collections.ConfigDict, image_shape, binary: bool) -> None:
+    """Checks the parts of ``config`` that depend on the dataset (shapes, value range)."""
+    problems = []
+    if config.model.architecture == "conv" and (
+        len(image_shape) != 2 or image_shape[0] % 4 or image_shape[1] % 4
+    ):
+        problems.append(
+            f"model.architecture='conv' needs image sides divisible by 4; "
+            f"data {config.data.name!r} has image_shape={tuple(image_shape)}"
+        )
+    if config.data.binarize == "dynamic" and binary:
+        problems.append(f"data {config.data.name!r} is already binary; use data.binarize='none'")
+    if problems:
+        raise ValueError("Invalid config for this data:\n  " + "\n  ".join(problems))

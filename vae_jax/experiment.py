@@ -1,0 +1,102 @@
+"""Everything a run needs, built from a config: data, model, objective, optimizer."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vae_jax import config_checks
+from vae_jax import data as data_lib
+from vae_jax import evaluate, models, objectives, train
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A run's pieces. ``train_x`` lives on the device; the rest are pure functions."""
+
+    config: ml_collections.ConfigDict
+    dataset: data_lib.Dataset
+    model: nn.Module
+    loss_one: objectives.LossOne
+    hparams_fn: Callable
+    tx: object
+    keys: dict[str, jax.Array]
+    total_steps: int
+    steps_per_epoch: int
+    train_x: jax.Array
+
+    def init_state(self) -> train.TrainState:
+        """A fresh TrainState for this experiment's model and optimizer."""
+        example = jnp.zeros((self.dataset.dim,), jnp.float32)
+        return train.create_train_state(
+            self.model, self.tx, example, self.keys["init"], self.keys["train"]
+        )
+
+    @property
+    def binarize(self) -> bool:
+        return self.config.data.binarize == "dynamic"
+
+    def eval_sets(self) -> dict[str, np.ndarray]:
+        """Validation and test arrays; dynamically binarized runs see one fixed sample."""
+        sets = {"valid": self.dataset.valid, "test": self.dataset.test}
+        sets = {name: x for name, x in sets.items() if len(x)}
+        if self.binarize:
+            return {
+                name: evaluate.fixed_binarization(x, jax.random.fold_in(self.keys["eval"], i))
+                for i, (name, x) in enumerate(sets.items())
+            }
+        return sets
+
+
+def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+    """The dataset named by ``config.data`` (found, checksummed and split)."""
+    valid_size = None if config.data.valid_size < 0 else config.data.valid_size
+    return data_lib.load_dataset(
+        config.data.name,
+        data_dir=config.data.data_dir or None,
+        valid_size=valid_size,
+        seed=config.seed,
+        download=config.data.download,
+    )
+
+
+def build_experiment(
+    config: ml_collections.ConfigDict, dataset: data_lib.Dataset | None = None
+) -> Experiment:
+    """Validates ``config`` (before any compile), loads data and builds the pieces."""
+    config_checks.validate_config(config)
+    dataset = dataset if dataset is not None else load_data(config)
+    config_checks.validate_against_data(config, dataset.image_shape, dataset.binary)
+    batch_size = config.train.batch_size
+    num_train = dataset.train.shape[0]
+    if num_train < batch_size:
+        raise ValueError(
+            f"config.train.batch_size={batch_size} exceeds the {num_train} training examples."
+        )
+    steps_per_epoch = num_train // batch_size
+    total = config.train.num_steps or config.train.num_epochs * steps_per_epoch
+    sigma = config.objective.sigma or None
+    model = models.build_model(
+        config.model,
+        likelihood=config.objective.likelihood,
+        image_shape=dataset.image_shape,
+        sigma=sigma,
+    )
+    return Experiment(
+        config=config,
+        dataset=dataset,
+        model=model,
+        loss_one=objectives.make_objective(config, model),
+        hparams_fn=objectives.make_hparams(config),
+        tx=train.make_optimizer(config.optim, total),
+        keys=train.split_root_key(config.seed),
+        total_steps=int(total),
+        steps_per_epoch=steps_per_epoch,
+        train_x=jax.device_put(dataset.train),
+    )

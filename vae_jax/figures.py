@@ -1,0 +1,31 @@
+"""The standard figures of a run: training curves, reconstructions, prior samples."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+
+from vae_jax import generate, models, plots, writer
+
+
+def write_run_figures(exp, params, workdir: str | pathlib.Path, num_images: int = 16) -> None:
+    """Writes ``curves.png``, ``reconstructions.png`` and (VAE) ``samples.png``."""
+    workdir = pathlib.Path(workdir)
+    records = writer.read_metrics(workdir / "metrics.jsonl")
+    keys = ("train/loss", "train/recon", "train/kl", "train/mse", "valid/loss", "test/loss")
+    plots.plot_curves(records, workdir / "curves.png", keys)
+    shape = exp.dataset.image_shape
+    x = exp.dataset.test[:num_images]
+    recon = np.asarray(generate.reconstruct(exp.model, params, x))
+    pairs = np.stack([x, recon], axis=1).reshape(-1, *shape)  # data, reconstruction, ...
+    plots.image_grid(
+        pairs, workdir / "reconstructions.png", title="data | reconstruction", num_columns=8
+    )
+    if isinstance(exp.model, models.VAE):
+        key = jax.random.fold_in(exp.keys["eval"], 1_000_003)
+        samples = np.asarray(generate.sample_prior(exp.model, params, key, 64))
+        plots.image_grid(
+            samples.reshape(-1, *shape), workdir / "samples.png", title="samples from p(z)"
+        )

@@ -1,0 +1,155 @@
+"""``train_and_evaluate``: the outer loop of a run, resumable from its workdir."""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vae_jax import checkpoint, evaluate, experiment, figures, preemption, train, writer
+
+
+def _chunk_cache(exp: experiment.Experiment):
+    """n -> jitted n-step chunk, built once per distinct length (a few per run)."""
+    step_fn = train.make_step_fn(exp.loss_one, exp.hparams_fn, exp.binarize)
+
+    @functools.cache
+    def chunk_for(num_steps: int):
+        return train.make_train_chunk(
+            step_fn,
+            num_steps=num_steps,
+            batch_size=exp.config.train.batch_size,
+            num_examples=exp.dataset.train.shape[0],
+            data_key=exp.keys["data"],
+        )
+
+    return chunk_for
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a non-finite loss or gradient with ``on_nonfinite='stop'``."""
+
+
+def _next_boundary(step: int, exp: experiment.Experiment) -> int:
+    """End of the next chunk: no chunk crosses a log/eval/checkpoint step or the end."""
+    cfg = exp.config.train
+    stops = [exp.total_steps, step + min(cfg.steps_per_dispatch, exp.steps_per_epoch)]
+    for every in (cfg.log_every, cfg.checkpoint_every, cfg.eval_every):
+        if every > 0:
+            stops.append((step // every + 1) * every)
+    return min(stops)
+
+
+def _check_workdir(workdir: pathlib.Path) -> None:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write_probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"Workdir {workdir} is not writable: {err}") from err
+
+
+def _evaluate(exp, eval_fn, params, eval_sets) -> dict[str, float]:
+    metrics = {}
+    for name, x in eval_sets.items():
+        means = evaluate.evaluate_dataset(
+            eval_fn, params, x, exp.config.train.eval_batch_size, exp.keys["eval"]
+        )
+        metrics.update({f"{name}/{k}": v for k, v in means.items()})
+    return metrics
+
+
+class ProgressLog:
+    """Averages chunk metrics between log steps; prints progress and writes them."""
+
+    def __init__(self, metric_writer, total_steps: int, batch_size: int, start_step: int):
+        self.writer, self.total, self.batch_size = metric_writer, total_steps, batch_size
+        self.start_step, self.start_time = start_step, time.time()
+        self.window, self.window_time = [], time.time()
+
+    def add(self, metrics: dict[str, np.ndarray]) -> None:
+        self.window.append(metrics)
+
+    def flush(self, step: int) -> None:
+        """Logs ``step, means, examples/s, ETA`` and writes ``train/...`` scalars."""
+        if not self.window:
+            return
+        means = {k: float(np.mean(np.concatenate([w[k] for w in self.window]))) for k in self.window[0]}
+        num_steps = sum(len(w["loss"]) for w in self.window)
+        rate = num_steps * self.batch_size / max(time.time() - self.window_time, 1e-9)
+        done = max(step - self.start_step, 1)
+        eta = (time.time() - self.start_time) / done * (self.total - step)
+        terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "nonfinite")
+        logging.info(
+            "step %d/%d | %s | %s ex/s | ETA %s",
+            step, self.total, terms, f"{rate:,.0f}", time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
+        self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+        self.window, self.window_time = [], time.time()
+
+
+def _raise_nonfinite(metrics, first_step, manager) -> None:
+    bad = int(np.argmax(np.asarray(metrics["nonfinite"]) > 0)) + first_step
+    raise NonFiniteLossError(
+        f"Non-finite loss or gradient at step {bad}; the update was not applied. "
+        f"Last good checkpoint: step {manager.latest_step()} in {manager.directory}. "
+        "Lower optim.learning_rate, set optim.grad_clip_norm, or set "
+        "train.on_nonfinite='skip' to skip such updates."
+    )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains per ``config``, resuming from ``workdir``'s latest checkpoint.
+
+    Writes ``metrics.jsonl``, ``config.json``, checkpoints and figures into
+    ``workdir``; returns the final evaluation metrics (``valid/...``, ``test/...``).
+    """
+    workdir = pathlib.Path(workdir)
+    _check_workdir(workdir)
+    exp = experiment.build_experiment(config)
+    cfg = config.train
+    manager = checkpoint.make_manager(workdir / "checkpoints", cfg.keep_checkpoints)
+    fresh = exp.init_state()
+    state = checkpoint.restore_latest(manager, fresh) or fresh
+    step = int(state.step)
+    writer.write_config(workdir, config)
+    metric_writer = writer.MetricWriter(workdir, resume_step=step)
+    logging.info("JAX backend %s, devices %s", jax.default_backend(), jax.devices())
+    logging.info("%s from step %d of %d", "Resuming" if step else "Starting", step, exp.total_steps)
+    chunk_for = _chunk_cache(exp)
+    eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
+    eval_sets = exp.eval_sets()
+    progress = ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step)
+    with preemption.PreemptionGuard() as guard:
+        while step < exp.total_steps:
+            n = _next_boundary(step, exp) - step
+            state, metrics = chunk_for(n)(state, exp.train_x)
+            metrics = jax.device_get(metrics)
+            if np.any(metrics["nonfinite"]) and cfg.on_nonfinite == "stop":
+                _raise_nonfinite(metrics, step, manager)
+            step += n
+            progress.add(metrics)
+            if step % cfg.log_every == 0 or step == exp.total_steps:
+                progress.flush(step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < exp.total_steps:
+                metric_writer.write_scalars(step, _evaluate(exp, eval_fn, state.params, eval_sets))
+            if step % cfg.checkpoint_every == 0 or step == exp.total_steps or guard.requested:
+                checkpoint.save(manager, state, step)
+            if guard.requested and step < exp.total_steps:
+                raise preemption.Preempted(
+                    f"Stopped by {guard.signal_name} at step {step}; checkpoint saved in "
+                    f"{manager.directory}. Rerun the same command to resume."
+                )
+    final = _evaluate(exp, eval_fn, state.params, eval_sets)
+    metric_writer.write_scalars(step, final)
+    for name, value in final.items():
+        logging.info("final %s = %.4f", name, value)
+    if cfg.write_figures:
+        figures.write_run_figures(exp, state.params, workdir)
+    return final

@@ -1,0 +1,60 @@
+"""Figures written into a run's workdir: training curves and image grids (PNG)."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(records: Sequence[dict], path: str | pathlib.Path, keys: Sequence[str]) -> None:
+    """One panel per metric in ``keys``: value against step (train and eval lines)."""
+    keys = [k for k in keys if any(r.get(k) is not None for r in records)]
+    if not keys:
+        return
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="o" if len(points) < 20 else None)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def image_grid(
+    images: np.ndarray,
+    path: str | pathlib.Path,
+    *,
+    title: str = "",
+    num_columns: int | None = None,
+) -> None:
+    """Saves ``images: [N, H, W]`` with values in [0, 1] as one grid PNG."""
+    images = np.asarray(images)
+    n = images.shape[0]
+    cols = num_columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    height, width = images.shape[1:3]
+    canvas = np.ones((rows * (height + 1) + 1, cols * (width + 1) + 1))
+    for i in range(n):
+        r, c = divmod(i, cols)
+        top, left = 1 + r * (height + 1), 1 + c * (width + 1)
+        canvas[top : top + height, left : left + width] = images[i]
+    scale = 6 / max(canvas.shape)
+    fig = plt.figure(figsize=(canvas.shape[1] * scale, canvas.shape[0] * scale + 0.4))
+    plt.imshow(np.clip(canvas, 0, 1), cmap="gray", vmin=0, vmax=1)
+    plt.axis("off")
+    if title:
+        plt.title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

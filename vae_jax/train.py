@@ -1,0 +1,135 @@
+"""Training state, jitted steps, scan-fused multi-step chunks and evaluation.
+
+PRNG: ``jax.random.key(seed)`` -> (init, train, data, eval) keys. Step ``s`` uses
+``fold_in(train_key, s)`` and batch order ``data.batch_indices(data_key, s, ...)``,
+so a run resumed from a checkpoint at step ``s`` repeats an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from vae_jax import data as data_lib
+from vae_jax import objectives
+
+
+class TrainState(train_state.TrainState):
+    """flax TrainState (step, params, opt_state) plus ``key``: the train PRNG key."""
+
+    key: jax.Array
+
+
+def split_root_key(seed: int) -> dict[str, jax.Array]:
+    """The four independent key streams of a run, derived from ``seed`` alone."""
+    names = ("init", "train", "data", "eval")
+    return dict(zip(names, jax.random.split(jax.random.PRNGKey(seed), len(names))))
+
+
+def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """Learning-rate schedule: constant, cosine decay, or linear warm-up + cosine."""
+    lr = optim.learning_rate
+    if optim.schedule == "constant":
+        return optax.constant_schedule(lr)
+    if optim.schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, max(total_steps, 1))
+    if optim.schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, lr, optim.warmup_steps, max(total_steps, optim.warmup_steps + 1)
+        )
+    raise ValueError(f"Unknown schedule {optim.schedule!r}.")
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
+    """optax optimizer from ``config.optim``, with optional global-norm clipping."""
+    schedule = make_schedule(optim, total_steps)
+    if optim.name == "adam":
+        tx = optax.adam(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps)
+    elif optim.name == "adamw":
+        tx = optax.adamw(
+            schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay
+        )
+    elif optim.name == "sgd":
+        tx = optax.sgd(schedule, momentum=optim.momentum or None)
+    else:
+        raise ValueError(f"Unknown optimizer {optim.name!r}; choose adam, adamw or sgd.")
+    if optim.grad_clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
+    return tx
+
+
+def create_train_state(
+    model: nn.Module, tx, example_x: jax.Array, init_key: jax.Array, train_key: jax.Array
+) -> TrainState:
+    """Initial state; ``example_x: [D]`` fixes the input size."""
+    params = model.init(init_key, example_x)
+    return TrainState(
+        step=jnp.asarray(0, jnp.int32),
+        apply_fn=model.apply,
+        params=params,
+        tx=tx,
+        opt_state=tx.init(params),
+        key=train_key,
+    )
+
+
+def make_step_fn(
+    loss_one: objectives.LossOne,
+    hparams_fn: Callable[[jax.Array], Mapping[str, jax.Array]],
+    binarize: bool = False,
+) -> Callable:
+    """Pure step(state, batch [B, D]) -> (state, metrics); un-jitted, for composition.
+
+    A step whose loss or gradients are not finite leaves params and optimizer state
+    unchanged and reports ``nonfinite = 1``: the check costs no host sync.
+    """
+    batch_loss = objectives.batch_mean(loss_one)
+
+    def step(state: TrainState, batch):
+        binarize_key, loss_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+        if binarize:
+            batch = data_lib.dynamic_binarize(binarize_key, batch)
+        hparams = hparams_fn(state.step)
+        grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
+        (loss, aux), grads = grad_fn(state.params, batch, loss_key, hparams)
+        finite = jnp.isfinite(loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        )
+        updated = state.apply_gradients(grads=grads)
+        state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
+        state = state.replace(step=updated.step)
+        metrics = {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
+        return state, {**metrics, "nonfinite": 1 - finite.astype(jnp.int32)}
+
+    return step
+
+
+def make_train_step(loss_one, hparams_fn, binarize: bool = False) -> Callable:
+    """Jitted step(state, batch [B, D]) -> (state, metrics) with the state donated."""
+    return jax.jit(make_step_fn(loss_one, hparams_fn, binarize), donate_argnums=0)
+
+
+def make_train_chunk(
+    step_fn: Callable, *, num_steps: int, batch_size: int, num_examples: int, data_key
+) -> Callable:
+    """Jitted chunk(state, train_x [N, D]) -> (state, metrics [num_steps] each).
+
+    Runs ``num_steps`` steps in one XLA call with ``lax.scan``; batch ``s`` is
+    ``train_x[data.batch_indices(data_key, s, ...)]``, gathered on device.
+    """
+
+    def chunk(state, train_x):
+        indices = data_lib.batch_indices(
+            data_key, state.step, num_steps, num_examples, batch_size
+        )  # [num_steps, B]
+        return jax.lax.scan(lambda s, idx: step_fn(s, train_x[idx]), state, indices)
+
+    return jax.jit(chunk, donate_argnums=0)
