@@ -26,6 +26,11 @@ def main(argv):
     from vae_jax import checkpoint, loop, preemption  # imported after flag parsing
 
     logging.set_verbosity(logging.INFO)
+    # Orbax narrates every save at INFO; keep its warnings, drop the rest.
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= logging.converter.STANDARD_WARNING
+        or "orbax" not in record.pathname
+    )
     try:
         loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
     except preemption.Preempted as stop:

@@ -23,7 +23,11 @@ class CheckpointError(RuntimeError):
 def make_manager(directory: str | pathlib.Path, keep: int) -> ocp.CheckpointManager:
     """A manager writing ``<directory>/<step>/`` and keeping the last ``keep`` steps."""
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+    return ocp.CheckpointManager(
+        pathlib.Path(directory).absolute(),
+        options=options,
+        item_handlers=ocp.StandardCheckpointHandler(),
+    )
 
 
 def save(manager: ocp.CheckpointManager, state, step: int) -> None:
@@ -57,6 +61,8 @@ def _restore_step(manager: ocp.CheckpointManager, template, step: int):
     tree = flax.serialization.to_state_dict(template)
     metadata = manager.item_metadata(step)
     metadata = getattr(metadata, "tree", metadata)
+    if not jax.tree_util.tree_leaves(metadata):
+        raise OSError(f"checkpoint {step} has no readable metadata")
     mismatches = _shape_mismatches(tree, metadata)
     if mismatches:
         raise CheckpointError(

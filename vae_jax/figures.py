@@ -14,8 +14,11 @@ def write_run_figures(exp, params, workdir: str | pathlib.Path, num_images: int 
     """Writes ``curves.png``, ``reconstructions.png`` and (VAE) ``samples.png``."""
     workdir = pathlib.Path(workdir)
     records = writer.read_metrics(workdir / "metrics.jsonl")
-    keys = ("train/loss", "train/recon", "train/kl", "train/mse", "valid/loss", "test/loss")
-    plots.plot_curves(records, workdir / "curves.png", keys)
+    panels = {
+        name: [f"{split}/{name}" for split in ("train", "valid", "test")]
+        for name in ("loss", "recon", "kl", "mse")
+    }
+    plots.plot_curves(records, workdir / "curves.png", panels)
     shape = exp.dataset.image_shape
     x = exp.dataset.test[:num_images]
     recon = np.asarray(generate.reconstruct(exp.model, params, x))

@@ -13,19 +13,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_curves(records: Sequence[dict], path: str | pathlib.Path, keys: Sequence[str]) -> None:
-    """One panel per metric in ``keys``: value against step (train and eval lines)."""
-    keys = [k for k in keys if any(r.get(k) is not None for r in records)]
-    if not keys:
+def plot_curves(
+    records: Sequence[dict], path: str | pathlib.Path, panels: dict[str, Sequence[str]]
+) -> None:
+    """One panel per entry of ``panels`` (title -> metric keys): value against step."""
+    panels = {
+        title: [k for k in keys if any(r.get(k) is not None for r in records)]
+        for title, keys in panels.items()
+    }
+    panels = {title: keys for title, keys in panels.items() if keys}
+    if not panels:
         return
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-        steps, values = zip(*points)
-        ax.plot(steps, values, marker="o" if len(points) < 20 else None)
-        ax.set_title(key)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels.items()):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o" if len(points) < 20 else None, label=key)
+        ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

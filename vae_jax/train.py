@@ -106,7 +106,7 @@ def make_step_fn(
         updated = state.apply_gradients(grads=grads)
         state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
         state = state.replace(step=updated.step)
-        metrics = {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, **aux, "grad_norm": optax.tree_utils.tree_norm(grads)}
         return state, {**metrics, "nonfinite": 1 - finite.astype(jnp.int32)}
 
     return step

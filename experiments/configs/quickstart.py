@@ -9,5 +9,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = default.get_config()
     config.model.hidden = (128,)
     config.model.latent_dim = 8
-    config.train.num_epochs = 40
+    config.train.num_epochs = 300
+    config.train.log_every = 500
+    config.train.eval_every = 1000
     return config

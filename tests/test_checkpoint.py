@@ -1,0 +1,74 @@
+"""Checkpoints: round trip, corrupt-latest fallback, shape mismatch errors."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from experiments.configs import default
+from vae_jax import checkpoint, models, train
+
+
+def _state(latent_dim=3, seed=0):
+    cfg = default.get_config().model
+    cfg.update(hidden=(8,), latent_dim=latent_dim)
+    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 3))
+    keys = train.split_root_key(seed)
+    return train.create_train_state(model, optax.adam(1e-3), jnp.zeros(6), keys["init"], keys["train"])
+
+
+def _assert_same(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_round_trip_and_keep_last_n(tmp_path):
+    manager = checkpoint.make_manager(tmp_path, keep=2)
+    states = {s: _state(seed=s) for s in (1, 2, 3)}
+    for s, st in states.items():
+        checkpoint.save(manager, st.replace(step=jnp.asarray(s, jnp.int32)), s)
+    assert manager.all_steps() == [2, 3]
+    restored = checkpoint.restore_latest(manager, _state())
+    assert int(restored.step) == 3
+    _assert_same(restored.params, states[3].params)
+    _assert_same(restored.opt_state, states[3].opt_state)
+
+
+def test_no_checkpoint_gives_none(tmp_path):
+    assert checkpoint.restore_latest(checkpoint.make_manager(tmp_path, 2), _state()) is None
+
+
+def _truncate_files(directory: pathlib.Path):
+    for path in directory.rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def test_corrupt_latest_falls_back_to_previous(tmp_path, caplog):
+    manager = checkpoint.make_manager(tmp_path, keep=3)
+    good, newer = _state(seed=1), _state(seed=2)
+    checkpoint.save(manager, good.replace(step=jnp.asarray(1, jnp.int32)), 1)
+    checkpoint.save(manager, newer.replace(step=jnp.asarray(2, jnp.int32)), 2)
+    _truncate_files(tmp_path / "2")
+    manager = checkpoint.make_manager(tmp_path, keep=3)
+    restored = checkpoint.restore_latest(manager, _state())
+    assert int(restored.step) == 1
+    _assert_same(restored.params, good.params)
+
+
+def test_all_corrupt_raises(tmp_path):
+    manager = checkpoint.make_manager(tmp_path, keep=3)
+    checkpoint.save(manager, _state(), 1)
+    _truncate_files(tmp_path / "1")
+    with pytest.raises(checkpoint.CheckpointError, match="No readable checkpoint"):
+        checkpoint.restore_latest(checkpoint.make_manager(tmp_path, keep=3), _state())
+
+
+def test_shape_mismatch_names_the_field(tmp_path):
+    manager = checkpoint.make_manager(tmp_path, keep=3)
+    checkpoint.save(manager, _state(latent_dim=3), 1)
+    with pytest.raises(checkpoint.CheckpointError, match="to_mean.*kernel"):
+        checkpoint.restore_latest(manager, _state(latent_dim=5))
