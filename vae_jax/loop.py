@@ -135,7 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 _raise_nonfinite(metrics, step, manager)
             step += n
             progress.add(metrics)
-            if step % cfg.log_every == 0 or step == exp.total_steps:
+            if step % cfg.log_every == 0 or step == exp.total_steps or guard.requested:
                 progress.flush(step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < exp.total_steps:
                 metric_writer.write_scalars(step, _evaluate(exp, eval_fn, state.params, eval_sets))
