@@ -1,9 +1,10 @@
-"""Datasets (found, checksummed, split) and pure-JAX batching helpers.
+"""Datasets (found, checksummed, split) and jit-friendly batching helpers.
 
-Files are searched in: ``data_dir``, ``$VAE_JAX_DATA``, ``../shared/data`` (from the
-working directory and from the repository), then the user cache
-(``$XDG_CACHE_HOME/vae_jax`` or ``~/.cache/vae_jax``). Every file is checked
-against its known SHA-256 before it is parsed.
+Files are looked up, in order, in: the ``data_dir`` argument, ``$VAE_JAX_DATA``,
+``../shared/data`` from the working directory and from the repository root, and
+the user cache ``$XDG_CACHE_HOME/vae_jax`` (default ``~/.cache/vae_jax``).
+Every file is sha256-verified before it is parsed. Arrays are float32 in [0, 1],
+flattened to ``[N, D]``; nothing is cached between calls.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import io
+import math
 import os
 import pathlib
-import tempfile
+import shutil
 import urllib.request
 import zlib
 
@@ -22,20 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-class DataError(ValueError):
-    """Base class of the library's data errors."""
-
-
-class DataNotFoundError(DataError):
-    """A dataset file is in none of the searched directories."""
-
-
-class DataCorruptError(DataError):
-    """A dataset file has the wrong checksum, header, size or values."""
-
-
-SHA256 = {
+DATASETS: tuple[str, ...] = (
+    "digits", "mnist", "fashion_mnist", "frey_faces", "binarized_mnist", "synthetic"
+)  # fmt: skip
+IDX_NAMES = (
+    "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+)  # fmt: skip
+SHA256: dict[str, str] = {  # relative path -> sha256 of the upstream file
     "binarized_mnist/binarized_mnist.npz": "350243cb824d66d022e0c3e87cac231231668817ff03f5f6d7b6533017d56b4b",
     "fashion_mnist/t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
     "fashion_mnist/t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
@@ -46,20 +41,33 @@ SHA256 = {
     "mnist/t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
     "mnist/train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
     "mnist/train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-}
-URLS = {  # opt-in downloads (download=True); checked against SHA256 before use
+}  # fmt: skip
+URL_BASES: dict[
+    str, str
+] = {  # download=True only; binarized_mnist has no upstream .npz
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "frey_faces": "https://cs.nyu.edu/~roweis/data/",
 }
-DATASETS = ("digits", "mnist", "fashion_mnist", "frey_faces", "binarized_mnist", "synthetic")
-_IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
-@dataclasses.dataclass(frozen=True)
+class DataError(ValueError):
+    """Base of the library's data errors."""
+
+
+class DataNotFoundError(DataError):
+    """A dataset file is in none of the searched directories."""
+
+
+class DataCorruptError(DataError):
+    """A dataset file has the wrong checksum, header, size or values."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value
 class Dataset:
-    """Flat float32 data in [0, 1]: ``train [N, D]``, ``valid [Nv, D]``, ``test [Nt, D]``."""
+    """train: [N, D], valid: [Nv, D], test: [Nt, D] float32 in [0, 1], C-contiguous;
+    labels [N] int32 or None; image_shape (H, W) with H * W = D; ``binary`` when
+    the values are exactly {0, 1}."""
 
     name: str
     train: np.ndarray
@@ -73,233 +81,307 @@ class Dataset:
 
     @property
     def dim(self) -> int:
-        """D, the number of values per example."""
-        return int(np.prod(self.image_shape))
+        """D, the flat data dimension."""
+        return math.prod(self.image_shape)
+
+
+# ---------------------------------------------------------------- file discovery
+def repo_data_dir() -> pathlib.Path:
+    """``<repository root>/../shared/data``, the repository-relative fallback."""
+    return pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def cache_dir() -> pathlib.Path:
-    """The user cache: ``$XDG_CACHE_HOME/vae_jax`` or ``~/.cache/vae_jax``."""
-    root = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(root) / "vae_jax"
+    """The user cache, where ``download=True`` writes: ``$XDG_CACHE_HOME/vae_jax``."""
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "vae_jax"
 
 
 def search_dirs(data_dir: str | None = None) -> list[pathlib.Path]:
-    """Directories searched for dataset files, in order (duplicates removed)."""
-    candidates = [data_dir, os.environ.get("VAE_JAX_DATA"),
-                  pathlib.Path.cwd().parent / "shared" / "data",
-                  pathlib.Path(__file__).resolve().parents[2] / "shared" / "data",
-                  cache_dir()]
-    dirs = []
-    for c in candidates:
-        if c and pathlib.Path(c).expanduser().absolute() not in dirs:
-            dirs.append(pathlib.Path(c).expanduser().absolute())
-    return dirs
+    """Directories searched for data files, in order, without duplicates."""
+    candidates = [data_dir, os.environ.get("VAE_JAX_DATA")]
+    candidates += [pathlib.Path.cwd() / ".." / "shared" / "data", repo_data_dir()]
+    dirs = [pathlib.Path(d).expanduser().resolve() for d in candidates if d]
+    return list(dict.fromkeys([*dirs, cache_dir()]))
 
 
-def verify_checksum(path: pathlib.Path, expected_sha256: str) -> None:
-    """Raises ``DataCorruptError`` unless the file's SHA-256 is ``expected_sha256``."""
+def _not_found(relpaths: list[str], dirs: list[pathlib.Path]) -> DataNotFoundError:
+    searched = "".join(f"\n  - {d}" for d in dirs)
+    return DataNotFoundError(
+        f"Dataset file(s) not found: {', '.join(relpaths)}.\nSearched:{searched}\n"
+        "Fix: put the files under DIR/<relative path> and pass data_dir=DIR "
+        "(--config.data.data_dir=DIR) or set $VAE_JAX_DATA=DIR, or pass download=True "
+        f"(--config.data.download=True) to fetch them into {cache_dir()}."
+    )
+
+
+def find_file(relpath: str, data_dir: str | None = None) -> pathlib.Path:
+    """The first ``<dir>/relpath`` that exists among ``search_dirs(data_dir)``."""
+    dirs = search_dirs(data_dir)
+    for d in dirs:
+        if (d / relpath).is_file():
+            return d / relpath
+    raise _not_found([relpath], dirs)
+
+
+def verify_checksum(path: str | os.PathLike, expected_sha256: str) -> None:
+    """Raises DataCorruptError unless sha256(file) == expected (streamed)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
     if digest.hexdigest() != expected_sha256:
         raise DataCorruptError(
-            f"{path} is corrupt or not the expected file: sha256 {digest.hexdigest()}, "
-            f"expected {expected_sha256}. Delete it and put the original file there."
+            f"Checksum mismatch for {path}: expected sha256 {expected_sha256}, got "
+            f"{digest.hexdigest()}. Replace it with the original (partial download?)."
         )
 
 
 def _download(relpath: str) -> pathlib.Path:
-    dataset, name = relpath.split("/")
-    target = cache_dir() / relpath
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-        with urllib.request.urlopen(URLS[dataset] + name, timeout=60) as response:
-            tmp.write(response.read())
-    verify_checksum(pathlib.Path(tmp.name), SHA256[relpath])
-    os.replace(tmp.name, target)
-    return target
+    """Fetches ``relpath`` into the cache: temp file, checksum, then atomic rename."""
+    base = URL_BASES.get(relpath.split("/")[0])
+    if base is None:
+        raise DataNotFoundError(f"No download URL for {relpath}; place it by hand.")
+    url, dest = base + pathlib.PurePath(relpath).name, cache_dir() / relpath
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.part")  # same dir: atomic rename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
+            shutil.copyfileobj(response, f)
+        verify_checksum(tmp, SHA256[relpath])
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise DataNotFoundError(f"Download of {url} failed ({e}).") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
 
 
-def find_files(relpaths, data_dir: str | None = None, download: bool = False):
-    """Checksummed paths of ``relpaths`` (e.g. ``"mnist/t10k-labels-idx1-ubyte.gz"``)."""
+def _locate(relpaths: list[str], data_dir, download: bool) -> list[pathlib.Path]:
+    """Finds (or, with ``download``, fetches) every file and verifies its checksum."""
     dirs = search_dirs(data_dir)
-    found = []
-    for relpath in relpaths:
-        path = next((d / relpath for d in dirs if (d / relpath).is_file()), None)
-        if path is None and download and relpath.split("/")[0] in URLS:
-            path = _download(relpath)
-        if path is None:
-            raise DataNotFoundError(
-                f"Dataset file {relpath!r} not found (needed: {list(relpaths)}).\n"
-                "Searched:\n  " + "\n  ".join(map(str, dirs)) + "\n"
-                "Put the files under one of these (keeping the sub-folder), or point "
-                "--config.data.data_dir / $VAE_JAX_DATA at their parent folder, or set "
-                "--config.data.download=True when online."
-            )
-        verify_checksum(path, SHA256[relpath])
-        found.append(path)
-    return found
+    found = {
+        r: next((d / r for d in dirs if (d / r).is_file()), None) for r in relpaths
+    }
+    missing = [r for r, p in found.items() if p is None]
+    if missing and not download:
+        raise _not_found(missing, dirs)
+    found.update({r: _download(r) for r in missing})
+    for r, p in found.items():
+        verify_checksum(p, SHA256[r])
+    return [found[r] for r in relpaths]
 
 
-def read_idx(path: str | pathlib.Path) -> np.ndarray:
-    """Parses an IDX file (gzip or plain) of unsigned bytes into an array of its shape."""
-    path = pathlib.Path(path)
+# ---------------------------------------------------------------- parsing
+def _read_bytes(path: pathlib.Path) -> bytes:
+    if path.suffix != ".gz":
+        return path.read_bytes()
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataCorruptError(f"{path}: unreadable gzip data ({err}).") from err
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise DataCorruptError(f"{path}: not an unsigned-byte IDX file (bad magic number).")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DataCorruptError(f"{path}: truncated IDX header.")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    if len(raw) - header != int(np.prod(shape)):
-        raise DataCorruptError(
-            f"{path}: header says shape {shape} ({int(np.prod(shape))} bytes) but the "
-            f"file holds {len(raw) - header} bytes (truncated or trailing data)."
-        )
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataCorruptError(f"{path}: not a valid gzip file ({e}).") from e
 
 
-def _split(n: int, sizes: tuple[int, int], seed: int) -> tuple[np.ndarray, ...]:
-    """Seeded permutation of range(n) cut into (train, valid, test) index arrays."""
-    valid, test = sizes
-    if valid + test >= n:
-        raise ValueError(f"valid_size={valid} and test size {test} leave no training data.")
-    perm = np.random.default_rng(seed).permutation(n)
-    return perm[valid + test:], perm[:valid], perm[valid:valid + test]
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """IDX file (LeCun et al. 1998; gzip if named *.gz) -> uint8 array of its dims.
 
-
-def _dataset(name, x, labels, splits, image_shape, binary=False) -> Dataset:
-    x = np.ascontiguousarray(x, np.float32)
-    parts = [x[i] for i in splits]
-    label_parts = [None if labels is None else labels[i].astype(np.int32) for i in splits]
-    return Dataset(name, *parts, *label_parts, image_shape=image_shape, binary=binary)
-
-
-def _load_idx_pair(name, data_dir, download, valid_size) -> Dataset:
-    paths = find_files([f"{name}/{f}" for f in _IDX], data_dir, download)
-    train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)
-    for images, labels, path in ((train_x, train_y, paths[0]), (test_x, test_y, paths[2])):
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataCorruptError(f"{path}: images {images.shape} do not match labels {labels.shape}.")
-        if labels.max(initial=0) > 9:
-            raise DataCorruptError(f"{path}: labels outside 0..9.")
-    valid_size = 10_000 if valid_size is None else valid_size
-    n_train = len(train_x) - valid_size
-    if not 0 <= valid_size < len(train_x):
-        raise ValueError(f"valid_size={valid_size} must lie in [0, {len(train_x)}).")
-    x = np.concatenate([train_x, test_x]).reshape(len(train_x) + len(test_x), -1) / 255.0
-    y = np.concatenate([train_y, test_y])
-    splits = (np.arange(n_train), np.arange(n_train, len(train_x)),
-              np.arange(len(train_x), len(x)))  # valid = last valid_size train images
-    return _dataset(name, x, y, splits, tuple(train_x.shape[1:]))
-
-
-def _load_frey(data_dir, download, valid_size, seed) -> Dataset:
-    import scipy.io
-
-    (path,) = find_files(["frey_faces/frey_rawface.mat"], data_dir, download)
-    try:
-        faces = scipy.io.loadmat(path)["ff"]
-    except Exception as err:  # noqa: BLE001 - any parse failure is a corrupt file
-        raise DataCorruptError(f"{path}: cannot read the 'ff' matrix ({err}).") from err
-    if faces.shape != (560, 1965):
-        raise DataCorruptError(f"{path}: expected 'ff' of shape (560, 1965), got {faces.shape}.")
-    x = faces.T.astype(np.float32) / 255.0  # [1965, 560], rows of 28x20 images
-    splits = _split(len(x), (100 if valid_size is None else valid_size, 200), seed)
-    return _dataset("frey_faces", x, None, splits, (28, 20))
-
-
-def _load_binarized_mnist(data_dir, download) -> Dataset:
-    (path,) = find_files(["binarized_mnist/binarized_mnist.npz"], data_dir, download)
-    with np.load(path, allow_pickle=False) as f:
-        arrays = [f[k] for k in ("train", "valid", "test")]
-    if any(a.ndim != 2 or a.shape[1] != 784 or a.max(initial=0) > 1 for a in arrays):
-        raise DataCorruptError(f"{path}: expected [N, 784] arrays of 0/1 values.")
-    x = np.concatenate(arrays)
-    bounds = np.cumsum([0] + [len(a) for a in arrays])
-    splits = tuple(np.arange(bounds[i], bounds[i + 1]) for i in range(3))
-    return _dataset("binarized_mnist", x, None, splits, (28, 28), binary=True)
-
-
-def _load_digits(valid_size, seed) -> Dataset:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    splits = _split(len(digits.data), (200 if valid_size is None else valid_size, 297), seed)
-    return _dataset("digits", digits.data / 16.0, digits.target, splits, (8, 8))
-
-
-def _load_synthetic(valid_size, seed) -> Dataset:
-    """640 noisy copies of 4 random 4x4 prototypes: clustered data with labels."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.uniform(size=(4, 16))
-    labels = rng.integers(0, 4, size=640)
-    x = np.clip(prototypes[labels] + 0.1 * rng.normal(size=(640, 16)), 0.0, 1.0)
-    splits = _split(640, (64 if valid_size is None else valid_size, 64), seed)
-    return _dataset("synthetic", x, labels, splits, (4, 4))
-
-
-def load_dataset(name: str, *, data_dir: str | None = None, valid_size: int | None = None,
-                 seed: int = 0, download: bool = False) -> Dataset:
-    """Loads ``name`` (one of ``DATASETS``) as float32 in [0, 1], split train/valid/test.
-
-    MNIST-style sets keep their 10k test set and validate on the last ``valid_size``
-    (default 10,000) training images; Larochelle's binarized MNIST keeps its fixed
-    50k/10k/10k split; the others are split by a permutation seeded with ``seed``.
+    Header: magic 0x00 0x00 0x08 ndim, then ndim big-endian uint32 sizes. No checksum.
     """
-    if name in ("mnist", "fashion_mnist"):
-        return _load_idx_pair(name, data_dir, download, valid_size)
-    if name == "frey_faces":
-        return _load_frey(data_dir, download, valid_size, seed)
-    if name == "binarized_mnist":
-        return _load_binarized_mnist(data_dir, download)
-    if name == "digits":
-        return _load_digits(valid_size, seed)
-    if name == "synthetic":
-        return _load_synthetic(valid_size, seed)
-    raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}.")
+    path = pathlib.Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[:3] != b"\0\0\x08" or raw[3] == 0:
+        raise DataCorruptError(f"{path}: bad IDX magic {raw[:4].hex()}, want 000008nn.")
+    ndim, offset = raw[3], 4 + 4 * raw[3]
+    if len(raw) < offset:
+        raise DataCorruptError(f"{path}: truncated IDX header.")
+    dims = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    if len(raw) - offset != math.prod(dims):
+        raise DataCorruptError(
+            f"{path}: IDX header says {dims} = {math.prod(dims)} bytes of data, "
+            f"file has {len(raw) - offset} (truncated or trailing bytes)."
+        )
+    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims).copy()
 
 
+def _check_labeled(images: np.ndarray, labels: np.ndarray, path) -> None:
+    """Images [N, 28, 28] uint8 and labels [N] in 0..9, else DataCorruptError."""
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise DataCorruptError(f"{path}: images are {images.shape}, want [N, 28, 28].")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataCorruptError(f"{path}: {labels.shape} labels, {len(images)} images.")
+    if labels.size and labels.max() > 9:
+        raise DataCorruptError(f"{path}: label {labels.max()} outside 0..9.")
+
+
+def _scale(x: np.ndarray, high: float) -> np.ndarray:
+    """[N, ...] -> [N, D] float32 C-contiguous, divided by ``high``."""
+    flat = x.reshape(len(x), math.prod(x.shape[1:]))  # -1 fails when N = 0
+    return np.ascontiguousarray(flat, np.float32) / np.float32(high)
+
+
+def _check_valid_size(valid_size: int, available: int) -> None:
+    if not 0 <= valid_size < available:
+        raise ValueError(f"valid_size={valid_size} must be in [0, {available}).")
+
+
+def _permuted_split(x, y, num_test: int, valid_size: int, seed: int) -> list[tuple]:
+    """[(x, y)] for train, valid, test from one Generator(seed) permutation of rows:
+    its first num_test entries are test, the next valid_size valid, the rest train."""
+    _check_valid_size(valid_size, len(x) - num_test)
+    perm = np.random.default_rng(seed).permutation(len(x))
+    test, valid, train = np.split(perm, [num_test, num_test + valid_size])
+    return [(x[i], None if y is None else y[i]) for i in (train, valid, test)]
+
+
+def _make(name, splits, image_shape, binary=False, high=1.0) -> Dataset:
+    """Dataset from [(x, y)] * 3 in train, valid, test order."""
+    xs = [_scale(x, high) for x, _ in splits]
+    ys = [None if y is None else np.ascontiguousarray(y, np.int32) for _, y in splits]
+    return Dataset(name, *xs, *ys, tuple(image_shape), binary)
+
+
+# ---------------------------------------------------------------- loaders
+def _load_digits(data_dir, valid_size, seed, download) -> Dataset:
+    """UCI optical digits (Alpaydin & Kaynak 1998) as bundled with scikit-learn."""
+    from sklearn.datasets import load_digits  # lazy: importing sklearn is slow
+
+    bunch = load_digits()  # bundled with sklearn: 1797 x 64, values 0..16
+    v = 200 if valid_size is None else valid_size
+    splits = _permuted_split(bunch.data, bunch.target, 297, v, seed)
+    return _make("digits", splits, (8, 8), high=16.0)
+
+
+def _load_idx_dataset(name, data_dir, valid_size, seed, download) -> Dataset:
+    """MNIST (LeCun et al. 1998) or Fashion-MNIST (Xiao et al. 2017) IDX files.
+
+    Train = first 60000 - v training images, valid = the last v, test = t10k.
+    """
+    paths = _locate([f"{name}/{n}" for n in IDX_NAMES], data_dir, download)
+    x_tr, y_tr, x_te, y_te = (read_idx(p) for p in paths)
+    _check_labeled(x_tr, y_tr, paths[0])
+    _check_labeled(x_te, y_te, paths[2])
+    v = 10000 if valid_size is None else valid_size
+    _check_valid_size(v, len(x_tr))
+    cut = len(x_tr) - v
+    splits = [(x_tr[:cut], y_tr[:cut]), (x_tr[cut:], y_tr[cut:]), (x_te, y_te)]
+    return _make(name, splits, (28, 28), high=255.0)
+
+
+def _load_frey(data_dir, valid_size, seed, download) -> Dataset:
+    """Frey faces (via Roweis; Kingma & Welling 2013, §5): 1965 faces of 28x20."""
+    import scipy.io  # lazy: only this loader needs it
+
+    (path,) = _locate(["frey_faces/frey_rawface.mat"], data_dir, download)
+    ff = scipy.io.loadmat(str(path))["ff"]  # [560, 1965] uint8, one face per column
+    if ff.dtype != np.uint8 or ff.ndim != 2 or ff.shape[0] != 28 * 20:
+        raise DataCorruptError(f"{path}: 'ff' is {ff.dtype}{ff.shape}, want [560, N].")
+    v = 100 if valid_size is None else valid_size
+    splits = _permuted_split(ff.T.reshape(-1, 28, 20), None, 200, v, seed)
+    return _make("frey_faces", splits, (28, 20), high=255.0)
+
+
+def _load_binarized(data_dir, valid_size, seed, download) -> Dataset:
+    """Larochelle & Murray 2011 fixed split; ``valid_size`` and ``seed`` are ignored."""
+    (path,) = _locate(["binarized_mnist/binarized_mnist.npz"], data_dir, download)
+    with np.load(path, allow_pickle=False) as f:
+        parts = [f[k] for k in ("train", "valid", "test")]
+    for a in parts:
+        if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != 784:
+            raise DataCorruptError(f"{path}: {a.dtype}{a.shape}, want uint8 [N, 784].")
+        if a.max(initial=0) > 1:
+            raise DataCorruptError(f"{path}: values outside {{0, 1}}.")
+    return _make("binarized_mnist", [(a, None) for a in parts], (28, 28), binary=True)
+
+
+def _load_synthetic(data_dir, valid_size, seed, download) -> Dataset:
+    """4 noisy clusters in [0, 1]^16 (4x4 images): 512 train, v (64) valid, 64 test."""
+    rng = np.random.default_rng(seed)
+    v = 64 if valid_size is None else valid_size
+    _check_valid_size(v, 512 + v)  # only rejects v < 0: train is fixed at 512
+    centers = rng.uniform(0.2, 0.8, size=(4, 16))
+    labels = rng.integers(0, 4, size=512 + v + 64)
+    noise = 0.1 * rng.standard_normal((len(labels), 16))
+    x = np.clip(centers[labels] + noise, 0.0, 1.0)
+    bounds = ((0, 512), (512, 512 + v), (512 + v, None))
+    return _make("synthetic", [(x[a:b], labels[a:b]) for a, b in bounds], (4, 4))
+
+
+_LOADERS = {
+    "digits": _load_digits,
+    "mnist": lambda *args: _load_idx_dataset("mnist", *args),
+    "fashion_mnist": lambda *args: _load_idx_dataset("fashion_mnist", *args),
+    "frey_faces": _load_frey,
+    "binarized_mnist": _load_binarized,
+    "synthetic": _load_synthetic,
+}
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    valid_size: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+) -> Dataset:
+    """Loads, verifies and splits dataset ``name`` (one of ``DATASETS``).
+
+    ``valid_size=None`` is the dataset's default: digits 200, mnist/fashion_mnist
+    10000 (the last training images), frey_faces 100, synthetic 64; binarized_mnist
+    keeps its fixed 50k/10k/10k split. ``seed`` fixes the digits/frey permutation
+    and the synthetic data.
+    """
+    if name not in _LOADERS:
+        raise ValueError(f"Unknown dataset {name!r}; choices: {', '.join(DATASETS)}.")
+    return _LOADERS[name](data_dir, valid_size, seed, download)
+
+
+# ---------------------------------------------------------------- batching (jittable)
 def epoch_permutation(key: jax.Array, epoch, num_examples: int) -> jax.Array:
-    """The order of epoch ``epoch``: a permutation of range(N) from fold_in(key, epoch)."""
-    return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+    """Example order of ``epoch``: permutation(fold_in(key, epoch), N) -> [N] int32."""
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+    return perm.astype(jnp.int32)
 
 
-def batch_indices(key: jax.Array, start_step, num_steps: int, num_examples: int,
-                  batch_size: int) -> jax.Array:
-    """Example indices [num_steps, B] of global steps start_step .. start_step+num_steps-1.
+def batch_indices(
+    key: jax.Array, start_step, num_steps: int, num_examples: int, batch_size: int
+) -> jax.Array:
+    """Example indices [num_steps, B] of global steps start_step .. + num_steps - 1.
 
-    Epoch e = s // (N // B) is the permutation ``epoch_permutation(key, e, N)``, cut
-    into N // B batches (the ragged tail is dropped). Depends on (key, step) only, so
-    a resumed run sees the same batches. Needs num_steps <= N // B.
+    Step s reads batch s % (N // B) of epoch s // (N // B) (ragged tail dropped),
+    so the order depends only on (key, s): a resumed run sees the same batches.
+    ``start_step`` may be traced; needs num_steps <= N // B (two epochs at most).
     """
     steps_per_epoch = num_examples // batch_size
-    if not 0 < num_steps <= steps_per_epoch:
-        raise ValueError(f"num_steps={num_steps} must lie in [1, {steps_per_epoch}].")
-    steps = start_step + jnp.arange(num_steps)
-    first_epoch = start_step // steps_per_epoch
-    perms = jnp.stack([epoch_permutation(key, first_epoch + i, num_examples) for i in (0, 1)])
-    perms = perms[:, : steps_per_epoch * batch_size].reshape(2, steps_per_epoch, batch_size)
-    return perms[steps // steps_per_epoch - first_epoch, steps % steps_per_epoch]
+    if not 1 <= num_steps <= steps_per_epoch:
+        raise ValueError(
+            f"num_steps={num_steps} must be in [1, N // B = {steps_per_epoch}] "
+            f"(N={num_examples}, B={batch_size})."
+        )
+    steps = jnp.asarray(start_step, jnp.int32) + jnp.arange(num_steps, dtype=jnp.int32)
+    epochs, positions = steps // steps_per_epoch, steps % steps_per_epoch  # [num_steps]
+    perms = [epoch_permutation(key, epochs[0] + e, num_examples) for e in (0, 1)]
+    perms = jnp.stack(perms)  # [2, N]: the first epoch touched and the next
+    batches = perms[:, : steps_per_epoch * batch_size].reshape(2, steps_per_epoch, -1)
+    return batches[epochs - epochs[0], positions]
 
 
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
-    """A fresh Bernoulli(x) sample of intensities x in [0, 1], same shape, float32."""
+    """x ~ Bernoulli(x) per pixel (Salakhutdinov & Murray 2008); same shape, float32."""
     return jax.random.bernoulli(key, x).astype(jnp.float32)
 
 
 def pad_to_batches(x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """x [N, D] -> (zero-padded [nb, B, D], mask [nb, B] with 1 for real rows)."""
-    n = len(x)
-    num_batches = -(-n // batch_size)
-    padded = np.zeros((num_batches * batch_size, *x.shape[1:]), np.float32)
-    padded[:n] = x
-    mask = (np.arange(num_batches * batch_size) < n).astype(np.float32)
-    return padded.reshape(num_batches, batch_size, *x.shape[1:]), mask.reshape(num_batches, batch_size)
+    """x: [N, D] -> (xb [nb, B, D] zero-padded, mask [nb, B] float32), nb = ceil(N/B).
+
+    Fixed-shape batches for evaluation: no recompiles, no dropped examples.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    num_batches, rest = -(-len(x) // batch_size), x.shape[1:]
+    padded = np.zeros((num_batches * batch_size, *rest), x.dtype)
+    padded[: len(x)] = x
+    mask = (np.arange(num_batches * batch_size) < len(x)).astype(np.float32)
+    xb = padded.reshape(num_batches, batch_size, *rest)
+    return xb, mask.reshape(num_batches, batch_size)
