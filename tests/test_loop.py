@@ -110,3 +110,21 @@ def test_runner_reports_missing_dataset(tmp_path):
     if result.returncode == 0:
         pytest.skip("frey_faces found through a fallback location")
     assert "frey_rawface.mat" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unwritable_workdir_is_reported_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = _run(blocker / "run")
+    assert result.returncode == 1
+    assert "not writable" in result.stderr and "step 5/" not in result.stderr
+
+
+def test_wrongly_shaped_batch_gives_a_clear_error():
+    from vae_jax import experiment, objectives
+
+    exp = experiment.build_experiment(_config(10))
+    state = exp.init_state()
+    loss = objectives.batch_mean(exp.loss_one)
+    with pytest.raises(ValueError, match=r"xs: \[B, D\]"):
+        loss(state.params, exp.train_x[0], jax.random.PRNGKey(0), {"beta": 1.0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
+import shutil
 import time
 
 import jax
@@ -45,7 +46,8 @@ def _next_boundary(step: int, exp: experiment.Experiment) -> int:
     return min(stops)
 
 
-def _check_workdir(workdir: pathlib.Path) -> None:
+def _check_workdir(workdir: pathlib.Path, state) -> None:
+    """Fails before training if ``workdir`` cannot be written or cannot hold checkpoints."""
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         probe = workdir / ".write_probe"
@@ -53,6 +55,13 @@ def _check_workdir(workdir: pathlib.Path) -> None:
         probe.unlink()
     except OSError as err:
         raise OSError(f"Workdir {workdir} is not writable: {err}") from err
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
+    free = shutil.disk_usage(workdir).free
+    if free < 2 * state_bytes + (16 << 20):
+        raise OSError(
+            f"Workdir {workdir} has {free / 2**20:.0f} MiB free; a checkpoint needs about "
+            f"{state_bytes / 2**20:.1f} MiB. Free some space or choose another --workdir."
+        )
 
 
 def _evaluate(exp, eval_fn, params, eval_sets) -> dict[str, float]:
@@ -111,11 +120,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ``workdir``; returns the final evaluation metrics (``valid/...``, ``test/...``).
     """
     workdir = pathlib.Path(workdir)
-    _check_workdir(workdir)
     exp = experiment.build_experiment(config)
     cfg = config.train
-    manager = checkpoint.make_manager(workdir / "checkpoints", cfg.keep_checkpoints)
     fresh = exp.init_state()
+    _check_workdir(workdir, fresh)
+    manager = checkpoint.make_manager(workdir / "checkpoints", cfg.keep_checkpoints)
     state = checkpoint.restore_latest(manager, fresh) or fresh
     step = int(state.step)
     writer.write_config(workdir, config)

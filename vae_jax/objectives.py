@@ -88,6 +88,11 @@ def per_example(loss_one: LossOne) -> Callable:
     """Lifts loss_one to (params, xs [B, D], key, hparams) -> (values [B], metrics [B])."""
 
     def loss(params, xs, key, hparams):
+        if jnp.ndim(xs) < 2:
+            raise ValueError(
+                f"Expected a batch xs: [B, D], got shape {jnp.shape(xs)}; "
+                "for one example use xs[None] or call the per-example loss directly."
+            )
         keys = jax.random.split(key, xs.shape[0])
         return jax.vmap(loss_one, in_axes=(None, 0, 0, None))(params, xs, keys, hparams)
 
