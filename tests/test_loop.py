@@ -128,3 +128,13 @@ def test_wrongly_shaped_batch_gives_a_clear_error():
     loss = objectives.batch_mean(exp.loss_one)
     with pytest.raises(ValueError, match=r"xs: \[B, D\]"):
         loss(state.params, exp.train_x[0], jax.random.PRNGKey(0), {"beta": 1.0})
+
+
+def test_skip_mode_never_applies_nonfinite_updates(tmp_path):
+    config = _config(30, write_figures=False, on_nonfinite="skip")
+    config.optim.learning_rate = 1e38
+    loop.train_and_evaluate(config, str(tmp_path))
+    records = writer.read_metrics(tmp_path / "metrics.jsonl")
+    assert sum(r.get("train/nonfinite", 0) for r in records) > 0
+    step, params = _final_params(tmp_path)
+    assert step == 30 and all(np.all(np.isfinite(p)) for p in params)
