@@ -24,6 +24,7 @@ CHOICES = {
     "optim.name": ("adam", "adamw", "sgd"),
     "optim.schedule": ("constant", "cosine", "warmup_cosine"),
     "train.on_nonfinite": ("stop", "skip"),
+    "train.data_parallel": ("auto", "on", "off"),
 }
 POSITIVE = (
     "model.latent_dim",

@@ -13,7 +13,7 @@ import numpy as np
 
 from vae_jax import config_checks
 from vae_jax import data as data_lib
-from vae_jax import evaluate, models, objectives, train
+from vae_jax import evaluate, models, objectives, parallel, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +30,19 @@ class Experiment:
     total_steps: int
     steps_per_epoch: int
     train_x: jax.Array
+    mesh: jax.sharding.Mesh | None = None  # data-parallel mesh, or None on one device
 
     def init_state(self) -> train.TrainState:
         """A fresh TrainState for this experiment's model and optimizer."""
         example = jnp.zeros((self.dataset.dim,), jnp.float32)
-        return train.create_train_state(
+        state = train.create_train_state(
             self.model, self.tx, example, self.keys["init"], self.keys["train"]
         )
+        return state if self.mesh is None else jax.device_put(state, parallel.replicated(self.mesh))
+
+    @property
+    def batch_sharding(self) -> jax.sharding.Sharding | None:
+        return None if self.mesh is None else parallel.batch_sharded(self.mesh)
 
     @property
     def binarize(self) -> bool:
@@ -82,6 +88,9 @@ def build_experiment(
     steps_per_epoch = num_train // batch_size
     total = config.train.num_steps or config.train.num_epochs * steps_per_epoch
     sigma = config.objective.sigma or None
+    mesh = None
+    if parallel.use_data_parallel(config.train.data_parallel, batch_size):
+        mesh = parallel.data_mesh()
     model = models.build_model(
         config.model,
         likelihood=config.objective.likelihood,
@@ -98,5 +107,8 @@ def build_experiment(
         keys=train.split_root_key(config.seed),
         total_steps=int(total),
         steps_per_epoch=steps_per_epoch,
-        train_x=jax.device_put(dataset.train),
+        train_x=jax.device_put(
+            dataset.train, None if mesh is None else parallel.replicated(mesh)
+        ),
+        mesh=mesh,
     )

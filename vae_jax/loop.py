@@ -27,6 +27,7 @@ def _chunk_cache(exp: experiment.Experiment):
             batch_size=exp.config.train.batch_size,
             num_examples=exp.dataset.train.shape[0],
             data_key=exp.keys["data"],
+            batch_sharding=exp.batch_sharding,
         )
 
     return chunk_for
@@ -129,7 +130,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     step = int(state.step)
     writer.write_config(workdir, config)
     metric_writer = writer.MetricWriter(workdir, resume_step=step)
-    logging.info("JAX backend %s, devices %s", jax.default_backend(), jax.devices())
+    logging.info(
+        "JAX backend %s, devices %s%s", jax.default_backend(), jax.devices(),
+        f", data-parallel over {exp.mesh.size}" if exp.mesh is not None else "",
+    )
     logging.info("%s from step %d of %d", "Resuming" if step else "Starting", step, exp.total_steps)
     chunk_for = _chunk_cache(exp)
     eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})

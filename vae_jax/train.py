@@ -118,18 +118,31 @@ def make_train_step(loss_one, hparams_fn, binarize: bool = False) -> Callable:
 
 
 def make_train_chunk(
-    step_fn: Callable, *, num_steps: int, batch_size: int, num_examples: int, data_key
+    step_fn: Callable,
+    *,
+    num_steps: int,
+    batch_size: int,
+    num_examples: int,
+    data_key,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Callable:
     """Jitted chunk(state, train_x [N, D]) -> (state, metrics [num_steps] each).
 
     Runs ``num_steps`` steps in one XLA call with ``lax.scan``; batch ``s`` is
-    ``train_x[data.batch_indices(data_key, s, ...)]``, gathered on device.
+    ``train_x[data.batch_indices(data_key, s, ...)]``, gathered on device. With
+    ``batch_sharding`` (see ``parallel.py``) each batch is split across devices.
     """
+
+    def batch_at(train_x, idx):
+        batch = train_x[idx]
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        return batch
 
     def chunk(state, train_x):
         indices = data_lib.batch_indices(
             data_key, state.step, num_steps, num_examples, batch_size
         )  # [num_steps, B]
-        return jax.lax.scan(lambda s, idx: step_fn(s, train_x[idx]), state, indices)
+        return jax.lax.scan(lambda s, idx: step_fn(s, batch_at(train_x, idx)), state, indices)
 
     return jax.jit(chunk, donate_argnums=0)

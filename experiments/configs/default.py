@@ -55,6 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 1000  # steps between checkpoints (and at the end)
     config.train.keep_checkpoints = 3  # last N checkpoints kept
     config.train.eval_batch_size = 500
+    config.train.data_parallel = "auto"  # "auto" (shard batches if >1 device) | "on" | "off"
     config.train.on_nonfinite = "stop"  # "stop" | "skip" the update of a non-finite step
     config.train.write_figures = True  # curves, reconstructions, samples (PNG)
     return config

@@ -1,0 +1,44 @@
+"""Data parallelism with ``jax.sharding``: a 1-D mesh over devices, batch split along it.
+
+Params, optimizer state and the training set are replicated; each step's batch is
+constrained to ``P("data")`` so XLA's SPMD partitioner splits the per-example work
+across devices and all-reduces the gradients. The program is the single-device one.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def data_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def use_data_parallel(mode: str, batch_size: int) -> bool:
+    """Whether to shard: ``"auto"`` does when more than one device is present."""
+    count = jax.device_count()
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"train.data_parallel={mode!r}; choose auto, on or off.")
+    wanted = mode == "on" or (mode == "auto" and count > 1)
+    if wanted and batch_size % count:
+        raise ValueError(
+            f"train.batch_size={batch_size} must be divisible by the {count} devices "
+            "for data-parallel training."
+        )
+    return wanted
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array (params, optimizer state, dataset)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over the ``"data"`` axis: [B, ...] -> [B / n, ...] each."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
