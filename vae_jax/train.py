@@ -100,13 +100,16 @@ def make_step_fn(
         hparams = hparams_fn(state.step)
         grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
         (loss, aux), grads = grad_fn(state.params, batch, loss_key, hparams)
-        finite = jnp.isfinite(loss) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        grad_norm = optax.tree_utils.tree_norm(grads)
+        # Any inf/nan in the gradients makes their norm non-finite: one reduction.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        state = jax.lax.cond(
+            finite,
+            lambda s: s.apply_gradients(grads=grads),
+            lambda s: s.replace(step=s.step + 1),
+            state,
         )
-        updated = state.apply_gradients(grads=grads)
-        state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
-        state = state.replace(step=updated.step)
-        metrics = {"loss": loss, **aux, "grad_norm": optax.tree_utils.tree_norm(grads)}
+        metrics = {"loss": loss, **aux, "grad_norm": grad_norm}
         return state, {**metrics, "nonfinite": 1 - finite.astype(jnp.int32)}
 
     return step
