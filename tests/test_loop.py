@@ -42,6 +42,23 @@ def test_writes_metrics_checkpoints_and_figures(tmp_path):
     for name in ("curves.png", "reconstructions.png", "samples.png", "config.json"):
         assert (tmp_path / name).stat().st_size > 0
     assert json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 8
+    tags = _tensorboard_tags(tmp_path / "tensorboard")
+    assert {"train/loss", "test/loss", "reconstructions", "samples"} <= tags
+
+
+def _tensorboard_tags(logdir):
+    """Tags in TFRecord-framed event files (length, crc, Event proto, crc)."""
+    from tensorboardX.proto import event_pb2
+
+    tags = set()
+    for path in pathlib.Path(logdir).glob("events.*"):
+        raw, offset = path.read_bytes(), 0
+        while offset < len(raw):
+            length = int.from_bytes(raw[offset : offset + 8], "little")
+            event = event_pb2.Event.FromString(raw[offset + 12 : offset + 12 + length])
+            tags.update(v.tag for v in event.summary.value)
+            offset += 12 + length + 4
+    return tags
 
 
 def test_resume_matches_uninterrupted_run_bitwise(tmp_path):

@@ -10,8 +10,13 @@ import numpy as np
 from vae_jax import generate, models, plots, writer
 
 
-def write_run_figures(exp, params, workdir: str | pathlib.Path, num_images: int = 16) -> None:
-    """Writes ``curves.png``, ``reconstructions.png`` and (VAE) ``samples.png``."""
+def write_run_figures(
+    exp, params, workdir: str | pathlib.Path, num_images: int = 16
+) -> dict[str, np.ndarray]:
+    """Writes ``curves.png``, ``reconstructions.png`` and (VAE) ``samples.png``.
+
+    Returns the image batches drawn ([N, H, W] each), e.g. for TensorBoard.
+    """
     workdir = pathlib.Path(workdir)
     records = writer.read_metrics(workdir / "metrics.jsonl")
     panels = {
@@ -26,9 +31,10 @@ def write_run_figures(exp, params, workdir: str | pathlib.Path, num_images: int 
     plots.image_grid(
         pairs, workdir / "reconstructions.png", title="data | reconstruction", num_columns=8
     )
+    images = {"reconstructions": pairs}
     if isinstance(exp.model, models.VAE):
         key = jax.random.fold_in(exp.keys["eval"], 1_000_003)
         samples = np.asarray(generate.sample_prior(exp.model, params, key, 64))
-        plots.image_grid(
-            samples.reshape(-1, *shape), workdir / "samples.png", title="samples from p(z)"
-        )
+        images["samples"] = samples.reshape(-1, *shape)
+        plots.image_grid(images["samples"], workdir / "samples.png", title="samples from p(z)")
+    return images

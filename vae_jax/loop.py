@@ -114,36 +114,17 @@ def _raise_nonfinite(metrics, first_step, manager) -> None:
     )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains per ``config``, resuming from ``workdir``'s latest checkpoint.
-
-    Writes ``metrics.jsonl``, ``config.json``, checkpoints and figures into
-    ``workdir``; returns the final evaluation metrics (``valid/...``, ``test/...``).
-    """
-    workdir = pathlib.Path(workdir)
-    exp = experiment.build_experiment(config)
-    cfg = config.train
-    fresh = exp.init_state()
-    _check_workdir(workdir, fresh)
-    manager = checkpoint.make_manager(workdir / "checkpoints", cfg.keep_checkpoints)
-    state = checkpoint.restore_latest(manager, fresh) or fresh
+def _train(exp, state, manager, metric_writer, evaluate_now):
+    """The step loop: scan-fused chunks, logging, evaluation, checkpoints, signals."""
+    cfg = exp.config.train
     step = int(state.step)
-    writer.write_config(workdir, config)
-    metric_writer = writer.MetricWriter(workdir, resume_step=step)
-    logging.info(
-        "JAX backend %s, devices %s%s", jax.default_backend(), jax.devices(),
-        f", data-parallel over {exp.mesh.size}" if exp.mesh is not None else "",
-    )
-    logging.info("%s from step %d of %d", "Resuming" if step else "Starting", step, exp.total_steps)
     chunk_for = _chunk_cache(exp)
-    eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
-    eval_sets = exp.eval_sets()
     progress = ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step)
     with preemption.PreemptionGuard() as guard:
         while step < exp.total_steps:
             n = _next_boundary(step, exp) - step
             state, metrics = chunk_for(n)(state, exp.train_x)
-            metrics = jax.device_get(metrics)
+            metrics = jax.device_get(metrics)  # the one host sync per chunk
             if np.any(metrics["nonfinite"]) and cfg.on_nonfinite == "stop":
                 _raise_nonfinite(metrics, step, manager)
             step += n
@@ -151,7 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if step % cfg.log_every == 0 or step == exp.total_steps or guard.requested:
                 progress.flush(step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < exp.total_steps:
-                metric_writer.write_scalars(step, _evaluate(exp, eval_fn, state.params, eval_sets))
+                metric_writer.write_scalars(step, evaluate_now(state.params))
             if step % cfg.checkpoint_every == 0 or step == exp.total_steps or guard.requested:
                 checkpoint.save(manager, state, step)
             if guard.requested and step < exp.total_steps:
@@ -159,10 +140,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     f"Stopped by {guard.signal_name} at step {step}; checkpoint saved in "
                     f"{manager.directory}. Rerun the same command to resume."
                 )
-    final = _evaluate(exp, eval_fn, state.params, eval_sets)
-    metric_writer.write_scalars(step, final)
-    for name, value in final.items():
-        logging.info("final %s = %.4f", name, value)
-    if cfg.write_figures:
-        figures.write_run_figures(exp, state.params, workdir)
+    return state
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains per ``config``, resuming from ``workdir``'s latest checkpoint.
+
+    Writes ``metrics.jsonl``, ``tensorboard/``, ``config.json``, checkpoints and
+    figures into ``workdir``; returns the final evaluation metrics (``test/...``).
+    """
+    workdir = pathlib.Path(workdir)
+    exp = experiment.build_experiment(config)
+    fresh = exp.init_state()
+    _check_workdir(workdir, fresh)
+    manager = checkpoint.make_manager(workdir / "checkpoints", config.train.keep_checkpoints)
+    state = checkpoint.restore_latest(manager, fresh) or fresh
+    step = int(state.step)
+    writer.write_config(workdir, config)
+    logging.info(
+        "JAX backend %s, devices %s%s", jax.default_backend(), jax.devices(),
+        f", data-parallel over {exp.mesh.size}" if exp.mesh is not None else "",
+    )
+    logging.info("%s from step %d of %d", "Resuming" if step else "Starting", step, exp.total_steps)
+    eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
+    eval_sets = exp.eval_sets()
+    evaluate_now = lambda params: _evaluate(exp, eval_fn, params, eval_sets)
+    metric_writer = writer.MetricWriter(workdir, resume_step=step)
+    try:
+        state = _train(exp, state, manager, metric_writer, evaluate_now)
+        final = evaluate_now(state.params)
+        metric_writer.write_scalars(exp.total_steps, final)
+        logging.info("final: %s", " ".join(f"{k} {v:.4f}" for k, v in final.items()))
+        if config.train.write_figures:
+            images = figures.write_run_figures(exp, state.params, workdir)
+            metric_writer.write_images(exp.total_steps, images)
+    finally:
+        metric_writer.close()
     return final

@@ -8,27 +8,52 @@ import pathlib
 from typing import Any, Mapping
 
 import ml_collections
+import numpy as np
 
 
 class MetricWriter:
-    """Appends ``{"step": s, **scalars}`` lines to ``<workdir>/metrics.jsonl``.
+    """Appends ``{"step": s, **scalars}`` lines to ``<workdir>/metrics.jsonl`` and, with
+    ``tensorboard=True``, the same scalars (and images) to ``<workdir>/tensorboard/``.
 
-    ``write_scalars(step, scalars)`` has clu's signature. Lines at steps after
-    ``resume_step`` left by an interrupted run are dropped on open, so a resumed
-    run's file reads as if it had never stopped.
+    ``write_scalars(step, scalars)`` has clu's signature. Records at steps after
+    ``resume_step`` left by an interrupted run are dropped on open (TensorBoard's
+    ``purge_step`` likewise), so a resumed run reads as if it had never stopped.
     """
 
-    def __init__(self, workdir: str | pathlib.Path, resume_step: int = 0):
+    def __init__(
+        self, workdir: str | pathlib.Path, resume_step: int = 0, tensorboard: bool = True
+    ):
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
         kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
         with open(self.path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)
+        self.summary = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            logdir = str(pathlib.Path(workdir) / "tensorboard")
+            self.summary = SummaryWriter(logdir, purge_step=resume_step + 1)
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         record = {"step": int(step)}
         record.update({k: _to_json_float(v) for k, v in scalars.items()})
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.summary is not None:
+            for name, value in record.items():
+                if name != "step" and value is not None:
+                    self.summary.add_scalar(name, value, int(step))
+
+    def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+        """TensorBoard image summaries; ``images[name]: [N, H, W]`` in [0, 1]."""
+        if self.summary is None:
+            return
+        for name, batch in images.items():
+            self.summary.add_images(name, np.asarray(batch)[..., None], int(step), dataformats="NHWC")
+
+    def close(self) -> None:
+        if self.summary is not None:
+            self.summary.close()
 
 
 def _to_json_float(value) -> float | None:
