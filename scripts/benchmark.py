@@ -1,0 +1,351 @@
+"""Training throughput of ``vae_mnist``: vae_jax vs PyTorch eager (and torch.compile).
+
+Acceptance check: examples/s of the vae_mnist training loop, vae_jax over PyTorch
+eager, with targets on CPU of >= 2.5x at batch 20 and >= 1.3x at batch 128.
+
+  python scripts/benchmark.py --workdir=~/runs/benchmark
+  python scripts/benchmark.py --batch_sizes=20,128 --rounds=3 --nocompile
+  python scripts/benchmark.py --torch_threads=1   # on a busy machine (see below)
+
+Contenders, alternated within every round (machines are noisy) and summarised by
+their median examples/s over rounds:
+  vae_jax        the library's loop: ``train.make_step_fn`` (dynamic binarization,
+                 non-finite guard) fused ``steps_per_dispatch`` at a time by
+                 ``train.make_train_chunk`` over the device-resident training set,
+                 one ``jax.device_get`` of the chunk's metrics after each chunk (as
+                 ``loop.train_and_evaluate`` does), ``block_until_ready`` at the end.
+  torch_eager    a standard loop (``scripts/_torch_vae.py``): index a batch of a
+                 preloaded tensor, ``torch.bernoulli``, forward, backward, Adam.
+  torch_compile  the same with the loss and the Adam update ``torch.compile``d
+                 (``--compile``, on by default; reported "unavailable" if it fails).
+Each is warmed up (compiled) before timing. Every round also times a jitted float32
+matmul; vae_jax's training FLOP rate is shown as a percentage of it (FLOPs counted
+analytically: forward 2 B (784*400 + 400*20*2 + 20*400 + 400*784), training ~3x
+forward). A second table gives examples per CPU-second of the process (all
+threads), which a busy machine disturbs less than wall-clock rates. On a machine
+whose load exceeds its cores, OpenMP's spin-waiting can make torch's multi-threaded
+eager steps 50x slower: compare with --torch_threads=1 or OMP_WAIT_POLICY=PASSIVE.
+Real MNIST if found, else synthetic data (throughput does not depend on the pixel
+values). Writes ``benchmark.json`` (all rounds) to --workdir. Needs torch
+(``pip install torch``; not a vae_jax dependency).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root
+
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["20", "128", "1024"], "Batch sizes B.")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds per batch size.")
+_STEPS = flags.DEFINE_integer(
+    "steps_per_round", 0, "Steps per contender per round; 0 = about --round_seconds."
+)
+_ROUND_SECONDS = flags.DEFINE_float("round_seconds", 1.5, "Target seconds per block.")
+_DISPATCH = flags.DEFINE_integer(
+    "steps_per_dispatch", 0, "vae_jax steps per XLA call; 0 = the config's (100)."
+)
+_COMPILE = flags.DEFINE_bool("compile", True, "Also time torch.compile.")
+_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch threads; 0 = all cores.")
+_MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the reference matmul.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", "", "MNIST directory; '' = vae_jax's search."
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Writes benchmark.json here if given.")
+
+CONTENDERS = ("vae_jax", "torch_eager", "torch_compile")
+TARGETS = {20: 2.5, 128: 1.3}  # vae_jax / torch eager, CPU
+# Multiply-adds of one example's forward pass through 784-400-(20, 20) / 20-400-784.
+FORWARD_MACS = 784 * 400 + 400 * 20 * 2 + 20 * 400 + 400 * 784
+
+
+def train_flops_per_example() -> float:
+    """~3x the forward FLOPs (backward ~2x forward); 2 FLOPs per multiply-add."""
+    return 3 * 2 * FORWARD_MACS
+
+
+def load_data():
+    """(dataset, name): MNIST with vae_mnist's split, or synthetic [60000, 784]."""
+    import numpy as np
+
+    from vae_jax import data as data_lib
+
+    try:
+        kwargs = {"data_dir": _DATA_DIR.value or None, "valid_size": 0}
+        return data_lib.load_dataset("mnist", **kwargs), "mnist"
+    except data_lib.DataNotFoundError:
+        x = np.random.default_rng(0).random((60000, 784), dtype=np.float32)
+        empty = np.zeros((0, 784), np.float32)
+        dataset = data_lib.Dataset(
+            "synthetic", x, empty, x[:1000], None, None, None, (28, 28)
+        )
+        return dataset, "synthetic (MNIST not found)"
+
+
+def make_config(batch_size: int):
+    from experiments.configs import vae_mnist
+
+    config = vae_mnist.get_config()
+    config.train.batch_size = batch_size
+    config.train.steps_per_dispatch = _DISPATCH.value or config.train.steps_per_dispatch
+    return config
+
+
+class JaxContender:
+    """vae_jax's training loop; ``run(n)`` trains n steps (a multiple of ``block``)."""
+
+    def __init__(self, config, dataset):
+        import jax
+
+        from vae_jax import experiment, train
+
+        self.jax, exp = jax, experiment.build_experiment(config, dataset)
+        step_fn = train.make_step_fn(exp.loss_one, exp.hparams_fn, exp.binarize)
+        # = the loop's chunk length: 100 divides vae_mnist's log and checkpoint steps.
+        self.block = min(config.train.steps_per_dispatch, exp.steps_per_epoch)
+        self.chunk = train.make_train_chunk(
+            step_fn,
+            num_steps=self.block,
+            batch_size=config.train.batch_size,
+            num_examples=exp.dataset.train.shape[0],
+            data_key=exp.keys["data"],
+            batch_sharding=exp.batch_sharding,
+        )
+        self.train_x, self.state = exp.train_x, exp.init_state()
+
+    def run(self, num_steps: int) -> None:
+        for _ in range(num_steps // self.block):
+            self.state, metrics = self.chunk(self.state, self.train_x)
+            self.jax.device_get(metrics)  # loop.train_and_evaluate's one sync per chunk
+        self.jax.block_until_ready(self.state)
+
+
+class TorchContender:
+    """The PyTorch loop of ``_torch_vae``, eager or ``torch.compile``d; block = 1."""
+
+    block = 1
+
+    def __init__(self, config, dataset, compile_step: bool):
+        from scripts import _torch_vae as tv
+
+        model, optimizer = tv.new_model_and_optimizer(config.seed)
+        self.step = tv.make_train_step(model, optimizer, compile_step)
+        generator = tv.torch.Generator().manual_seed(config.seed)
+        train_x = tv.to_tensor(dataset.train)
+        self.batches = tv.endless_batches(train_x, config.train.batch_size, generator)
+
+    def run(self, num_steps: int) -> None:
+        for _ in range(num_steps):
+            self.step(next(self.batches))  # CPU eager is synchronous: no sync needed
+
+
+def timed(contender, num_steps: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of ``run(num_steps)``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    contender.run(num_steps)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def calibrate(contender) -> int:
+    """Warms up (compiles; torch.compile may recompile once the Adam state exists),
+    then picks steps per round: --steps_per_round or about --round_seconds, a
+    multiple of the contender's block."""
+    block = contender.block
+    for _ in range(3):
+        timed(contender, block)
+    probe = -(-10 // block) * block  # >= 10 steps
+    seconds = timed(contender, probe)[0] / probe  # per step
+    wanted = _STEPS.value or _ROUND_SECONDS.value / seconds
+    return max(block, round(wanted / block) * block)
+
+
+def make_contenders(batch_size: int, dataset) -> tuple[dict, dict]:
+    """{name: (warmed-up contender, steps per round)}, {name: why unavailable}."""
+    config = make_config(batch_size)
+    builders = {
+        "vae_jax": lambda: JaxContender(config, dataset),
+        "torch_eager": lambda: TorchContender(config, dataset, compile_step=False),
+    }
+    if _COMPILE.value:
+        builders["torch_compile"] = lambda: TorchContender(config, dataset, True)
+    contenders, unavailable = {}, {}
+    for name, build in builders.items():
+        try:
+            contender = build()
+            contenders[name] = (contender, calibrate(contender))
+        except Exception as err:  # a torch.compile failure is reported, not raised
+            if name != "torch_compile":
+                raise
+            unavailable[name] = f"{type(err).__name__}: {str(err)[:300]}"
+    return contenders, unavailable
+
+
+def benchmark_batch(batch_size: int, dataset, matmul) -> dict:
+    """Alternates the contenders (and the matmul) for --rounds: examples/s per wall
+    second and per CPU second, each round and median."""
+    contenders, unavailable = make_contenders(batch_size, dataset)
+    rates, cpu_rates = {n: [] for n in contenders}, {n: [] for n in contenders}
+    matmul_rates = []
+    for r in range(_ROUNDS.value):
+        for name, (contender, steps) in contenders.items():
+            wall, cpu = timed(contender, steps)
+            rates[name].append(steps * batch_size / wall)
+            cpu_rates[name].append(steps * batch_size / cpu)
+        matmul_rates.append(matmul())
+        print(
+            f"  B={batch_size} round {r + 1}: "
+            + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items())
+            + f" ex/s; matmul {matmul_rates[-1] / 1e9:.1f} GFLOP/s",
+            flush=True,
+        )
+    return {
+        "batch_size": batch_size,
+        "steps_per_round": {name: s for name, (_, s) in contenders.items()},
+        "rates": rates,
+        "median": {name: statistics.median(v) for name, v in rates.items()},
+        "cpu_rates": cpu_rates,
+        "median_per_cpu_second": {
+            n: statistics.median(v) for n, v in cpu_rates.items()
+        },
+        "matmul_flops": statistics.median(matmul_rates),
+        "unavailable": unavailable,
+    }
+
+
+def make_matmul(size: int, reps: int = 3):
+    """Compiles a float32 [size, size] @ [size, size] and returns rate() -> FLOP/s of
+    ``reps`` back-to-back products (2 size^3 FLOPs each)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    jax.block_until_ready(dot(a, a))
+
+    def rate() -> float:
+        start = time.perf_counter()
+        for _ in range(reps):
+            jax.block_until_ready(dot(a, a))
+        return reps * 2 * size**3 / (time.perf_counter() - start)
+
+    return rate
+
+
+def _ratios(rates: dict[str, float]) -> dict[str, float]:
+    """{"vae_jax/<other>": vae_jax's rate over the other's}."""
+    return {
+        f"vae_jax/{n}": rates["vae_jax"] / v for n, v in rates.items() if n != "vae_jax"
+    }
+
+
+def summarize(result: dict) -> dict:
+    """Adds ratios jax/torch, vae_jax's training GFLOP/s and its % of the matmul rate."""
+    flops = result["median"]["vae_jax"] * train_flops_per_example()
+    return {
+        **result,
+        "ratios": _ratios(result["median"]),
+        "ratios_per_cpu_second": _ratios(result["median_per_cpu_second"]),
+        "target": TARGETS.get(result["batch_size"]),
+        "jax_gflops": flops / 1e9,
+        "jax_pct_of_matmul": 100 * flops / result["matmul_flops"],
+    }
+
+
+def _verdict(ratio: float, target: float | None) -> str:
+    if target is None:
+        return "-"
+    return f">={target:g} {'ok' if ratio >= target else 'NO'}"
+
+
+def _row(batch_size: int, rates: dict, ratios: dict) -> str:
+    """B, examples/s of each contender, jax/eager, jax/compile."""
+    cells = [f"{rates[n]:,.0f}" if n in rates else "-" for n in CONTENDERS]
+    cells += [f"{ratios[k]:.2f}x" if k in ratios else "-"
+              for k in ("vae_jax/torch_eager", "vae_jax/torch_compile")]  # fmt: skip
+    widths = (9, 11, 13, 9, 11)
+    return f"{batch_size:>5} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+
+
+def print_table(results: list[dict]) -> None:
+    """Medians of examples/s (wall clock), ratios, targets and FLOP rates."""
+    head = "    B   vae_jax torch_eager torch_compile jax/eager jax/compile"
+    print(f"\nexamples/s (median over rounds)\n{head}   target  matmul GF/s"
+          "  jax GF/s  % matmul")  # fmt: skip
+    for r in results:
+        eager = r["ratios"].get("vae_jax/torch_eager", float("nan"))
+        print(
+            _row(r["batch_size"], r["median"], r["ratios"])
+            + f" {_verdict(eager, r['target']):>8} {r['matmul_flops'] / 1e9:>12.1f}"
+            + f" {r['jax_gflops']:>9.1f} {r['jax_pct_of_matmul']:>8.1f}%"
+        )
+    print(
+        f"\nexamples per CPU-second of this process (less sensitive to a busy machine)\n{head}"
+    )
+    for r in results:
+        print(
+            _row(
+                r["batch_size"], r["median_per_cpu_second"], r["ratios_per_cpu_second"]
+            )
+        )
+    for r in results:
+        for name, why in r["unavailable"].items():
+            print(f"B={r['batch_size']}: {name} unavailable: {why}")
+
+
+def environment() -> dict:
+    import jax
+
+    from scripts import _torch_vae as tv
+
+    return {
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": tv.torch.get_num_threads(),
+        "jax": jax.__version__,
+        "torch": tv.torch.__version__,
+        "jax_device": str(jax.devices()[0]),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_average": os.getloadavg(),
+    }
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from scripts import _torch_vae as tv  # exits with a message if torch is missing
+
+    tv.set_threads(_THREADS.value)
+    env = environment()
+    print(" ".join(f"{k}={v}" for k, v in env.items()), flush=True)
+    if env["load_average"][0] > 0.5 * (os.cpu_count() or 1):
+        print(
+            "WARNING: the machine is busy (1-min load average above half the cores): "
+            "timings are noisy, and OpenMP's spin-waiting can slow torch's threads "
+            "far more than XLA's (try --torch_threads=1 or OMP_WAIT_POLICY=PASSIVE)."
+        )
+    dataset, data_name = load_data()
+    print(f"data: {data_name}", flush=True)
+    matmul = make_matmul(_MATMUL.value)
+    results = [
+        summarize(benchmark_batch(int(b), dataset, matmul)) for b in _BATCH_SIZES.value
+    ]
+    print_table(results)
+    env["load_average_end"] = os.getloadavg()
+    if _WORKDIR.value:
+        workdir = pathlib.Path(_WORKDIR.value).expanduser()
+        workdir.mkdir(parents=True, exist_ok=True)
+        record = {**env, "data": data_name, "results": results}
+        (workdir / "benchmark.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"results: {workdir / 'benchmark.json'}")
+
+
+if __name__ == "__main__":
+    app.run(main)
