@@ -16,9 +16,12 @@ path (``loop.train_and_evaluate``); initialisation follows each framework's
 defaults (flax: lecun_normal weights, zero biases; torch: Kaiming-uniform weights
 and uniform biases), so the two runs differ by init and random streams only.
 
-Writes ``torch_reference.json`` (overwritten) and appends one Markdown table row to
-``torch_reference.md`` in --workdir. Needs torch (``pip install torch``; not a
-vae_jax dependency).
+Wall times: vae_jax's include compilation, checkpoints and evaluation; torch's its
+training and evaluation. torch uses all cores (--torch_threads=0); on a machine whose
+load exceeds its cores pass --torch_threads=1, as OpenMP's spin-waiting can then make
+each multi-threaded step ~50x slower. Writes ``torch_reference.json`` (overwritten)
+and appends one Markdown table row to ``torch_reference.md`` in --workdir. Needs
+torch (``pip install torch``; not a vae_jax dependency).
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def write_results(
         config.seed,
         losses.get("vae_jax", "-"),
         losses.get("pytorch", "-"),
-        f"{result.get('diff', float('nan')):+.3f}",
+        f"{result['diff']:+.3f}" if result else "-",
         result.get("within_tolerance", "-"),
     ]
     with md.open("a") as f:
