@@ -13,7 +13,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, figures.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, metrics, figures."
+)
 config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
 )
@@ -28,15 +30,22 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     # Orbax narrates every save at INFO; keep its warnings, drop the rest.
     logging.get_absl_handler().addFilter(
-        lambda record: record.levelno >= logging.converter.STANDARD_WARNING
-        or "orbax" not in record.pathname
+        lambda record: (
+            record.levelno >= logging.converter.STANDARD_WARNING
+            or "orbax" not in record.pathname
+        )
     )
     try:
         loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
     except preemption.Preempted as stop:
         logging.warning("%s", stop)
         sys.exit(0)
-    except (ValueError, OSError, checkpoint.CheckpointError, loop.NonFiniteLossError) as err:
+    except (
+        ValueError,
+        OSError,
+        checkpoint.CheckpointError,
+        loop.NonFiniteLossError,
+    ) as err:
         # Bad input ends with one clear message, not a traceback.
         logging.error("%s: %s", type(err).__name__, err)
         sys.exit(1)

@@ -17,7 +17,9 @@ def _state(latent_dim=3, seed=0):
     cfg.update(hidden=(8,), latent_dim=latent_dim)
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 3))
     keys = train.split_root_key(seed)
-    return train.create_train_state(model, optax.adam(1e-3), jnp.zeros(6), keys["init"], keys["train"])
+    return train.create_train_state(
+        model, optax.adam(1e-3), jnp.zeros(6), keys["init"], keys["train"]
+    )
 
 
 def _assert_same(a, b):
@@ -38,7 +40,10 @@ def test_round_trip_and_keep_last_n(tmp_path):
 
 
 def test_no_checkpoint_gives_none(tmp_path):
-    assert checkpoint.restore_latest(checkpoint.make_manager(tmp_path, 2), _state()) is None
+    assert (
+        checkpoint.restore_latest(checkpoint.make_manager(tmp_path, 2), _state())
+        is None
+    )
 
 
 def _truncate_files(directory: pathlib.Path):

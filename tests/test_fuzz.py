@@ -45,7 +45,9 @@ def _state():
     cfg.update(hidden=(4,), latent_dim=2)
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 2))
     keys = train.split_root_key(0)
-    return train.create_train_state(model, optax.adam(1e-3), jnp.zeros(4), keys["init"], keys["train"])
+    return train.create_train_state(
+        model, optax.adam(1e-3), jnp.zeros(4), keys["init"], keys["train"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,9 @@ def saved_checkpoint(tmp_path_factory):
 
 @FUZZ
 @given(st.data())
-def test_checkpoint_with_random_bytes_fails_cleanly(tmp_path_factory, saved_checkpoint, draw):
+def test_checkpoint_with_random_bytes_fails_cleanly(
+    tmp_path_factory, saved_checkpoint, draw
+):
     root = tmp_path_factory.mktemp("fuzzed")
     shutil.copytree(saved_checkpoint, root, dirs_exist_ok=True)
     files = sorted(p for p in pathlib.Path(root).rglob("*") if p.is_file())

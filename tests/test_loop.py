@@ -41,7 +41,9 @@ def test_writes_metrics_checkpoints_and_figures(tmp_path):
     assert [r["step"] for r in records if "train/loss" in r] == [10, 20, 30]
     for name in ("curves.png", "reconstructions.png", "samples.png", "config.json"):
         assert (tmp_path / name).stat().st_size > 0
-    assert json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 8
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 8
+    )
     tags = _tensorboard_tags(tmp_path / "tensorboard")
     assert {"train/loss", "test/loss", "reconstructions", "samples"} <= tags
 
@@ -62,7 +64,9 @@ def _tensorboard_tags(logdir):
 
 
 def test_resume_matches_uninterrupted_run_bitwise(tmp_path):
-    loop.train_and_evaluate(_config(40, write_figures=False), str(tmp_path / "straight"))
+    loop.train_and_evaluate(
+        _config(40, write_figures=False), str(tmp_path / "straight")
+    )
     loop.train_and_evaluate(_config(20, write_figures=False), str(tmp_path / "split"))
     loop.train_and_evaluate(_config(40, write_figures=False), str(tmp_path / "split"))
     step_a, params_a = _final_params(tmp_path / "straight")
@@ -70,8 +74,16 @@ def test_resume_matches_uninterrupted_run_bitwise(tmp_path):
     assert step_a == step_b == 40
     for a, b in zip(params_a, params_b):
         np.testing.assert_array_equal(a, b)
-    train_a = [r for r in writer.read_metrics(tmp_path / "straight" / "metrics.jsonl") if "train/loss" in r]
-    train_b = [r for r in writer.read_metrics(tmp_path / "split" / "metrics.jsonl") if "train/loss" in r]
+    train_a = [
+        r
+        for r in writer.read_metrics(tmp_path / "straight" / "metrics.jsonl")
+        if "train/loss" in r
+    ]
+    train_b = [
+        r
+        for r in writer.read_metrics(tmp_path / "split" / "metrics.jsonl")
+        if "train/loss" in r
+    ]
     assert train_a == train_b
 
 
@@ -87,12 +99,19 @@ def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
 
 def _run(workdir, *overrides, env=None):
     cmd = [
-        sys.executable, "-m", "experiments.run",
-        "--config=experiments/configs/quickstart.py", f"--workdir={workdir}",
-        "--config.train.num_steps=10", "--config.train.log_every=5",
-        "--config.train.write_figures=False", *overrides,
+        sys.executable,
+        "-m",
+        "experiments.run",
+        "--config=experiments/configs/quickstart.py",
+        f"--workdir={workdir}",
+        "--config.train.num_steps=10",
+        "--config.train.log_every=5",
+        "--config.train.write_figures=False",
+        *overrides,
     ]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_runner_trains_and_reports_backend(tmp_path):

@@ -18,7 +18,9 @@ def _model_config(**overrides):
 @pytest.mark.parametrize("architecture", ["mlp", "conv", "linear"])
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_shapes_batched_and_unbatched(kind, architecture):
-    cfg = _model_config(kind=kind, architecture=architecture, latent_dim=3, hidden=(16,))
+    cfg = _model_config(
+        kind=kind, architecture=architecture, latent_dim=3, hidden=(16,)
+    )
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(8, 8))
     x = jax.random.uniform(jax.random.PRNGKey(0), (5, 64))
     params = model.init(jax.random.PRNGKey(1), x[0])
@@ -32,7 +34,12 @@ def test_shapes_batched_and_unbatched(kind, architecture):
         out = model.apply(params, code, method="decode")
     assert out.shape == (5, 64)
     single = jax.vmap(lambda xi: model.apply(params, xi))(x)
-    np.testing.assert_allclose(jax.tree.leaves(single)[0], jax.tree.leaves(model.apply(params, x))[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        jax.tree.leaves(single)[0],
+        jax.tree.leaves(model.apply(params, x))[0],
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_vae_mnist_parameter_count():
@@ -47,7 +54,9 @@ def test_vae_mnist_parameter_count():
 
 def test_gaussian_sigma_fixed_or_learned():
     cfg = _model_config(hidden=(8,), latent_dim=2)
-    fixed = models.build_model(cfg, likelihood="gaussian", image_shape=(2, 3), sigma=0.5)
+    fixed = models.build_model(
+        cfg, likelihood="gaussian", image_shape=(2, 3), sigma=0.5
+    )
     learned = models.build_model(cfg, likelihood="gaussian", image_shape=(2, 3))
     z = jnp.ones(2)
     p_fixed = fixed.init(jax.random.PRNGKey(0), jnp.zeros(6))
@@ -68,7 +77,8 @@ def test_linear_ae_has_no_nonlinearity():
 
 
 @pytest.mark.parametrize(
-    "field,value", [("architecture", "resnet"), ("kind", "gan"), ("activation", "swish2")]
+    "field,value",
+    [("architecture", "resnet"), ("kind", "gan"), ("activation", "swish2")],
 )
 def test_unknown_names_raise_with_choices(field, value):
     cfg = _model_config(**{field: value})

@@ -11,10 +11,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def test_tour_notebook_executes():
     pytest.importorskip("ipykernel")
-    notebook = nbformat.read(REPO / "experiments" / "notebooks" / "tour.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(REPO)}}).execute()
+    notebook = nbformat.read(
+        REPO / "experiments" / "notebooks" / "tour.ipynb", as_version=4
+    )
+    NotebookClient(
+        notebook, timeout=120, resources={"metadata": {"path": str(REPO)}}
+    ).execute()
     outputs = "".join(
-        o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+        o.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
         for o in cell.get("outputs", [])
     )
     assert "identical params: True" in outputs

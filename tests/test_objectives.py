@@ -15,7 +15,9 @@ D, K, SIGMA = 6, 2, 0.7
 def _linear_gaussian_vae():
     cfg = default.get_config().model
     cfg.update(architecture="linear", latent_dim=K)
-    model = models.build_model(cfg, likelihood="gaussian", image_shape=(2, 3), sigma=SIGMA)
+    model = models.build_model(
+        cfg, likelihood="gaussian", image_shape=(2, 3), sigma=SIGMA
+    )
     params = model.init(jax.random.PRNGKey(0), jnp.zeros(D))
     return model, params
 
@@ -30,7 +32,12 @@ def test_elbo_matches_closed_form_and_bounds_log_marginal():
     x = jax.random.uniform(jax.random.PRNGKey(3), (D,))
     W, b = _decoder_wb(params)
     loss, aux = objectives.negative_elbo(
-        params, x, jax.random.PRNGKey(4), {"beta": 1.0}, model=model, num_samples=200_000
+        params,
+        x,
+        jax.random.PRNGKey(4),
+        {"beta": 1.0},
+        model=model,
+        num_samples=200_000,
     )
     mean, logvar = model.apply(params, x, method="encode")
     log_s = jnp.log(SIGMA)
@@ -39,7 +46,9 @@ def test_elbo_matches_closed_form_and_bounds_log_marginal():
     np.testing.assert_allclose(aux["elbo"], exact, rtol=2e-3)
     gap = linear_gaussian.log_marginal(x, W, b, log_s) - aux["elbo"]
     np.testing.assert_allclose(
-        gap, linear_gaussian.kl_to_posterior_diag(x, W, b, log_s, mean, logvar), atol=2e-2
+        gap,
+        linear_gaussian.kl_to_posterior_diag(x, W, b, log_s, mean, logvar),
+        atol=2e-2,
     )
     assert gap > 0
 
@@ -73,11 +82,15 @@ def test_elbo_gradient_matches_finite_differences():
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 2))
     params = model.init(jax.random.PRNGKey(0), jnp.zeros(4))
     x = jnp.array([0.0, 1.0, 1.0, 0.0])
-    key = jax.random.PRNGKey(5)  # fixed noise: the reparameterised loss is smooth in params
+    key = jax.random.PRNGKey(
+        5
+    )  # fixed noise: the reparameterised loss is smooth in params
     f = lambda p: objectives.negative_elbo(p, x, key, {"beta": 1.0}, model=model)[0]
     with jax.enable_x64():
         params64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
-        check_grads(f, (params64,), order=1, modes=["rev"], eps=1e-3, atol=5e-2, rtol=5e-2)
+        check_grads(
+            f, (params64,), order=1, modes=["rev"], eps=1e-3, atol=5e-2, rtol=5e-2
+        )
 
 
 def test_squared_error_is_mean_over_pixels():
@@ -87,7 +100,9 @@ def test_squared_error_is_mean_over_pixels():
     params = model.init(jax.random.PRNGKey(0), jnp.zeros(D))
     x = jnp.linspace(0, 1, D)
     mse, aux = objectives.squared_error(params, x, None, {}, model=model)
-    np.testing.assert_allclose(mse, np.mean((np.asarray(x) - model.apply(params, x)) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        mse, np.mean((np.asarray(x) - model.apply(params, x)) ** 2), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("warmup", [0, 100])

@@ -1,7 +1,6 @@
 """Kill-and-resume: a run killed (SIGKILL) or preempted (SIGTERM) and resumed ends
 bit-identical to an uninterrupted run."""
 
-import os
 import pathlib
 import signal
 import subprocess
@@ -37,7 +36,11 @@ def _latest(workdir):
 
 def _interrupt_after_first_checkpoint(workdir, signum):
     proc = subprocess.Popen(
-        _command(workdir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _command(workdir),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     ckpt_dir = pathlib.Path(workdir) / "checkpoints"
     deadline = time.time() + 240
@@ -53,7 +56,9 @@ def _interrupt_after_first_checkpoint(workdir, signum):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
-    subprocess.run(_command(workdir), cwd=REPO, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        _command(workdir), cwd=REPO, check=True, capture_output=True, timeout=600
+    )
     return workdir
 
 
@@ -66,7 +71,9 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, uninterrupted, signum):
         assert returncode == 0 and "Rerun the same command to resume" in stderr
     else:
         assert returncode == -signal.SIGKILL
-    resumed = subprocess.run(_command(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _command(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming from step {step_at_stop}" in resumed.stderr
     step_a, tree_a = _latest(uninterrupted)
@@ -78,6 +85,8 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, uninterrupted, signum):
     # SIGTERM flushes a partial window there. Final evaluations are identical.
     records_a = writer.read_metrics(uninterrupted / "metrics.jsonl")
     records_b = writer.read_metrics(tmp_path / "metrics.jsonl")
-    before = lambda records: [r for r in records if r["step"] < step_at_stop // 100 * 100 + 1]
+    before = lambda records: [
+        r for r in records if r["step"] < step_at_stop // 100 * 100 + 1
+    ]
     assert before(records_a) == before(records_b)
     assert records_a[-1] == records_b[-1] and "test/loss" in records_a[-1]

@@ -44,7 +44,10 @@ def test_scan_chunk_equals_single_steps():
 
 def test_nonfinite_step_is_not_applied():
     _, hparams_fn, state, x, _ = _setup()
-    model_loss = lambda p, xi, k, h: (jnp.log(xi[0]) * sum(jnp.sum(l) for l in jax.tree.leaves(p)), {})
+    model_loss = lambda p, xi, k, h: (
+        jnp.log(xi[0]) * sum(jnp.sum(l) for l in jax.tree.leaves(p)),
+        {},
+    )
     step = train.make_train_step(model_loss, hparams_fn)
     before = jax.tree.map(np.asarray, state.params)
     bad = x[:8].at[0, 0].set(-1.0)  # log(-1) = nan in one example
@@ -59,7 +62,9 @@ def test_nonfinite_step_is_not_applied():
 def test_training_lowers_the_negative_elbo():
     loss_one, hparams_fn, state, x, keys = _setup()
     eval_fn = evaluate.make_eval_fn(loss_one, {"beta": 1.0})
-    before = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])["loss"]
+    before = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])[
+        "loss"
+    ]
     chunk = train.make_train_chunk(
         train.make_step_fn(loss_one, hparams_fn),
         num_steps=8,
@@ -69,7 +74,9 @@ def test_training_lowers_the_negative_elbo():
     )
     for _ in range(25):
         state, _ = chunk(state, x)
-    after = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])["loss"]
+    after = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])[
+        "loss"
+    ]
     assert after < before - 0.5
 
 
@@ -80,5 +87,7 @@ def test_eval_masked_mean_counts_every_example_once():
     got = evaluate.evaluate_dataset(eval_fn, state.params, x, 32, keys["eval"])
     params = state.params
     mean, logvar = jax.vmap(lambda xi: state.apply_fn(params, xi, method="encode"))(x)
-    kl = jax.vmap(lambda m, lv: 0.5 * jnp.sum(jnp.exp(lv) + m**2 - 1 - lv))(mean, logvar)
+    kl = jax.vmap(lambda m, lv: 0.5 * jnp.sum(jnp.exp(lv) + m**2 - 1 - lv))(
+        mean, logvar
+    )
     np.testing.assert_allclose(got["kl"], float(jnp.mean(kl)), rtol=1e-5)

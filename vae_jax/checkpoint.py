@@ -53,7 +53,9 @@ def _shape_mismatches(template_tree, metadata_tree) -> list[str]:
         if name not in stored:
             problems.append(f"{name}: missing from the checkpoint")
         elif stored[name] != tuple(np.shape(leaf)):
-            problems.append(f"{name}: checkpoint {stored[name]} vs config {np.shape(leaf)}")
+            problems.append(
+                f"{name}: checkpoint {stored[name]} vs config {np.shape(leaf)}"
+            )
     return problems
 
 
@@ -89,7 +91,9 @@ def restore_latest(manager: ocp.CheckpointManager, template):
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
-            logging.warning("Checkpoint %d is unreadable (%s); trying the previous one.", step, err)
+            logging.warning(
+                "Checkpoint %d is unreadable (%s); trying the previous one.", step, err
+            )
     if steps:
         raise CheckpointError(
             f"No readable checkpoint among steps {steps} in {manager.directory}."

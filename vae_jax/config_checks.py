@@ -7,11 +7,22 @@ import ml_collections
 CHOICES = {
     "model.kind": ("vae", "ae"),
     "model.architecture": ("mlp", "conv", "linear"),
-    "model.activation": ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid", "linear"),
+    "model.activation": (
+        "relu",
+        "tanh",
+        "elu",
+        "gelu",
+        "softplus",
+        "sigmoid",
+        "linear",
+    ),
     "model.code_activation": ("linear", "sigmoid", "relu", "tanh"),
     "model.dtype": ("float32", "bfloat16", "float16"),
-    "objective.name": ("elbo", "mse"),
+    "model.stochastic_layers": (1, 2),
+    "model.output_bias": ("zeros", "data_mean"),
+    "objective.name": ("elbo", "iwae", "mse", "denoising_mse", "sparse_mse"),
     "objective.likelihood": ("bernoulli", "gaussian"),
+    "objective.corruption": ("gaussian", "masking", "salt_and_pepper"),
     "data.name": (
         "digits",
         "mnist",
@@ -22,7 +33,7 @@ CHOICES = {
     ),
     "data.binarize": ("none", "dynamic"),
     "optim.name": ("adam", "adamw", "sgd"),
-    "optim.schedule": ("constant", "cosine", "warmup_cosine"),
+    "optim.schedule": ("constant", "cosine", "warmup_cosine", "burda"),
     "train.on_nonfinite": ("stop", "skip"),
     "train.data_parallel": ("auto", "on", "off"),
 }
@@ -78,10 +89,51 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append("config.optim.b1 and b2 must lie in [0, 1)")
     if config.train.num_epochs <= 0 and config.train.num_steps <= 0:
         problems.append("set config.train.num_epochs or config.train.num_steps > 0")
-    if config.model.kind == "vae" and config.objective.name != "elbo":
-        problems.append("model.kind='vae' trains with objective.name='elbo'")
-    if config.model.kind == "ae" and config.objective.name != "mse":
-        problems.append("model.kind='ae' trains with objective.name='mse'")
+    if config.model.kind == "vae" and config.objective.name not in ("elbo", "iwae"):
+        problems.append("model.kind='vae' trains with objective.name='elbo' or 'iwae'")
+    if config.model.stochastic_layers == 2 and (
+        config.model.kind != "vae"
+        or config.model.architecture != "mlp"
+        or config.objective.likelihood != "bernoulli"
+        or not config.model.latent_dim2 > 0
+        or any(not isinstance(w, int) or w <= 0 for w in tuple(config.model.hidden2))
+    ):
+        problems.append(
+            "model.stochastic_layers=2 (Burda et al.'s two-layer model) needs kind='vae', "
+            "architecture='mlp', likelihood='bernoulli', latent_dim2 > 0, positive hidden2"
+        )
+    if config.model.kind == "ae" and config.objective.name not in AE_OBJECTIVES:
+        problems.append(
+            f"model.kind='ae' trains with objective.name in {AE_OBJECTIVES}"
+        )
+    problems += _autoencoder_problems(config)
+    return problems
+
+
+AE_OBJECTIVES = ("mse", "denoising_mse", "sparse_mse")
+
+
+def _autoencoder_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """Denoising, sparse and centred-data settings (autoencoders only)."""
+    obj, problems = config.objective, []
+    if obj.name == "denoising_mse" and not (
+        obj.noise_level >= 0 and (obj.corruption == "gaussian" or obj.noise_level <= 1)
+    ):
+        problems.append("objective.noise_level must be >= 0 (and <= 1 unless gaussian)")
+    if obj.name == "sparse_mse":
+        if not 0 < obj.sparsity_target < 1 or not obj.sparsity_weight >= 0:
+            problems.append(
+                "sparse_mse needs 0 < sparsity_target < 1, sparsity_weight >= 0"
+            )
+        if config.model.code_activation != "sigmoid":
+            problems.append(
+                "objective.name='sparse_mse' needs model.code_activation='sigmoid'"
+            )
+    centred = config.data.get("center", False)
+    if centred and (config.model.kind != "ae" or config.data.binarize != "none"):
+        problems.append(
+            "data.center=True needs model.kind='ae' and data.binarize='none'"
+        )
     return problems
 
 
@@ -95,7 +147,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 
 
-def validate_against_data(config: ml_collections.ConfigDict, image_shape, binary: bool) -> None:
+def validate_against_data(
+    config: ml_collections.ConfigDict, image_shape, binary: bool
+) -> None:
     """Checks the parts of ``config`` that depend on the dataset (shapes, value range)."""
     problems = []
     if config.model.architecture == "conv" and (
@@ -106,6 +160,8 @@ def validate_against_data(config: ml_collections.ConfigDict, image_shape, binary
             f"data {config.data.name!r} has image_shape={tuple(image_shape)}"
         )
     if config.data.binarize == "dynamic" and binary:
-        problems.append(f"data {config.data.name!r} is already binary; use data.binarize='none'")
+        problems.append(
+            f"data {config.data.name!r} is already binary; use data.binarize='none'"
+        )
     if problems:
         raise ValueError("Invalid config for this data:\n  " + "\n  ".join(problems))

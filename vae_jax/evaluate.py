@@ -2,11 +2,14 @@
 
 Numbers are per example: nats per image for VAE terms (``loss`` = negative ELBO,
 single-sample estimate unless the objective uses S > 1; ``kl`` >= 0), squared error
-per pixel for autoencoders.
+per pixel for autoencoders. ``iwae_bound`` / ``evaluate_log_likelihood`` give the
+importance-weighted bound L_k and the test NLL = -mean L_k (Burda et al. 2015, k =
+5000), ``active_units`` the count of units with Var_x E_q[z_u|x] >= 0.01.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import jax
@@ -47,10 +50,138 @@ def evaluate_dataset(
 ) -> dict[str, float]:
     """Means of the per-example metrics over all rows of ``x: [N, D]`` (one host sync)."""
     xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
-    return {k: float(v) for k, v in jax.device_get(eval_fn(params, xb, mask, key)).items()}
+    return {
+        k: float(v) for k, v in jax.device_get(eval_fn(params, xb, mask, key)).items()
+    }
 
 
 def fixed_binarization(x: np.ndarray, key: jax.Array) -> np.ndarray:
     """One Bernoulli sample of the intensities ``x: [N, D]``, fixed by ``key``: the
     evaluation set of a dynamically binarized run."""
     return np.asarray(jax.jit(data_lib.dynamic_binarize)(key, jnp.asarray(x)))
+
+
+# ------------------------------------------------ importance-weighted bound, NLL, active units
+def iwae_bound(
+    log_weights: Callable,
+    params,
+    x: jax.Array,
+    key: jax.Array,
+    num_samples: int,
+    chunk_size: int = 500,
+) -> jax.Array:
+    """L_k(x) = log (1/k) sum_{i<=k} p(x, z_i) / q(z_i|x), z_i ~ q; Burda et al. 2015, eq. 8.
+
+    Nats, <= log p(x), increasing in k in expectation. Samples are drawn ``chunk_size``
+    at a time (chunk c with ``fold_in(key, c)``; draws past k masked out) and folded
+    into a running logsumexp by ``lax.scan``: memory O(chunk_size), not O(k).
+
+    Args:
+      log_weights: ``(params, x [D], key, S) -> (log_w [S], ...)``, e.g.
+        ``objectives.log_weights_for(model)``.
+      params, x: the model's parameters and one example ``x: [D]``.
+      key, num_samples, chunk_size: PRNG key, k, and samples per chunk.
+
+    Returns:
+      Scalar L_k(x) in nats (a log-likelihood estimate: higher is better).
+    """
+    chunk = min(chunk_size, num_samples)
+    num_chunks = -(-num_samples // chunk)
+
+    def body(acc, c):
+        log_w = log_weights(params, x, jax.random.fold_in(key, c), chunk)[0]  # [chunk]
+        log_w = jnp.where(c * chunk + jnp.arange(chunk) < num_samples, log_w, -jnp.inf)
+        return jnp.logaddexp(acc, jax.scipy.special.logsumexp(log_w)), None
+
+    init = jnp.asarray(-jnp.inf, jnp.float32)
+    total, _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
+    return total - jnp.log(jnp.float32(num_samples))
+
+
+def make_log_likelihood_fn(
+    log_weights: Callable, num_samples: int = 5000, chunk_size: int = 500
+) -> Callable:
+    """Jitted fn(params, xb [nb, B, D], key) -> L_k of every row [nb, B] (nats).
+
+    Batches go through ``lax.scan``; within a batch ``iwae_bound`` is vmapped over
+    examples, each with its own key (``fold_in(key, batch)`` split B ways).
+    """
+    bound_one = functools.partial(
+        iwae_bound, log_weights, num_samples=num_samples, chunk_size=chunk_size
+    )
+
+    def log_likelihoods(params, xb, key):
+        def body(_, inputs):
+            x, i = inputs  # [B, D], batch index
+            keys = jax.random.split(jax.random.fold_in(key, i), x.shape[0])
+            return None, jax.vmap(bound_one, in_axes=(None, 0, 0))(params, x, keys)
+
+        _, bounds = jax.lax.scan(body, None, (xb, jnp.arange(xb.shape[0])))
+        return bounds  # [nb, B]
+
+    return jax.jit(log_likelihoods)
+
+
+def evaluate_log_likelihood(
+    ll_fn: Callable,
+    params,
+    x: np.ndarray,
+    batch_size: int,
+    key: jax.Array,
+    num_samples: int | None = None,
+) -> dict[str, float]:
+    """Test log-likelihood estimate over ``x: [N, D]`` (Burda et al. 2015, §5: k = 5000).
+
+    One host sync; padded rows are dropped by the mask. Returns, in nats per image:
+    ``log_likelihood`` = mean_x L_k(x) (<= 0 for binary data), ``nll`` = -that (the
+    paper's "test NLL", lower is better), ``nll_stderr`` = std_x L_k(x) / sqrt(N)
+    (spread over the test set, not the Monte-Carlo error), ``num_examples`` = N and
+    ``num_samples`` = k when given.
+    """
+    xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+    bounds = np.asarray(jax.device_get(ll_fn(params, xb, key)), np.float64)
+    bounds = bounds[mask > 0]  # [N]
+    mean = float(bounds.mean())
+    stderr = (
+        float(bounds.std(ddof=1) / np.sqrt(len(bounds))) if len(bounds) > 1 else 0.0
+    )
+    out = {"log_likelihood": mean, "nll": -mean, "nll_stderr": stderr}
+    out["num_examples"] = float(len(bounds))
+    if num_samples is not None:
+        out["num_samples"] = float(num_samples)
+    return out
+
+
+def posterior_means_fn(model) -> Callable:
+    """Per-example ``(params, x [D], key) -> (E_q[z_l | .] [K_l] for each stochastic layer)``.
+
+    One layer: (mean(x),). Two layers: (E[z1|x], E[z2|z1]) with z1 ~ q(z1|x), as in
+    yburda/iwae ``get_units_variances``.
+    """
+    from vae_jax import hierarchical  # lazy: hierarchical imports models
+
+    if isinstance(model, hierarchical.HierarchicalVAE):
+        return functools.partial(hierarchical.posterior_means, model=model)
+    return lambda params, x, key: (model.apply(params, x, method="encode")[0],)
+
+
+def active_units(
+    means_fn: Callable,
+    params,
+    x: np.ndarray,
+    key: jax.Array,
+    num_examples: int = 500,
+    threshold: float = 1e-2,
+) -> dict[str, Any]:
+    """A_u = Var_x(E_q[z_u | x]) >= threshold over the first ``num_examples`` rows of x.
+
+    Burda et al. 2015, §5.2 (threshold 1e-2; their code uses 500 training examples).
+    ``means_fn`` is per example (``posterior_means_fn(model)``), vmapped here.
+    x: [N, D]. Returns {"active_units": [count per layer], "variances": [[K_l] arrays]}.
+    """
+    x = jnp.asarray(x[:num_examples])
+    keys = jax.random.split(key, x.shape[0])
+    means = jax.jit(jax.vmap(means_fn, in_axes=(None, 0, 0)))(params, x, keys)
+    variances = [np.asarray(jnp.var(m, axis=0)) for m in jax.device_get(means)]  # [K_l]
+    counts = [int(np.sum(v >= threshold)) for v in variances]
+    return {"active_units": counts, "variances": variances}

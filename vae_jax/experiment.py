@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import config_checks
+from vae_jax import config_checks, evaluate, models, objectives, parallel, train
 from vae_jax import data as data_lib
-from vae_jax import evaluate, models, objectives, parallel, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +37,14 @@ class Experiment:
         state = train.create_train_state(
             self.model, self.tx, example, self.keys["init"], self.keys["train"]
         )
-        return state if self.mesh is None else jax.device_put(state, parallel.replicated(self.mesh))
+        if self.config.model.get("output_bias", "zeros") == "data_mean":
+            bias = models.output_bias_from_data(self.dataset.train)  # Burda et al. 2015
+            state = state.replace(params=models.with_output_bias(state.params, bias))
+        return (
+            state
+            if self.mesh is None
+            else jax.device_put(state, parallel.replicated(self.mesh))
+        )
 
     @property
     def batch_sharding(self) -> jax.sharding.Sharding | None:
@@ -54,7 +60,9 @@ class Experiment:
         sets = {name: x for name, x in sets.items() if len(x)}
         if self.binarize:
             return {
-                name: evaluate.fixed_binarization(x, jax.random.fold_in(self.keys["eval"], i))
+                name: evaluate.fixed_binarization(
+                    x, jax.random.fold_in(self.keys["eval"], i)
+                )
                 for i, (name, x) in enumerate(sets.items())
             }
         return sets
@@ -63,13 +71,18 @@ class Experiment:
 def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
     """The dataset named by ``config.data`` (found, checksummed and split)."""
     valid_size = None if config.data.valid_size < 0 else config.data.valid_size
-    return data_lib.load_dataset(
+    dataset = data_lib.load_dataset(
         config.data.name,
         data_dir=config.data.data_dir or None,
         valid_size=valid_size,
         seed=config.seed,
         download=config.data.download,
     )
+    if config.data.get("center", False):  # linear AE = PCA needs centred data
+        from vae_jax import pca
+
+        dataset, _ = pca.center_dataset(dataset)
+    return dataset
 
 
 def build_experiment(
@@ -103,7 +116,7 @@ def build_experiment(
         model=model,
         loss_one=objectives.make_objective(config, model),
         hparams_fn=objectives.make_hparams(config),
-        tx=train.make_optimizer(config.optim, total),
+        tx=train.make_optimizer(config.optim, total, steps_per_epoch),
         keys=train.split_root_key(config.seed),
         total_steps=int(total),
         steps_per_epoch=steps_per_epoch,

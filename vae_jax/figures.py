@@ -27,14 +27,21 @@ def write_run_figures(
     shape = exp.dataset.image_shape
     x = exp.dataset.test[:num_images]
     recon = np.asarray(generate.reconstruct(exp.model, params, x))
-    pairs = np.stack([x, recon], axis=1).reshape(-1, *shape)  # data, reconstruction, ...
+    pairs = np.stack([x, recon], axis=1).reshape(
+        -1, *shape
+    )  # data, reconstruction, ...
     plots.image_grid(
-        pairs, workdir / "reconstructions.png", title="data | reconstruction", num_columns=8
+        pairs,
+        workdir / "reconstructions.png",
+        title="data | reconstruction",
+        num_columns=8,
     )
     images = {"reconstructions": pairs}
     if isinstance(exp.model, models.VAE):
         key = jax.random.fold_in(exp.keys["eval"], 1_000_003)
         samples = np.asarray(generate.sample_prior(exp.model, params, key, 64))
         images["samples"] = samples.reshape(-1, *shape)
-        plots.image_grid(images["samples"], workdir / "samples.png", title="samples from p(z)")
+        plots.image_grid(
+            images["samples"], workdir / "samples.png", title="samples from p(z)"
+        )
     return images

@@ -14,7 +14,11 @@ from vae_jax import models
 def likelihood_mean(decoded: Mapping[str, jax.Array] | jax.Array) -> jax.Array:
     """E[x|z]: sigmoid(logits) for Bernoulli, the mean for Gaussian, the output for an AE."""
     if isinstance(decoded, Mapping):
-        return jax.nn.sigmoid(decoded["logits"]) if "logits" in decoded else decoded["mean"]
+        return (
+            jax.nn.sigmoid(decoded["logits"])
+            if "logits" in decoded
+            else decoded["mean"]
+        )
     return decoded
 
 
@@ -26,7 +30,9 @@ def reconstruct(model: nn.Module, params, x: jax.Array) -> jax.Array:
     return model.apply(params, x)
 
 
-def sample_prior(model: models.VAE, params, key: jax.Array, num_samples: int) -> jax.Array:
+def sample_prior(
+    model: models.VAE, params, key: jax.Array, num_samples: int
+) -> jax.Array:
     """Means of p(x|z) for z ~ N(0, I): [num_samples, D]."""
     z = jax.random.normal(key, (num_samples, model.latent_dim))
     return likelihood_mean(model.apply(params, z, method="decode"))

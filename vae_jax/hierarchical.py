@@ -97,7 +97,9 @@ def log_weights(params, x, key, num_samples: int, *, model: HierarchicalVAE):
     log_px = jax.vmap(dist.bernoulli_logpmf, in_axes=(None, 0))(x, logits)
     log_pz1 = jax.vmap(dist.diag_normal_logpdf)(z1, prior_mean1, prior_logvar1)
     log_pz2 = jax.vmap(dist.std_normal_logpdf)(z2)
-    log_qz1 = jax.vmap(dist.diag_normal_logpdf, in_axes=(0, None, None))(z1, mean1, logvar1)
+    log_qz1 = jax.vmap(dist.diag_normal_logpdf, in_axes=(0, None, None))(
+        z1, mean1, logvar1
+    )
     log_qz2 = jax.vmap(dist.diag_normal_logpdf)(z2, mean2, logvar2)
     return log_px + log_pz1 + log_pz2 - log_qz1 - log_qz2, log_px
 

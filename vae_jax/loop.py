@@ -78,8 +78,14 @@ def _evaluate(exp, eval_fn, params, eval_sets) -> dict[str, float]:
 class ProgressLog:
     """Averages chunk metrics between log steps; prints progress and writes them."""
 
-    def __init__(self, metric_writer, total_steps: int, batch_size: int, start_step: int):
-        self.writer, self.total, self.batch_size = metric_writer, total_steps, batch_size
+    def __init__(
+        self, metric_writer, total_steps: int, batch_size: int, start_step: int
+    ):
+        self.writer, self.total, self.batch_size = (
+            metric_writer,
+            total_steps,
+            batch_size,
+        )
         self.start_step, self.start_time = start_step, time.time()
         self.window, self.window_time = [], time.time()
 
@@ -90,7 +96,10 @@ class ProgressLog:
         """Logs ``step, means, examples/s, ETA`` and writes ``train/...`` scalars."""
         if not self.window:
             return
-        means = {k: float(np.mean(np.concatenate([w[k] for w in self.window]))) for k in self.window[0]}
+        means = {
+            k: float(np.mean(np.concatenate([w[k] for w in self.window])))
+            for k in self.window[0]
+        }
         num_steps = sum(len(w["loss"]) for w in self.window)
         rate = num_steps * self.batch_size / max(time.time() - self.window_time, 1e-9)
         done = max(step - self.start_step, 1)
@@ -98,7 +107,11 @@ class ProgressLog:
         terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "nonfinite")
         logging.info(
             "step %d/%d | %s | %s ex/s | ETA %s",
-            step, self.total, terms, f"{rate:,.0f}", time.strftime("%H:%M:%S", time.gmtime(eta)),
+            step,
+            self.total,
+            terms,
+            f"{rate:,.0f}",
+            time.strftime("%H:%M:%S", time.gmtime(eta)),
         )
         self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
         self.window, self.window_time = [], time.time()
@@ -133,7 +146,11 @@ def _train(exp, state, manager, metric_writer, evaluate_now):
                 progress.flush(step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < exp.total_steps:
                 metric_writer.write_scalars(step, evaluate_now(state.params))
-            if step % cfg.checkpoint_every == 0 or step == exp.total_steps or guard.requested:
+            if (
+                step % cfg.checkpoint_every == 0
+                or step == exp.total_steps
+                or guard.requested
+            ):
                 checkpoint.save(manager, state, step)
             if guard.requested and step < exp.total_steps:
                 raise preemption.Preempted(
@@ -143,7 +160,9 @@ def _train(exp, state, manager, metric_writer, evaluate_now):
     return state
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str
+) -> dict[str, float]:
     """Trains per ``config``, resuming from ``workdir``'s latest checkpoint.
 
     Writes ``metrics.jsonl``, ``tensorboard/``, ``config.json``, checkpoints and
@@ -153,15 +172,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     exp = experiment.build_experiment(config)
     fresh = exp.init_state()
     _check_workdir(workdir, fresh)
-    manager = checkpoint.make_manager(workdir / "checkpoints", config.train.keep_checkpoints)
+    manager = checkpoint.make_manager(
+        workdir / "checkpoints", config.train.keep_checkpoints
+    )
     state = checkpoint.restore_latest(manager, fresh) or fresh
     step = int(state.step)
     writer.write_config(workdir, config)
     logging.info(
-        "JAX backend %s, devices %s%s", jax.default_backend(), jax.devices(),
+        "JAX backend %s, devices %s%s",
+        jax.default_backend(),
+        jax.devices(),
         f", data-parallel over {exp.mesh.size}" if exp.mesh is not None else "",
     )
-    logging.info("%s from step %d of %d", "Resuming" if step else "Starting", step, exp.total_steps)
+    logging.info(
+        "%s from step %d of %d",
+        "Resuming" if step else "Starting",
+        step,
+        exp.total_steps,
+    )
     eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
     eval_sets = exp.eval_sets()
     evaluate_now = lambda params: _evaluate(exp, eval_fn, params, eval_sets)

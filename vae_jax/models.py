@@ -28,7 +28,9 @@ ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
 def get_activation(name: str) -> Callable[[Any], Any]:
     """Looks up an activation by name; unknown names raise with the choices."""
     if name not in ACTIVATIONS:
-        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.")
+        raise ValueError(
+            f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}."
+        )
     return ACTIVATIONS[name]
 
 
@@ -67,7 +69,9 @@ class ConvTrunk(nn.Module):
         lead = x.shape[:-1]
         h = x.reshape(*lead, *self.image_shape, 1)
         for mult in (1, 2):
-            conv = nn.Conv(self.features * mult, (3, 3), strides=(2, 2), dtype=self.dtype)
+            conv = nn.Conv(
+                self.features * mult, (3, 3), strides=(2, 2), dtype=self.dtype
+            )
             h = act(conv(h))
         return h.reshape(*lead, -1)
 
@@ -85,9 +89,15 @@ class ConvHead(nn.Module):
         act = get_activation(self.activation)
         height, width = self.image_shape
         lead = z.shape[:-1]
-        h = act(nn.Dense((height // 4) * (width // 4) * 2 * self.features, dtype=self.dtype)(z))
+        h = act(
+            nn.Dense(
+                (height // 4) * (width // 4) * 2 * self.features, dtype=self.dtype
+            )(z)
+        )
         h = h.reshape(*lead, height // 4, width // 4, 2 * self.features)
-        h = act(nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), dtype=self.dtype)(h))
+        h = act(
+            nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), dtype=self.dtype)(h)
+        )
         h = nn.ConvTranspose(1, (3, 3), strides=(2, 2), dtype=self.dtype)(h)
         return h.reshape(*lead, height * width)
 
@@ -110,9 +120,9 @@ class Autoencoder(nn.Module):
         self.to_code = nn.Dense(self.latent_dim, dtype=self.dtype)
 
     def encode(self, x):
-        return get_activation(self.code_activation)(self.to_code(self.encoder(x))).astype(
-            jnp.float32
-        )
+        return get_activation(self.code_activation)(
+            self.to_code(self.encoder(x))
+        ).astype(jnp.float32)
 
     def decode(self, z):
         return self.decoder(z).astype(jnp.float32)
@@ -146,7 +156,9 @@ class VAE(nn.Module):
 
     def encode(self, x):
         h = self.encoder(x)
-        return self.to_mean(h).astype(jnp.float32), self.to_logvar(h).astype(jnp.float32)
+        return self.to_mean(h).astype(jnp.float32), self.to_logvar(h).astype(
+            jnp.float32
+        )
 
     def decode(self, z):
         out = self.decoder(z).astype(jnp.float32)
@@ -168,7 +180,9 @@ ARCHITECTURES = ("mlp", "conv", "linear")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-def _encoder_decoder(config: ml_collections.ConfigDict, image_shape: Sequence[int], dtype):
+def _encoder_decoder(
+    config: ml_collections.ConfigDict, image_shape: Sequence[int], dtype
+):
     """Encoder trunk [..., D] -> [..., F] and full decoder [..., K] -> [..., D]."""
     arch = config.architecture
     data_dim = math.prod(image_shape)
@@ -213,8 +227,32 @@ def build_model(
             code_activation=model_config.code_activation,
             dtype=dtype,
         )
+    if model_config.kind == "vae" and model_config.get("stochastic_layers", 1) == 2:
+        from vae_jax import hierarchical  # lazy: hierarchical imports this module
+
+        return hierarchical.build(model_config, image_shape)
     if model_config.kind == "vae":
         if likelihood not in LIKELIHOODS:
-            raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}.")
+            raise ValueError(
+                f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}."
+            )
         return VAE(encoder, decoder, model_config.latent_dim, likelihood, sigma, dtype)
-    raise ValueError(f"Unknown model kind {model_config.kind!r}; choose one of {MODEL_KINDS}.")
+    raise ValueError(
+        f"Unknown model kind {model_config.kind!r}; choose one of {MODEL_KINDS}."
+    )
+
+
+def output_bias_from_data(train_x, clip: float = 1e-3) -> jnp.ndarray:
+    """logit of the clipped training-set mean, the Bernoulli decoder's initial output
+    bias (Burda et al. 2015; yburda/iwae ``get_train_bias_np``). train_x: [N, D] -> [D]."""
+    mean = jnp.clip(
+        jnp.mean(jnp.asarray(train_x, jnp.float32), axis=0), clip, 1.0 - clip
+    )
+    return jnp.log(mean) - jnp.log1p(-mean)
+
+
+def with_output_bias(params, bias):
+    """``params`` with the decoder's output bias (``decoder/output/bias``) set to ``bias`` [D]."""
+    decoder = dict(params["params"]["decoder"])
+    decoder["output"] = {**decoder["output"], "bias": jnp.asarray(bias, jnp.float32)}
+    return {**params, "params": {**params["params"], "decoder": decoder}}

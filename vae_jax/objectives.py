@@ -17,10 +17,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vae_jax import ae_objectives
 from vae_jax import distributions as dist
 
 Metrics = dict[str, jax.Array]
-LossOne = Callable[[Any, jax.Array, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Metrics]]
+LossOne = Callable[
+    [Any, jax.Array, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, Metrics]
+]
 
 
 def log_likelihood(x: jax.Array, decoded: Mapping[str, jax.Array]) -> jax.Array:
@@ -51,17 +54,109 @@ def negative_elbo(params, x, key, hparams, *, model: nn.Module, num_samples: int
     log_px = jax.vmap(log_likelihood, in_axes=(None, 0))(x, decoded)  # [S]
     recon = -jnp.mean(log_px)
     kl = dist.kl_diag_to_std_normal(mean, logvar)
-    return recon + hparams["beta"] * kl, {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+    return recon + hparams["beta"] * kl, {
+        "recon": recon,
+        "kl": kl,
+        "elbo": -(recon + kl),
+    }
 
 
-OBJECTIVES = {"mse": squared_error, "elbo": negative_elbo}
+def vae_log_weights(params, x, key, num_samples: int, *, model: nn.Module):
+    """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x), z_s ~ q(z|x), s = 1..S.
+
+    Burda et al. 2015, eq. 8 (one stochastic layer). Draws z exactly as
+    ``negative_elbo`` does for the same key. x: [D] -> (log_w [S], log p(x|z_s) [S]).
+    """
+    mean, logvar = model.apply(params, x, method="encode")  # [K], [K]
+    z = dist.sample_diag_normal(key, mean, logvar, num_samples)  # [S, K]
+    decoded = model.apply(params, z, method="decode")  # each [S, D]
+    log_px = jax.vmap(log_likelihood, in_axes=(None, 0))(x, decoded)  # [S]
+    log_pz = jax.vmap(dist.std_normal_logpdf)(z)
+    log_qz = jax.vmap(dist.diag_normal_logpdf, in_axes=(0, None, None))(z, mean, logvar)
+    return log_px + log_pz - log_qz, log_px
+
+
+def log_weights_for(model: nn.Module) -> Callable:
+    """The model's ``log_weights(params, x [D], key, S) -> (log_w [S], log_px [S])``."""
+    from vae_jax import hierarchical  # lazy: hierarchical imports models
+
+    if isinstance(model, hierarchical.HierarchicalVAE):
+        return functools.partial(hierarchical.log_weights, model=model)
+    return functools.partial(vae_log_weights, model=model)
+
+
+def negative_iwae_bound(
+    params, x, key, hparams, *, log_weights: Callable, num_samples: int
+):
+    """-L_k(x) = -log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q, k = num_samples.
+
+    Burda et al. 2015, eq. 8 (the IWAE objective; k = 1 is the single-sample ELBO with
+    a sampled KL). ``hparams`` is unused (no beta). Reported ``elbo`` is the mean of
+    the k log-weights, ``kl`` = mean of log q(z|x) - log p(z) (estimates KL >= 0).
+    x: [D] -> (scalar, {"iwae_bound", "elbo", "recon", "kl"}), nats per example.
+    """
+    del hparams
+    log_w, log_px = log_weights(params, x, key, num_samples)  # [S], [S]
+    bound = dist.log_mean_exp(log_w)
+    recon = -jnp.mean(log_px)
+    aux = {"iwae_bound": bound, "elbo": jnp.mean(log_w), "recon": recon}
+    return -bound, {**aux, "kl": jnp.mean(log_px - log_w)}
+
+
+def negative_sampled_elbo(
+    params, x, key, hparams, *, log_weights: Callable, num_samples: int
+):
+    """-ELBO = -(1/S) sum_s log w_s (sampled KL), for models without a closed-form KL.
+
+    Kingma & Welling 2013, eq. 6 (SGVB estimator A); the two-layer VAE of Burda et al.
+    2015, §5. ``beta`` weighs the KL estimate mean(log q - log p(z)).
+    x: [D] -> (scalar, {"recon", "kl", "elbo"}), nats per example.
+    """
+    log_w, log_px = log_weights(params, x, key, num_samples)  # [S], [S]
+    recon = -jnp.mean(log_px)
+    kl = jnp.mean(log_px - log_w)
+    return recon + hparams["beta"] * kl, {
+        "recon": recon,
+        "kl": kl,
+        "elbo": -(recon + kl),
+    }
+
+
+OBJECTIVES = {"mse": squared_error, "elbo": negative_elbo, "iwae": negative_iwae_bound}
+OBJECTIVES["denoising_mse"] = (
+    ae_objectives.denoising_squared_error
+)  # Vincent et al. 2008
+OBJECTIVES["sparse_mse"] = squared_error  # + a batch-level KL penalty (Ng 2011)
 
 
 def make_objective(config: ml_collections.ConfigDict, model: nn.Module) -> LossOne:
     """Binds ``config.objective`` and the model into a per-example ``loss_one``."""
     name = config.objective.name
     if name not in OBJECTIVES:
-        raise ValueError(f"Unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}.")
+        raise ValueError(
+            f"Unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}."
+        )
+    from vae_jax import hierarchical  # lazy: hierarchical imports models
+
+    if name == "denoising_mse":
+        obj = config.objective
+        return functools.partial(
+            ae_objectives.denoising_squared_error, model=model,
+            corruption=obj.corruption, level=float(obj.noise_level),
+        )  # fmt: skip
+    if name == "sparse_mse":
+        obj = config.objective
+        return ae_objectives.with_sparsity_penalty(
+            functools.partial(squared_error, model=model), model=model,
+            target=float(obj.sparsity_target), weight=float(obj.sparsity_weight),
+        )  # fmt: skip
+    two_layers = isinstance(model, hierarchical.HierarchicalVAE)
+    if name == "iwae" or (name == "elbo" and two_layers):
+        loss = negative_iwae_bound if name == "iwae" else negative_sampled_elbo
+        k = config.objective.num_samples
+        return functools.partial(
+            loss, log_weights=log_weights_for(model), num_samples=k
+        )
     if name == "elbo":
         return functools.partial(
             negative_elbo, model=model, num_samples=config.objective.num_samples
@@ -100,11 +195,20 @@ def per_example(loss_one: LossOne) -> Callable:
 
 
 def batch_mean(loss_one: LossOne) -> Callable:
-    """Lifts loss_one to (params, xs [B, D], key, hparams) -> (mean, metric means)."""
+    """Lifts loss_one to (params, xs [B, D], key, hparams) -> (mean, metric means).
+
+    If ``loss_one`` has a ``batch_penalty(params, xs, hparams) -> (scalar, metrics)``
+    (a batch-level term, e.g. the sparse AE's KL on mean activations) it is added.
+    """
     lifted = per_example(loss_one)
+    penalty = getattr(loss_one, "batch_penalty", None)
 
     def loss(params, xs, key, hparams):
         values, aux = lifted(params, xs, key, hparams)
-        return values.mean(), jax.tree.map(jnp.mean, aux)
+        value, aux = values.mean(), jax.tree.map(jnp.mean, aux)
+        if penalty is not None:
+            extra, extra_aux = penalty(params, xs, hparams)
+            value, aux = value + extra, {**aux, **extra_aux}
+        return value, aux
 
     return loss

@@ -24,7 +24,9 @@ def plot_curves(
     panels = {title: keys for title, keys in panels.items() if keys}
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4 * len(panels), 3), squeeze=False
+    )
     for ax, (title, keys) in zip(axes[0], panels.items()):
         for key in keys:
             points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
@@ -64,5 +66,32 @@ def image_grid(
     if title:
         plt.title(title)
     fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def normalize_images(images: np.ndarray) -> np.ndarray:
+    """Each image [N, H, W] min-max scaled to [0, 1] (filters, principal vectors)."""
+    images = np.asarray(images, np.float64)
+    low = images.min(axis=(1, 2), keepdims=True)
+    high = images.max(axis=(1, 2), keepdims=True)
+    return (images - low) / np.maximum(high - low, 1e-12)
+
+
+def latent_scatter(
+    panels: dict[str, tuple[np.ndarray, np.ndarray]], path: str | pathlib.Path
+) -> None:
+    """Side-by-side scatter plots, title -> (codes [N, 2], labels [N]), coloured by label."""
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False
+    )
+    for ax, (title, (codes, labels)) in zip(axes[0], panels.items()):
+        points = ax.scatter(
+            codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7
+        )
+        ax.set_title(title)
+        ax.set_xlabel("z1")
+        ax.set_ylabel("z2")
+    fig.colorbar(points, ax=axes[0].tolist(), ticks=range(10), label="digit")
     fig.savefig(path, dpi=100)
     plt.close(fig)

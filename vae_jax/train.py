@@ -7,14 +7,12 @@ so a run resumed from a checkpoint at step ``s`` repeats an uninterrupted run.
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from flax.training import train_state
 
@@ -34,9 +32,48 @@ def split_root_key(seed: int) -> dict[str, jax.Array]:
     return dict(zip(names, jax.random.split(jax.random.PRNGKey(seed), len(names))))
 
 
-def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-    """Learning-rate schedule: constant, cosine decay, or linear warm-up + cosine."""
+BURDA_STAGES = 8  # i = 0..7
+
+
+def burda_stage_end(stage: int, steps_per_epoch: int) -> int:
+    """Last step (exclusive) of stage i of Burda et al.'s schedule: sum_{j<=i} 3^j epochs."""
+    return sum(3**j for j in range(stage + 1)) * steps_per_epoch
+
+
+def burda_rates(learning_rate: float = 1e-3) -> list[float]:
+    """Stage rates lr * round(10^(1 - i/7), 1) / 10, i = 0..7: 1e-3, 7.2e-4, 5.2e-4, 3.7e-4,
+    2.7e-4, 1.9e-4, 1.4e-4, 1e-4 for lr = 1e-3 (yburda/iwae ``experiments.py``)."""
+    return [
+        learning_rate * round(10.0 ** (1 - i / 7), 1) / 10 for i in range(BURDA_STAGES)
+    ]
+
+
+def burda_schedule(learning_rate: float, steps_per_epoch: int) -> optax.Schedule:
+    """Piecewise constant: stage i runs 3^i epochs at ``burda_rates(lr)[i]`` (3280 epochs
+    in all; the last rate holds after). Burda et al. 2015, §5; yburda/iwae."""
+    bounds = jnp.asarray(
+        [burda_stage_end(i, steps_per_epoch) for i in range(BURDA_STAGES - 1)]
+    )
+    rates = jnp.asarray(burda_rates(learning_rate), jnp.float32)
+
+    def schedule(step):
+        return rates[jnp.searchsorted(bounds, step, side="right")]
+
+    return schedule
+
+
+def make_schedule(
+    optim: ml_collections.ConfigDict,
+    total_steps: int,
+    steps_per_epoch: int | None = None,
+) -> optax.Schedule:
+    """Learning-rate schedule: constant, cosine decay, linear warm-up + cosine, or
+    "burda" (Burda et al. 2015's 8 stages; needs ``steps_per_epoch``)."""
     lr = optim.learning_rate
+    if optim.schedule == "burda":
+        if not steps_per_epoch:
+            raise ValueError("optim.schedule='burda' needs steps_per_epoch.")
+        return burda_schedule(lr, steps_per_epoch)
     if optim.schedule == "constant":
         return optax.constant_schedule(lr)
     if optim.schedule == "cosine":
@@ -48,26 +85,40 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
     raise ValueError(f"Unknown schedule {optim.schedule!r}.")
 
 
-def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
+def make_optimizer(
+    optim: ml_collections.ConfigDict,
+    total_steps: int,
+    steps_per_epoch: int | None = None,
+):
     """optax optimizer from ``config.optim``, with optional global-norm clipping."""
-    schedule = make_schedule(optim, total_steps)
+    schedule = make_schedule(optim, total_steps, steps_per_epoch)
     if optim.name == "adam":
         tx = optax.adam(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps)
     elif optim.name == "adamw":
         tx = optax.adamw(
-            schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay
+            schedule,
+            b1=optim.b1,
+            b2=optim.b2,
+            eps=optim.eps,
+            weight_decay=optim.weight_decay,
         )
     elif optim.name == "sgd":
         tx = optax.sgd(schedule, momentum=optim.momentum or None)
     else:
-        raise ValueError(f"Unknown optimizer {optim.name!r}; choose adam, adamw or sgd.")
+        raise ValueError(
+            f"Unknown optimizer {optim.name!r}; choose adam, adamw or sgd."
+        )
     if optim.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
     return tx
 
 
 def create_train_state(
-    model: nn.Module, tx, example_x: jax.Array, init_key: jax.Array, train_key: jax.Array
+    model: nn.Module,
+    tx,
+    example_x: jax.Array,
+    init_key: jax.Array,
+    train_key: jax.Array,
 ) -> TrainState:
     """Initial state; ``example_x: [D]`` fixes the input size."""
     params = model.init(init_key, example_x)
@@ -77,7 +128,7 @@ def create_train_state(
         params=params,
         tx=tx,
         opt_state=tx.init(params),
-        key=train_key,
+        key=jnp.copy(train_key),  # donated with the state: keep the caller's key alive
     )
 
 
@@ -94,7 +145,9 @@ def make_step_fn(
     batch_loss = objectives.batch_mean(loss_one)
 
     def step(state: TrainState, batch):
-        binarize_key, loss_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+        binarize_key, loss_key = jax.random.split(
+            jax.random.fold_in(state.key, state.step)
+        )
         if binarize:
             batch = data_lib.dynamic_binarize(binarize_key, batch)
         hparams = hparams_fn(state.step)
@@ -146,6 +199,8 @@ def make_train_chunk(
         indices = data_lib.batch_indices(
             data_key, state.step, num_steps, num_examples, batch_size
         )  # [num_steps, B]
-        return jax.lax.scan(lambda s, idx: step_fn(s, batch_at(train_x, idx)), state, indices)
+        return jax.lax.scan(
+            lambda s, idx: step_fn(s, batch_at(train_x, idx)), state, indices
+        )
 
     return jax.jit(chunk, donate_argnums=0)

@@ -21,7 +21,10 @@ class MetricWriter:
     """
 
     def __init__(
-        self, workdir: str | pathlib.Path, resume_step: int = 0, tensorboard: bool = True
+        self,
+        workdir: str | pathlib.Path,
+        resume_step: int = 0,
+        tensorboard: bool = True,
     ):
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
         kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
@@ -49,7 +52,9 @@ class MetricWriter:
         if self.summary is None:
             return
         for name, batch in images.items():
-            self.summary.add_images(name, np.asarray(batch)[..., None], int(step), dataformats="NHWC")
+            self.summary.add_images(
+                name, np.asarray(batch)[..., None], int(step), dataformats="NHWC"
+            )
 
     def close(self) -> None:
         if self.summary is not None:
@@ -75,9 +80,13 @@ def read_metrics(path: str | pathlib.Path) -> list[dict]:
     return records
 
 
-def write_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+def write_config(
+    workdir: str | pathlib.Path, config: ml_collections.ConfigDict
+) -> None:
     """Saves the run's config as ``config.json`` beside its checkpoints."""
-    (pathlib.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
+    (pathlib.Path(workdir) / "config.json").write_text(
+        config.to_json_best_effort(indent=2)
+    )
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:

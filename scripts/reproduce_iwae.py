@@ -1,0 +1,257 @@
+"""Reproduces Burda, Grosse & Salakhutdinov 2015 (IWAE), Table 1, on MNIST.
+
+Trains VAE and IWAE with k in {1, 5, 50} and 1 or 2 stochastic layers
+(``experiments/configs/iwae_mnist.py``) through the 8-stage schedule, each
+configuration in its own process (``--one=NAME`` runs one in-process; without it the
+script launches ``--max_parallel`` such processes). Every configuration trains in
+``<workdir>/<NAME>`` with ``loop.train_and_evaluate`` and resumes from there: rerun
+the same command. After each evaluated stage it writes ``<NAME>/stage<i>.json``
+(test NLL = -L_5000 in nats per image, its standard error over the test set, active
+units); ``<workdir>/results.md`` puts them beside the paper's values.
+
+  python scripts/reproduce_iwae.py --workdir=~/runs/iwae --configs=vae1_k1 --stages=5
+  python scripts/reproduce_iwae.py --workdir=~/runs/iwae --max_parallel=2   # all 12
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+from absl import app, flags, logging
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+NAMES = [f"{m}{l}_k{k}" for l in (1, 2) for m in ("vae", "iwae") for k in (1, 5, 50)]
+# Test NLL (nats), Table 1 as quoted by nbip/IWAE's README (see shared REFERENCES.md A1);
+# binarized_mnist: Appendix D (1 layer IWAE only).
+PAPER_NLL = {
+    "mnist": {
+        "vae1": (86.76, 86.47, 86.35), "iwae1": (86.76, 85.54, 84.78),
+        "vae2": (85.33, 85.01, 84.78), "iwae2": (85.33, 83.89, 82.90),
+    },
+    "binarized_mnist": {"iwae1": (88.71, 87.63, 87.10)},
+}  # fmt: skip
+# Active units of 50, 1 layer: from memory, UNVERIFIED (REFERENCES.md A1).
+PAPER_AU = {"vae1": (19, 20, 20), "iwae1": (19, 22, 25)}
+KS = (1, 5, 50)
+
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Root directory; one subdirectory per config."
+)
+_DATA = flags.DEFINE_enum("data", "mnist", ["mnist", "binarized_mnist"],
+                          "mnist: dynamic binarization, 400 held out (the paper's Table 1); "
+                          "binarized_mnist: Larochelle's fixed binarization (App. D).")  # fmt: skip
+_CONFIGS = flags.DEFINE_list("configs", NAMES, f"Which of {NAMES}.")
+_STAGES = flags.DEFINE_integer(
+    "stages", 7, "Stop after stage i (0..7; 3^i epochs each)."
+)
+_EVAL_STAGES = flags.DEFINE_list("eval_stages", ["last"],
+                                 "Stages to evaluate (NLL, active units): 'last', 'all' "
+                                 "or a list of indices.")  # fmt: skip
+_EVAL_SAMPLES = flags.DEFINE_integer(
+    "eval_samples", 5000, "k of the test NLL estimate L_k."
+)
+_EVAL_EXAMPLES = flags.DEFINE_integer(
+    "eval_examples", 0, "Test images to use; 0 = all."
+)
+_CHUNK = flags.DEFINE_integer("chunk_size", 500, "Importance samples per chunk.")
+_AU_EXAMPLES = flags.DEFINE_integer(
+    "active_examples", 500, "Training images for active units."
+)
+_ONE = flags.DEFINE_string("one", None, "Run only this config, in this process.")
+_MAX_PARALLEL = flags.DEFINE_integer("max_parallel", 1, "Configs trained at once.")
+_SINGLE_THREAD = flags.DEFINE_bool("single_thread", True,
+                                   "Limit each child to one XLA CPU thread when "
+                                   "max_parallel > 1.")  # fmt: skip
+_SEED = flags.DEFINE_integer("seed", 0, "config.seed.")
+
+
+def parse_name(name: str) -> tuple[str, int, int]:
+    """'iwae2_k50' -> ('iwae', 2, 50)."""
+    if name not in NAMES:
+        raise app.UsageError(f"Unknown config {name!r}; choose from {NAMES}.")
+    model, k = name.split("_k")
+    return model[:-1], int(model[-1]), int(k)
+
+
+def make_config(name: str, data: str, seed: int):
+    """iwae_mnist's config for ``name`` on ``data``."""
+    from experiments.configs import iwae_mnist
+
+    objective, layers, k = parse_name(name)
+    config = iwae_mnist.get_config()
+    config.seed = seed
+    config.objective.name = "iwae" if objective == "iwae" else "elbo"
+    config.objective.num_samples = k
+    config.model.stochastic_layers = layers
+    config.model.latent_dim = 50 if layers == 1 else 100
+    if data == "binarized_mnist":
+        config.data.name, config.data.binarize, config.data.valid_size = (
+            data,
+            "none",
+            -1,
+        )
+    return config
+
+
+def evaluate_stage(config, workdir: pathlib.Path, stage: int) -> dict:
+    """Test NLL (-L_k) and active units of the latest checkpoint in ``workdir``."""
+    import jax
+    import numpy as np
+
+    from vae_jax import checkpoint, evaluate, experiment, objectives
+
+    exp = experiment.build_experiment(config)
+    manager = checkpoint.make_manager(
+        workdir / "checkpoints", config.train.keep_checkpoints
+    )
+    state = checkpoint.restore_latest(manager, exp.init_state())
+    test = exp.eval_sets()["test"]
+    if _EVAL_EXAMPLES.value:
+        test = test[: _EVAL_EXAMPLES.value]
+    ll_fn = evaluate.make_log_likelihood_fn(
+        objectives.log_weights_for(exp.model), _EVAL_SAMPLES.value, _CHUNK.value
+    )
+    key = jax.random.fold_in(exp.keys["eval"], 5000)
+    start = time.time()
+    nll = evaluate.evaluate_log_likelihood(ll_fn, state.params, test, 20, key,
+                                           _EVAL_SAMPLES.value)  # fmt: skip
+    seconds = time.time() - start
+    train_x = exp.dataset.train[: _AU_EXAMPLES.value]
+    if exp.binarize:
+        train_x = evaluate.fixed_binarization(train_x, jax.random.fold_in(key, 1))
+    units = evaluate.active_units(
+        evaluate.posterior_means_fn(exp.model), state.params, train_x,
+        jax.random.fold_in(key, 2), num_examples=_AU_EXAMPLES.value,
+    )  # fmt: skip
+    return {
+        "stage": stage, "step": int(state.step), "epochs": int(state.step) / exp.steps_per_epoch,
+        **nll, "estimator": f"-L_k, k={_EVAL_SAMPLES.value}, nats per image",
+        "active_units": units["active_units"], "active_examples": _AU_EXAMPLES.value,
+        "unit_variances": [np.round(v, 5).tolist() for v in units["variances"]],
+        "eval_seconds": seconds,
+    }  # fmt: skip
+
+
+def eval_stage_set(last: int) -> set[int]:
+    values = _EVAL_STAGES.value
+    if values == ["all"]:
+        return set(range(last + 1))
+    return {last if v == "last" else int(v) for v in values}
+
+
+def run_one(name: str, root: pathlib.Path) -> None:
+    """Trains ``name`` stage by stage (resuming), evaluating the chosen stages."""
+    from vae_jax import loop, train
+
+    workdir = root / name
+    to_eval = eval_stage_set(_STAGES.value)
+    for stage in range(_STAGES.value + 1):
+        result_path = workdir / f"stage{stage}.json"
+        if result_path.exists():
+            continue
+        config = make_config(name, _DATA.value, _SEED.value)
+        steps_per_epoch = 59_600 // config.train.batch_size
+        if config.data.name == "binarized_mnist":
+            steps_per_epoch = 50_000 // config.train.batch_size
+        config.train.num_steps = train.burda_stage_end(stage, steps_per_epoch)
+        logging.info("%s: stage %d, to step %d", name, stage, config.train.num_steps)
+        loop.train_and_evaluate(config, str(workdir))
+        if stage in to_eval:
+            result = evaluate_stage(config, workdir, stage)
+            result_path.write_text(json.dumps(result, indent=1))
+            logging.info("%s stage %d: test NLL %.2f +- %.2f nats, active units %s",
+                         name, stage, result["nll"], result["nll_stderr"],
+                         result["active_units"])  # fmt: skip
+
+
+def launch_all(names: list[str], root: pathlib.Path) -> None:
+    """Runs ``--one=NAME`` children, at most ``--max_parallel`` at once."""
+    env = dict(os.environ)
+    if _MAX_PARALLEL.value > 1 and _SINGLE_THREAD.value:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                            " intra_op_parallelism_threads=1").strip()  # fmt: skip
+    passthrough = [
+        a for a in sys.argv[1:] if not a.startswith(("--configs", "--max_parallel"))
+    ]
+    pending, running = list(names), []
+    while pending or running:
+        while pending and len(running) < _MAX_PARALLEL.value:
+            name = pending.pop(0)
+            (root / name).mkdir(parents=True, exist_ok=True)
+            log = open(root / name / "log.txt", "a")
+            cmd = [sys.executable, __file__, *passthrough, f"--one={name}"]
+            running.append(
+                (name, subprocess.Popen(cmd, stdout=log, stderr=log, env=env))
+            )
+            logging.info("started %s (pid %d)", name, running[-1][1].pid)
+        time.sleep(5)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                logging.info("%s exited with %d", name, proc.returncode)
+                running.remove((name, proc))
+
+
+def write_table(root: pathlib.Path, names: list[str], data: str) -> str:
+    """``results.md``: the newest evaluated stage of each config beside the paper."""
+    rows = ["| config | stage (epochs) | test NLL = -L_5000 (nats) | paper NLL | diff | "
+            "active units | paper AU (unverified) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in names:
+        stages = sorted(
+            (root / name).glob("stage*.json"), key=lambda p: int(p.stem[5:])
+        )
+        if not stages:
+            continue
+        r = json.loads(stages[-1].read_text())
+        model, layers, k = parse_name(name)
+        paper = PAPER_NLL[data].get(f"{model}{layers}")
+        paper_nll = paper[KS.index(k)] if paper else None
+        au = PAPER_AU.get(f"{model}{layers}") if data == "mnist" else None
+        diff = f"{r['nll'] - paper_nll:+.2f}" if paper_nll else "n/a"
+        rows.append(
+            f"| {name} | {r['stage']} ({r['epochs']:.0f}) | {r['nll']:.2f} ± "
+            f"{r['nll_stderr']:.2f} (k={int(r['num_samples'])}, N={int(r['num_examples'])}) | "
+            f"{paper_nll if paper_nll else 'n/a'} | "
+            f"{diff} | "
+            f"{'/'.join(map(str, r['active_units']))} | {au[KS.index(k)] if au else 'n/a'} |"
+        )
+    text = (
+        f"# IWAE reproduction ({data})\n\nTest NLL = -mean_x L_k(x), nats per image, "
+        "lower is better; ± is the standard error over test images. Paper: Burda et al. "
+        "2015, Table 1 (full 3,280-epoch schedule = stage 7); earlier stages are not "
+        "comparable to it. Active units: Var_x E_q[z_u|x] >= 0.01 on training images "
+        "(per stochastic layer).\n\n" + "\n".join(rows) + "\n"
+    )
+    (root / "results.md").write_text(text)
+    return text
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    root = pathlib.Path(os.path.expanduser(_WORKDIR.value))
+    root.mkdir(parents=True, exist_ok=True)
+    if _ONE.value:
+        from vae_jax import preemption
+
+        parse_name(_ONE.value)
+        try:
+            run_one(_ONE.value, root)
+        except preemption.Preempted as stop:  # SIGTERM: checkpoint saved, rerun resumes
+            logging.warning("%s", stop)
+            sys.exit(0)
+    else:
+        names = [n for n in _CONFIGS.value if parse_name(n)]
+        launch_all(names, root)
+    print(write_table(root, NAMES, _DATA.value))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["workdir"])
+    app.run(main)

@@ -1,0 +1,141 @@
+"""Denoising and sparse AE objectives: formulas, gradients, batch hook, config checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from experiments.configs import default
+from vae_jax import (
+    ae_objectives,
+    autoencoders,
+    config_checks,
+    corruptions,
+    models,
+    objectives,
+)
+from vae_jax import data as data_lib
+
+D, K = 12, 5
+
+
+def _sparse_config(weight=0.5, target=0.1):
+    config = default.get_config()
+    config.model.update(kind="ae", hidden=(), latent_dim=K, code_activation="sigmoid")
+    config.objective.update(
+        name="sparse_mse", sparsity_target=target, sparsity_weight=weight
+    )
+    return config
+
+
+def _model_and_params(config):
+    model = models.build_model(config.model, likelihood="gaussian", image_shape=(3, 4))
+    return model, model.init(jax.random.key(0), jnp.zeros(D))
+
+
+def test_bernoulli_kl_direct_formula():
+    rho, rho_hat = 0.05, jnp.array([0.05, 0.2, 0.01])
+    direct = [
+        rho * np.log(rho / r) + (1 - rho) * np.log((1 - rho) / (1 - r))
+        for r in (0.05, 0.2, 0.01)
+    ]
+    np.testing.assert_allclose(
+        ae_objectives.bernoulli_kl(rho, rho_hat), direct, rtol=1e-5
+    )
+
+
+def test_sparse_batch_loss_matches_direct_formula_and_finite_differences():
+    config = _sparse_config()
+    model, params = _model_and_params(config)
+    loss_one = objectives.make_objective(config, model)
+    xs = jax.random.uniform(jax.random.key(1), (8, D))
+    batch_loss = objectives.batch_mean(loss_one)
+    value, aux = batch_loss(params, xs, jax.random.key(2), {"beta": 1.0})
+    codes = np.asarray(model.apply(params, xs, method="encode"), np.float64)  # [B, K]
+    recon = np.asarray(model.apply(params, xs), np.float64)
+    rho_hat = codes.mean(0)
+    kl = np.sum(0.1 * np.log(0.1 / rho_hat) + 0.9 * np.log(0.9 / (1 - rho_hat)))
+    direct = np.mean((np.asarray(xs) - recon) ** 2) + 0.5 * kl
+    np.testing.assert_allclose(value, direct, rtol=1e-5)
+    np.testing.assert_allclose(aux["sparsity_kl"], kl, rtol=1e-5)
+    # The penalty is a batch term: it is not the mean of per-example penalties.
+    per_example_kl = np.mean(
+        [np.sum(0.1 * np.log(0.1 / c) + 0.9 * np.log(0.9 / (1 - c))) for c in codes]
+    )
+    assert abs(per_example_kl - kl) > 1e-3
+    f = lambda p: batch_loss(p, xs, jax.random.key(2), {"beta": 1.0})[0]
+    check_grads(f, (params,), order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-3)
+
+
+def test_sparse_step_raises_too_low_activations_towards_target():
+    config = _sparse_config(weight=1.0, target=0.3)
+    config.optim.learning_rate = 3e-2
+    config.train.update(batch_size=50, num_steps=300, steps_per_dispatch=50)
+    x = np.random.default_rng(0).uniform(size=(200, D)).astype(np.float32)
+    dataset = data_lib.Dataset("toy", x, x[:0], x[:50], None, None, None, (3, 4))
+    exp, params, metrics = autoencoders.fit(config, dataset)
+    rho_hat = np.asarray(
+        model_codes := exp.model.apply(params, x, method="encode")
+    ).mean(0)
+    np.testing.assert_allclose(rho_hat, 0.3, atol=0.05)
+    assert model_codes.shape == (200, K) and np.isfinite(metrics["loss"])
+
+
+def test_denoising_loss_corrupts_input_not_target():
+    config = default.get_config()
+    config.model.update(kind="ae", hidden=(), latent_dim=K)
+    config.objective.update(name="denoising_mse", corruption="masking", noise_level=0.5)
+    model, params = _model_and_params(config)
+    loss_one = objectives.make_objective(config, model)
+    x, key = jax.random.uniform(jax.random.key(3), (D,)), jax.random.key(4)
+    value, _ = loss_one(params, x, key, {})
+    x_tilde = corruptions.masking(key, x, 0.5)
+    np.testing.assert_allclose(
+        value, jnp.mean((x - model.apply(params, x_tilde)) ** 2), rtol=1e-6
+    )
+    other, _ = loss_one(params, x, jax.random.key(5), {})
+    assert value != other  # fresh noise for a fresh key
+
+
+def test_config_checks_for_the_new_objectives():
+    config_checks.validate_config(_sparse_config())
+    bad = _sparse_config()
+    bad.model.code_activation = "linear"
+    with pytest.raises(ValueError, match="sigmoid"):
+        config_checks.validate_config(bad)
+    bad = default.get_config()
+    bad.model.kind = "ae"
+    bad.objective.update(name="denoising_mse", corruption="masking", noise_level=1.5)
+    with pytest.raises(ValueError, match="noise_level"):
+        config_checks.validate_config(bad)
+    bad = default.get_config()
+    bad.data.center = True  # a VAE on centred data
+    with pytest.raises(ValueError, match="center"):
+        config_checks.validate_config(bad)
+
+
+@pytest.mark.slow  # the in-memory fit above covers the step; this adds orbax + figures
+@pytest.mark.parametrize("name", ["sparse_mse", "denoising_mse", "linear_centred"])
+def test_runner_trains_the_new_autoencoders_on_digits(name, tmp_path):
+    from experiments.configs import quickstart
+    from vae_jax import loop
+
+    config = quickstart.get_config()
+    config.model.update(kind="ae", hidden=(), latent_dim=16)
+    config.objective.name = "mse"
+    if name == "sparse_mse":
+        config.model.code_activation = "sigmoid"
+        config.objective.name = name
+    elif name == "denoising_mse":
+        config.objective.update(
+            name=name, corruption="salt_and_pepper", noise_level=0.2
+        )
+    else:
+        config.model.architecture = "linear"
+        config.data.center = True
+    config.train.update(
+        num_steps=20, steps_per_dispatch=10, log_every=10, checkpoint_every=20
+    )
+    final = loop.train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(final["test/mse"])

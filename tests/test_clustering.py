@@ -1,0 +1,149 @@
+"""DEC / IDEC maths, metrics, stopping rule and a tiny end-to-end run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from experiments.configs import dec_mnist
+from vae_jax import clustering, metrics, models
+
+
+def _q_numpy(z, mu, alpha=1.0):
+    """Xie et al. 2016, eq. 1, written directly. z: [N, K], mu: [C, K] -> [N, C]."""
+    d2 = ((z[:, None, :] - mu[None, :, :]) ** 2).sum(-1)
+    num = (1.0 + d2 / alpha) ** (-(alpha + 1.0) / 2.0)
+    return num / num.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.5])
+def test_soft_assignment_rows_sum_to_one_and_match_numpy(alpha):
+    rng = np.random.default_rng(0)
+    z, mu = (
+        rng.normal(size=(7, 3)).astype(np.float32),
+        rng.normal(size=(4, 3)).astype(np.float32),
+    )
+    q = jax.jit(
+        jax.vmap(clustering.soft_assignment, in_axes=(0, None, None)), static_argnums=2
+    )(z, mu, alpha)
+    np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(q, _q_numpy(z, mu, alpha), rtol=1e-5)
+
+
+def test_target_distribution_formula():
+    q = np.array([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4], [0.3, 0.3, 0.4]], np.float32)
+    f = q.sum(0)
+    expected = (q**2 / f) / (q**2 / f).sum(1, keepdims=True)
+    p = clustering.target_distribution(jnp.asarray(q))
+    np.testing.assert_allclose(p, expected, rtol=1e-6)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-6)
+    assert np.all(
+        np.argmax(p, 1) == np.argmax(q, 1)
+    )  # sharpening keeps the argmax here
+
+
+def test_kl_matches_numpy_and_is_zero_at_p_equal_q():
+    p = np.array([0.5, 0.3, 0.2, 0.0], np.float32)
+    q = np.array([0.25, 0.25, 0.25, 0.25], np.float32)
+    expected = np.sum(p[:3] * np.log(p[:3] / q[:3]))
+    np.testing.assert_allclose(
+        clustering.kl_to_assignment(p, jnp.log(q)), expected, rtol=1e-6
+    )
+    assert abs(float(clustering.kl_to_assignment(q, jnp.log(q)))) < 1e-7
+
+
+def test_kl_gradient_matches_finite_differences():
+    """d KL(P || Q) / d(z, mu) against finite differences (float64 via jax.enable_x64)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(1)
+        z, mu = rng.normal(size=(3,)), rng.normal(size=(4, 3))
+        p = rng.dirichlet(np.ones(4))
+
+        def loss(z, mu):
+            return clustering.kl_to_assignment(
+                p, clustering.log_soft_assignment(z, mu, 1.0)
+            )
+
+        check_grads(loss, (z, mu), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+def test_cluster_accuracy_permuted_labels_and_known_confusion():
+    labels = np.repeat(np.arange(5), 20)
+    perm = np.array([3, 0, 4, 1, 2])
+    assert metrics.cluster_accuracy(labels, perm[labels]) == 1.0
+    assert metrics.clustering_scores(labels, perm[labels])["nmi"] == pytest.approx(1.0)
+    # confusion (rows = clusters, cols = classes): best map 0->1, 1->0, 2->2: (40+30+25)/150
+    conf = np.array([[10, 40, 0], [30, 5, 15], [0, 25, 25]])
+    clusters = np.concatenate([np.full(conf[c].sum(), c) for c in range(3)])
+    truth = np.concatenate([np.repeat(np.arange(3), conf[c]) for c in range(3)])
+    np.testing.assert_array_equal(metrics.confusion_matrix(truth, clusters), conf)
+    assert metrics.cluster_accuracy(truth, clusters) == pytest.approx(
+        (40 + 30 + 25) / 150
+    )
+
+
+def test_stopping_rule():
+    prev = np.zeros(1000, int)
+    labels = prev.copy()
+    labels[:1] = 1  # 0.1% changed: not < tol = 1e-3
+    assert not clustering.should_stop(labels, prev, 1e-3)
+    assert clustering.should_stop(prev.copy(), prev, 1e-3)
+    assert not clustering.should_stop(prev, None, 1e-3)  # never at the first refresh
+    assert clustering.changed_fraction(labels, prev) == pytest.approx(1e-3)
+
+
+def test_dec_architecture_is_d_500_500_2000_10():
+    config = dec_mnist.get_config()
+    model = models.build_model(
+        config.model, likelihood="bernoulli", image_shape=(28, 28)
+    )
+    params = model.init(jax.random.key(0), jnp.zeros((784,)))
+    shapes = sorted(x.shape for x in jax.tree.leaves(params) if x.ndim == 2)
+    widths = [(784, 500), (500, 500), (500, 2000), (2000, 10)]
+    widths += [(10, 2000), (2000, 500), (500, 500), (500, 784)]
+    assert shapes == sorted(widths)
+    x = jax.random.uniform(jax.random.key(1), (784,))
+    z = model.apply(params, x, method="encode")
+    assert z.shape == (10,) and np.any(np.asarray(z) < 0)  # linear (not ReLU) embedding
+    assert np.any(
+        np.asarray(model.apply(params, z, method="decode")) < 0
+    )  # linear output
+
+
+def test_batch_indices_at_covers_each_row_once_per_epoch():
+    idx = clustering.batch_indices_at(jax.random.key(0), jnp.arange(6), 13, 4, 20)
+    epoch0, epoch1 = np.asarray(idx[:3]).ravel(), np.asarray(idx[3:]).ravel()
+    assert len(set(epoch0)) == 12 and max(epoch0) < 13 and max(epoch1) < 13
+    assert not np.array_equal(epoch0, epoch1)
+
+
+def _blobs(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(0.0, 1.0, size=(3, 16))
+    y = rng.integers(0, 3, size=n)
+    x = np.clip(centers[y] + 0.05 * rng.normal(size=(n, 16)), 0, 1).astype(np.float32)
+    return x, y
+
+
+@pytest.mark.parametrize("idec", [False, True])
+def test_dec_end_to_end_on_blobs(idec, tmp_path):
+    x, y = _blobs()
+    config = dec_mnist.get_config()
+    config.model.hidden = (32,)
+    config.model.latent_dim = 3
+    config.train.batch_size = 64
+    model, params, seconds = clustering.pretrain_autoencoder(config, x, tmp_path, 3)
+    assert len(seconds) == 3
+    cfg = config.clustering
+    cfg.update_interval, cfg.batch_size, cfg.max_steps, cfg.kmeans_n_init = 5, 64, 30, 3
+    cfg.num_clusters = 3
+    out = clustering.run_clustering(
+        model, params, x, cfg, idec=idec, seed=0, labels_true=y
+    )
+    assert metrics.cluster_accuracy(y, out["labels"]) > 0.95
+    assert out["history"][-1]["step"] <= 30
+    # resuming the pretraining from its checkpoint trains no further
+    _, params2, seconds2 = clustering.pretrain_autoencoder(config, x, tmp_path, 3)
+    assert seconds2 == []
+    jax.tree.map(np.testing.assert_array_equal, params, params2)

@@ -1,0 +1,124 @@
+"""Two-stochastic-layer model, Burda's schedule and the decoder bias init."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from experiments.configs import default, iwae_mnist
+from vae_jax import evaluate, experiment, hierarchical, models, objectives, train
+
+D = 12
+
+
+def _two_layer(**overrides):
+    config = default.get_config()
+    config.model.update(stochastic_layers=2, hidden=(9, 8), hidden2=(7,), latent_dim=5,
+                        latent_dim2=3, **overrides)  # fmt: skip
+    model = models.build_model(config.model, likelihood="bernoulli", image_shape=(3, 4))
+    return config, model, model.init(jax.random.PRNGKey(0), jnp.zeros(D))
+
+
+def test_shapes_and_parameter_count():
+    _, model, params = _two_layer()
+    assert isinstance(model, hierarchical.HierarchicalVAE)
+    x = jnp.zeros((4, D))
+    mean1, logvar1 = model.apply(params, x, method="encode")
+    mean2, logvar2 = model.apply(params, mean1, method="encode2")
+    prior_mean, prior_logvar = model.apply(params, mean2, method="prior1")
+    logits = model.apply(params, mean1, method="decode")["logits"]
+    assert (
+        mean1.shape == logvar1.shape == prior_mean.shape == prior_logvar.shape == (4, 5)
+    )
+    assert mean2.shape == logvar2.shape == (4, 3) and logits.shape == (4, D)
+    assert model.apply(params, x[0]).shape == (D,)  # unbatched works too
+    # q1: 12-9-8-(5+5); q2: 5-7-(3+3); p1: 3-7-(5+5); p(x|z1): 5-8-9-12.
+    dense = lambda i, o: i * o + o
+    q = dense(12, 9) + dense(9, 8) + 2 * dense(8, 5) + dense(5, 7) + 2 * dense(7, 3)
+    p = dense(3, 7) + 2 * dense(7, 5) + dense(5, 8) + dense(8, 9) + dense(9, 12)
+    expected = q + p
+    assert sum(a.size for a in jax.tree.leaves(params)) == expected
+
+
+def test_log_weights_match_their_definition_and_bounds_are_ordered():
+    _, model, params = _two_layer()
+    x = (jax.random.uniform(jax.random.PRNGKey(1), (D,)) > 0.5).astype(jnp.float32)
+    log_w, log_px = hierarchical.log_weights(
+        params, x, jax.random.PRNGKey(2), 6, model=model
+    )
+    assert log_w.shape == log_px.shape == (6,) and np.all(np.asarray(log_px) < 0)
+    key = jax.random.PRNGKey(3)
+    hp = {"beta": jnp.float32(1.0)}
+    lw = objectives.log_weights_for(model)
+    elbo = lambda k: -objectives.negative_sampled_elbo(params, x, k, hp, log_weights=lw,
+                                                       num_samples=1)[0]  # fmt: skip
+    bound = lambda k: -objectives.negative_iwae_bound(params, x, k, hp, log_weights=lw,
+                                                      num_samples=20)[0]  # fmt: skip
+    np.testing.assert_allclose(
+        -objectives.negative_iwae_bound(params, x, key, hp, log_weights=lw, num_samples=1)[0],
+        elbo(key), rtol=1e-6,
+    )  # fmt: skip
+    keys = jax.random.split(key, 4000)
+    elbos = np.asarray(jax.jit(jax.vmap(elbo))(keys), np.float64)
+    bounds = np.asarray(jax.jit(jax.vmap(bound))(keys), np.float64)
+    se = elbos.std() / np.sqrt(len(keys)) + bounds.std() / np.sqrt(len(keys))
+    assert elbos.mean() + 3 * se < bounds.mean()  # ELBO < L_20 in expectation
+
+
+def test_two_layer_trains_and_reports_active_units_per_layer():
+    config, model, params = _two_layer()
+    config.objective.name, config.objective.num_samples = "iwae", 3
+    loss_one = objectives.make_objective(config, model)
+    state = train.create_train_state(model, optax.adam(1e-2), jnp.zeros(D),
+                                     jax.random.PRNGKey(0), jax.random.PRNGKey(1))  # fmt: skip
+    step = train.make_train_step(
+        loss_one, objectives.make_hparams(config), binarize=True
+    )
+    x = jax.random.uniform(jax.random.PRNGKey(2), (16, D))
+    state, metrics = step(state, x)
+    assert np.isfinite(metrics["loss"]) and int(state.step) == 1
+    units = evaluate.active_units(evaluate.posterior_means_fn(model), state.params,
+                                  np.asarray(x), jax.random.PRNGKey(3))  # fmt: skip
+    assert [v.shape for v in units["variances"]] == [(5,), (3,)]
+    assert all(0 <= c <= n for c, n in zip(units["active_units"], (5, 3)))
+
+
+def test_burda_schedule_boundaries_and_rates():
+    rates = train.burda_rates(1e-3)
+    np.testing.assert_allclose(
+        rates, [1e-3, 7.2e-4, 5.2e-4, 3.7e-4, 2.7e-4, 1.9e-4, 1.4e-4, 1e-4], rtol=1e-9
+    )
+    spe = 10
+    ends = [train.burda_stage_end(i, spe) for i in range(8)]
+    assert ends == [10, 40, 130, 400, 1210, 3640, 10930, 32800]  # 3280 epochs in all
+    optim = ml_collections.ConfigDict({"schedule": "burda", "learning_rate": 1e-3})
+    schedule = train.make_schedule(optim, total_steps=123, steps_per_epoch=spe)
+    for i, end in enumerate(ends):
+        start = ends[i - 1] if i else 0
+        np.testing.assert_allclose(
+            [schedule(start), schedule(end - 1)], [rates[i]] * 2, rtol=1e-6
+        )
+    np.testing.assert_allclose(schedule(10**6), 1e-4, rtol=1e-6)
+    with np.testing.assert_raises(ValueError):
+        train.make_schedule(optim, total_steps=123)
+
+
+def test_iwae_config_builds_with_data_mean_bias_and_schedule(monkeypatch):
+    config = iwae_mnist.get_config()
+    config.data.name, config.data.binarize, config.data.valid_size = (
+        "synthetic",
+        "none",
+        -1,
+    )
+    config.model.update(hidden=(8,), latent_dim=3)
+    config.train.update(batch_size=16, num_epochs=1)
+    exp = experiment.build_experiment(config)
+    state = exp.init_state()
+    mean = np.clip(exp.dataset.train.mean(axis=0), 1e-3, 1 - 1e-3)
+    np.testing.assert_allclose(state.params["params"]["decoder"]["output"]["bias"],
+                               np.log(mean / (1 - mean)), rtol=1e-4, atol=1e-5)  # fmt: skip
+    assert exp.steps_per_epoch == 32
+    updates, _ = exp.tx.update(jax.tree.map(jnp.ones_like, state.params), state.opt_state,
+                               state.params)  # fmt: skip
+    assert np.all(np.isfinite(jax.tree.leaves(updates)[0]))

@@ -1,0 +1,80 @@
+"""PCA and principal angles against numpy, and linear AE == PCA on low-rank data."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.configs import default
+from vae_jax import autoencoders, pca
+from vae_jax import data as data_lib
+
+
+def _low_rank(n=3000, d=20, scales=(3.0, 2.0, 1.0), noise=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(d, len(scales))))  # [D, K]
+    z = rng.normal(size=(n, len(scales))) * np.asarray(scales)[None]
+    x = z @ basis.T + noise * rng.normal(size=(n, d)) + rng.normal(size=d)[None]
+    return x.astype(np.float32), basis
+
+
+def test_pca_matches_numpy_svd():
+    x, _ = _low_rank(n=300, d=12)
+    xc = x - x.mean(0, keepdims=True)
+    _, s, vt = np.linalg.svd(xc.astype(np.float64), full_matrices=False)
+    for data in (x, x[:10]):  # N > D (covariance route) and N < D (direct SVD)
+        fitted = pca.fit_pca(data)
+        dc = data - data.mean(0, keepdims=True)
+        _, s_ref, vt_ref = np.linalg.svd(dc.astype(np.float64), full_matrices=False)
+        r = min(data.shape)
+        np.testing.assert_allclose(
+            fitted.variances[:r], s_ref**2 / len(data), rtol=1e-3, atol=1e-5
+        )
+        cos = np.abs(np.sum(np.asarray(fitted.components[:3]) * vt_ref[:3], axis=1))
+        np.testing.assert_allclose(cos, 1.0, atol=1e-4)  # same vectors up to sign
+    fitted = pca.fit_pca(x)
+    np.testing.assert_allclose(
+        pca.optimal_mse(fitted, 3), np.sum(s[3:] ** 2) / len(x) / x.shape[1], rtol=1e-3
+    )
+    recon = np.stack([pca.project(fitted, row, 3) for row in x])
+    np.testing.assert_allclose(
+        np.mean((x - recon) ** 2), pca.optimal_mse(fitted, 3), rtol=1e-3
+    )
+    assert 0.95 < float(pca.explained_variance_ratio(fitted, 3)) <= 1.0
+
+
+def test_principal_angles_of_known_subspaces():
+    d, theta = 6, 0.3
+    e = np.eye(d)
+    a = e[:, :2]  # span(e0, e1)
+    b = np.stack([e[:, 0], np.cos(theta) * e[:, 1] + np.sin(theta) * e[:, 2]], axis=1)
+    np.testing.assert_allclose(pca.principal_angles(a, b), [0.0, theta], atol=1e-3)
+    mixed = a @ np.array([[2.0, 1.0], [-1.0, 3.0]])  # another basis of the same plane
+    np.testing.assert_allclose(pca.principal_angles(a, mixed), [0.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(
+        pca.principal_angles(a, e[:, 2:4]), [np.pi / 2] * 2, atol=1e-3
+    )
+    # The basis differs (45 degrees) though the subspace is the same.
+    rotated = a @ np.array([[1.0, -1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(
+        pca.nearest_vector_angles(rotated, a), [np.pi / 4] * 2, atol=1e-3
+    )
+
+
+def test_linear_autoencoder_recovers_the_pca_subspace():
+    x, basis = _low_rank()
+    k, shape = basis.shape[1], (4, 5)
+    dataset = data_lib.Dataset(
+        "lowrank", x[:2500], x[2500:2500], x[2500:], None, None, None, shape
+    )
+    centred, _ = pca.center_dataset(dataset)
+    config = default.get_config()
+    config.model.update(kind="ae", architecture="linear", latent_dim=k)
+    config.objective.name = "mse"
+    config.optim.update(learning_rate=3e-2, schedule="cosine")
+    config.train.update(batch_size=250, num_steps=1500, steps_per_dispatch=100)
+    exp, params, _ = autoencoders.fit(config, centred)
+    fitted = pca.fit_pca(centred.train)
+    w = pca.decoder_basis(params)
+    assert np.degrees(pca.principal_angles(w, fitted.components[:k].T)[-1]) < 1.0
+    assert np.degrees(pca.principal_angles(w, jnp.asarray(basis))[-1]) < 2.0
+    mse = autoencoders.reconstruction_mse(exp.model, params, centred.train)
+    assert mse / float(pca.optimal_mse(fitted, k)) < 1.05  # optimum = noise only: tiny

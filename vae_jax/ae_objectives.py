@@ -1,0 +1,64 @@
+"""Regularised autoencoder objectives: denoising (per example) and sparse (per batch).
+
+Same per-example signature as ``objectives``: ``loss_one(params, x [D], key, hparams)
+-> (scalar, metrics)``. The sparse AE's penalty depends on the whole batch (the mean
+activation of each unit), so its ``loss_one`` carries a ``batch_penalty(params, xs
+[B, D], hparams) -> (scalar, metrics)`` that ``objectives.batch_mean`` adds to the
+vmapped mean; evaluation (``objectives.per_example``) reports the per-example part.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vae_jax import corruptions
+
+
+def denoising_squared_error(
+    params, x, key, hparams, *, model: nn.Module, corruption: str, level: float
+):
+    """||x - g(f(x_tilde))||^2 / D with x_tilde ~ q(x_tilde|x) fresh for every key.
+
+    Vincent et al. 2008, §2.3 / 2010, eq. 6 (squared error). x: [D] -> (scalar, {"mse"}).
+    """
+    del hparams
+    x_tilde = corruptions.corrupt(corruption, key, x, level)
+    mse = jnp.mean(jnp.square(x - model.apply(params, x_tilde)))
+    return mse, {"mse": mse}
+
+
+def bernoulli_kl(rho, rho_hat):
+    """KL(Bern(rho) || Bern(rho_hat)) = rho log(rho/rho_hat) + (1-rho) log((1-rho)/(1-rho_hat)).
+
+    Ng 2011, "Sparse autoencoder" notes, §3. Elementwise on [K] (or scalars).
+    """
+    return rho * (jnp.log(rho) - jnp.log(rho_hat)) + (1 - rho) * (
+        jnp.log1p(-rho) - jnp.log1p(-rho_hat)
+    )
+
+
+def sparsity_penalty(
+    params, xs, hparams, *, model: nn.Module, target: float, weight: float
+):
+    """beta sum_j KL(rho || rho_hat_j), rho_hat_j = (1/B) sum_b f_j(x_b): mean activation
+    of code unit j over the batch (Ng 2011, §3). xs: [B, D] -> (scalar, metrics).
+    """
+    del hparams
+    codes = jax.vmap(lambda x: model.apply(params, x, method="encode"))(xs)  # [B, K]
+    rho_hat = jnp.clip(jnp.mean(codes, axis=0), 1e-6, 1 - 1e-6)  # [K]
+    kl = jnp.sum(bernoulli_kl(target, rho_hat))
+    return weight * kl, {"sparsity_kl": kl, "mean_activation": jnp.mean(rho_hat)}
+
+
+def with_sparsity_penalty(loss_one, *, model: nn.Module, target: float, weight: float):
+    """A copy of ``loss_one`` (e.g. the per-example MSE) carrying ``.batch_penalty`` =
+    ``sparsity_penalty`` with rho = target, beta = weight bound (Ng 2011, §3)."""
+    loss_one = functools.partial(loss_one)  # a new object: the caller's stays untouched
+    loss_one.batch_penalty = functools.partial(
+        sparsity_penalty, model=model, target=target, weight=weight
+    )
+    return loss_one

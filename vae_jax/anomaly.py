@@ -1,0 +1,187 @@
+"""Anomaly scores from autoencoders and VAEs, and one-class models trained in one program.
+
+Scores are per example (higher = more anomalous): the AE's squared reconstruction
+error, the VAE's negative ELBO, and the importance-weighted NLL -L_k (Burda et al.
+2015). The one-class protocol (Ruff et al. 2018, §4.1) trains one model per class on
+that class's training images only; here the C models are ONE XLA program:
+``jax.vmap`` over stacked train states and per-class data of a scan-fused chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vae_jax import checkpoint, evaluate, objectives, train
+from vae_jax import data as data_lib
+from vae_jax.clustering import batch_indices_at
+
+
+# ------------------------------------------------------------------ per-example scores
+def reconstruction_score(params, x, key, *, model: nn.Module) -> jax.Array:
+    """||x - g(f(x))||^2, summed over pixels (the DCAE score; Ruff et al. 2018, §4).
+    x: [D] -> scalar; ``key`` is unused."""
+    del key
+    return jnp.sum(jnp.square(x - model.apply(params, x)))
+
+
+def negative_elbo_score(params, x, key, *, model: nn.Module, num_samples: int = 1):
+    """-ELBO(x) with S reparameterised samples (Kingma & Welling 2013, eq. 10), nats.
+    x: [D] -> scalar."""
+    return objectives.negative_elbo(
+        params, x, key, {"beta": jnp.float32(1.0)}, model=model, num_samples=num_samples
+    )[0]
+
+
+def iwae_nll_score(params, x, key, *, model: nn.Module, num_samples: int = 100):
+    """-L_k(x), the importance-weighted NLL bound (Burda et al. 2015, eq. 8), nats.
+    x: [D] -> scalar."""
+    log_weights = objectives.log_weights_for(model)
+    return -evaluate.iwae_bound(log_weights, params, x, key, num_samples)
+
+
+def make_score_fn(model: nn.Module, name: str, num_samples: int = 1) -> Callable:
+    """Per-example score(params, x [D], key) -> scalar: "recon" | "elbo" | "iwae"."""
+    scores = {
+        "recon": reconstruction_score,
+        "elbo": negative_elbo_score,
+        "iwae": iwae_nll_score,
+    }
+    if name not in scores:
+        raise ValueError(f"Unknown score {name!r}; choose one of {sorted(scores)}.")
+    if name == "recon":
+        return functools.partial(reconstruction_score, model=model)
+    return functools.partial(scores[name], model=model, num_samples=num_samples)
+
+
+def make_score_all(score_one: Callable, batch_size: int = 500) -> Callable:
+    """(stacked params [C, ...], x [N, D], key) -> scores [N, C] of every row under every
+    class model. Padded batches are scanned on device; example i of batch b uses key
+    split(fold_in(key, b), B)[i], the same for every class (common random numbers)."""
+    per_class = jax.vmap(score_one, in_axes=(0, None, None))  # over C models
+    per_batch = jax.vmap(per_class, in_axes=(None, 0, 0))  # over B examples
+
+    @jax.jit
+    def score_batches(params, xb, key):  # xb: [nb, B, D] -> [nb, B, C]
+        def body(_, inputs):
+            x, b = inputs
+            return None, per_batch(
+                params, x, jax.random.split(jax.random.fold_in(key, b), len(x))
+            )
+
+        return jax.lax.scan(body, None, (xb, jnp.arange(xb.shape[0])))[1]
+
+    def score_all(params, x, key):
+        xb, _ = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+        scores = np.asarray(score_batches(params, xb, key))
+        return scores.reshape(-1, scores.shape[-1])[: len(x)]
+
+    return score_all
+
+
+# ------------------------------------------------------------------ one-class training
+def stack_by_class(
+    x: np.ndarray, y: np.ndarray, classes
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class training sets zero-padded to a common size: x: [N, D], y: [N] ->
+    (xs [C, M, D], counts [C]) with M = the largest class; rows >= counts[c] are unused."""
+    parts = [x[y == c] for c in classes]
+    counts = np.array([len(p) for p in parts], np.int32)
+    xs = np.zeros((len(parts), counts.max(), x.shape[1]), x.dtype)
+    for i, part in enumerate(parts):
+        xs[i, : len(part)] = part
+    return xs, counts
+
+
+def init_stacked_states(
+    model, tx, example_x, init_keys, train_keys
+) -> train.TrainState:
+    """C independent TrainStates stacked along a leading axis (one per class model).
+    init_keys, train_keys: [C] keys; example_x: [D]."""
+    create = lambda ik, tk: train.create_train_state(model, tx, example_x, ik, tk)  # noqa: E731
+    return jax.vmap(create)(init_keys, train_keys)
+
+
+def make_one_class_chunk(
+    step_fn: Callable, *, num_steps: int, batch_size: int
+) -> Callable:
+    """chunk(state, x_c [M, D], count, data_key) -> (state, metrics [T] each): T steps of
+    one class model in a lax.scan, batches from the first ``count`` rows of ``x_c``
+    (``batch_indices_at``). Un-jitted: ``jax.vmap`` it over classes (``vmap_chunk``)."""
+
+    def chunk(state, x_c, count, data_key):
+        steps = state.step + jnp.arange(num_steps)
+        idx = batch_indices_at(
+            data_key, steps, count, batch_size, x_c.shape[0]
+        )  # [T, B]
+        return jax.lax.scan(lambda s, i: step_fn(s, x_c[i]), state, idx)
+
+    return chunk
+
+
+def vmap_chunk(chunk: Callable) -> Callable:
+    """The C one-class chunks as one jitted program over stacked (state, xs, counts, keys)."""
+    return jax.jit(jax.vmap(chunk), donate_argnums=0)
+
+
+def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, xs, counts,
+                           num_epochs: int, workdir=None):  # fmt: skip
+    """Trains C one-class models on ``xs: [C, M, D]`` (``counts: [C]``) for
+    ``num_epochs`` x (M // B) steps each, one vmapped chunk per epoch; checkpoints
+    into ``workdir`` after each epoch and resumes from it. Returns (state, s/epoch)."""
+    num_classes, capacity, dim = xs.shape
+    steps_per_epoch = capacity // config.train.batch_size
+    tx = train.make_optimizer(
+        config.optim, num_epochs * steps_per_epoch, steps_per_epoch
+    )
+    keys = train.split_root_key(config.seed)
+    classes = jnp.arange(num_classes)
+    class_keys = lambda k: jax.vmap(lambda c: jax.random.fold_in(k, c))(classes)  # noqa: E731
+    state = init_stacked_states(model, tx, jnp.zeros((dim,)), class_keys(keys["init"]),
+                                class_keys(keys["train"]))  # fmt: skip
+    manager = None
+    if workdir is not None:
+        manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
+        state = checkpoint.restore_latest(manager, state) or state
+    loss_one = objectives.make_objective(config, model)
+    step_fn = train.make_step_fn(loss_one, objectives.make_hparams(config))
+    chunk = vmap_chunk(make_one_class_chunk(step_fn, num_steps=steps_per_epoch,
+                                            batch_size=config.train.batch_size))  # fmt: skip
+    xs, counts, data_keys = (
+        jnp.asarray(xs),
+        jnp.asarray(counts),
+        class_keys(keys["data"]),
+    )
+    seconds = []
+    while int(state.step[0]) < num_epochs * steps_per_epoch:
+        start = time.time()
+        state, metrics = chunk(state, xs, counts, data_keys)
+        loss = np.asarray(jax.device_get(metrics["loss"])).mean(axis=1)  # [C]
+        seconds.append(time.time() - start)
+        epoch = int(state.step[0]) // steps_per_epoch
+        logging.info("one-class epoch %d/%d loss per class %s (%.1f s)", epoch, num_epochs,
+                     np.array2string(loss, precision=4), seconds[-1])  # fmt: skip
+        if manager is not None:
+            checkpoint.save(manager, state, int(state.step[0]))
+    return state, seconds
+
+
+def one_class_aurocs(
+    scores: np.ndarray, labels: np.ndarray, classes
+) -> dict[int, float]:
+    """AUROC of model c's scores (``scores[:, i]`` for classes[i]) for "label != c"
+    over all test rows; Ruff et al. 2018's protocol. scores: [N, C]; labels: [N]."""
+    from vae_jax import metrics  # lazy: sklearn import
+
+    return {
+        int(c): metrics.auroc(labels != c, scores[:, i]) for i, c in enumerate(classes)
+    }

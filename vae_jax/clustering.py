@@ -1,0 +1,278 @@
+"""Deep Embedded Clustering (Xie, Girshick & Farhadi 2016) and IDEC (Guo et al. 2017).
+
+Pipeline: pretrain an autoencoder d-500-500-2000-10 (``pretrain_autoencoder``,
+resumable), k-means on its codes gives the centroids mu_j (``kmeans_init``), then
+``fit_dec`` alternates (a) a target P from the soft assignments Q of the whole data
+and (b) ``update_interval`` = T SGD steps on KL(P || Q), fused into one ``lax.scan``,
+until fewer than ``tol`` of the hard assignments change between refreshes. IDEC adds
+the reconstruction error: L = L_r + gamma L_c (Guo et al. 2017, eq. 5).
+Per-example maths below; ``jax.vmap`` is applied at the call sites.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+
+from vae_jax import checkpoint, experiment, train
+from vae_jax import data as data_lib
+
+
+# ------------------------------------------------------------------ per-example maths
+def log_soft_assignment(
+    z: jax.Array, centroids: jax.Array, alpha: float = 1.0
+) -> jax.Array:
+    """log q_j, q_j ∝ (1 + ||z - mu_j||^2 / alpha)^(-(alpha + 1) / 2): Student's t kernel,
+    Xie et al. 2016, eq. 1. z: [K]; centroids: [C, K] -> [C] (logsumexp = 0)."""
+    sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=-1)  # [C]
+    return jax.nn.log_softmax(-0.5 * (alpha + 1.0) * jnp.log1p(sq_dist / alpha))
+
+
+def soft_assignment(
+    z: jax.Array, centroids: jax.Array, alpha: float = 1.0
+) -> jax.Array:
+    """q_j of ``log_soft_assignment``: [K], [C, K] -> [C], sums to 1."""
+    return jnp.exp(log_soft_assignment(z, centroids, alpha))
+
+
+def target_distribution(q: jax.Array) -> jax.Array:
+    """p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j'), f_j = sum_i q_ij; Xie et al. 2016,
+    eq. 3. A dataset-level statistic (f_j sums over i): q: [N, C] -> [N, C]."""
+    weight = jnp.square(q) / jnp.sum(q, axis=0)[None, :]
+    return weight / jnp.sum(weight, axis=1, keepdims=True)
+
+
+def kl_to_assignment(p: jax.Array, log_q: jax.Array) -> jax.Array:
+    """KL(p || q) = sum_j p_j (log p_j - log q_j), 0 log 0 = 0; Xie et al. 2016, eq. 2.
+    p, log_q: [C] -> scalar."""
+    safe_p = jnp.where(p > 0, p, 1.0)
+    return jnp.sum(jnp.where(p > 0, p * (jnp.log(safe_p) - log_q), 0.0))
+
+
+def clustering_loss(params, x, p, *, model: nn.Module, alpha: float, gamma: float,
+                    reconstruct: bool) -> tuple[jax.Array, dict]:  # fmt: skip
+    """DEC: L_c = KL(p || q(x)) (Xie et al. 2016, eq. 2); IDEC: L_r + gamma L_c with
+    L_r = ||x - g(f(x))||^2 / D (Guo et al. 2017, eq. 5; their code's per-pixel MSE).
+
+    params: {"ae": autoencoder params, "centroids": [C, K]}; x: [D]; p: [C] (target).
+    Returns (scalar, {"kl", "mse"}); "mse" is 0 for DEC (no decoder pass).
+    """
+    z = model.apply(params["ae"], x, method="encode")  # [K]
+    kl = kl_to_assignment(p, log_soft_assignment(z, params["centroids"], alpha))
+    if not reconstruct:
+        return gamma * kl, {"kl": kl, "mse": jnp.zeros_like(kl)}
+    mse = jnp.mean(jnp.square(x - model.apply(params["ae"], z, method="decode")))
+    return mse + gamma * kl, {"kl": kl, "mse": mse}
+
+
+def changed_fraction(labels: np.ndarray, previous: np.ndarray) -> float:
+    """delta_label = (1/N) #{i : labels_i != previous_i}; DEC stops when < tol."""
+    return float(np.mean(np.asarray(labels) != np.asarray(previous)))
+
+
+def should_stop(labels: np.ndarray, previous: np.ndarray | None, tol: float) -> bool:
+    """DEC's stopping rule (Xie et al. 2016, §3.1.3): fewer than ``tol`` of the points
+    changed cluster since the last target refresh (never at the first refresh)."""
+    return previous is not None and changed_fraction(labels, previous) < tol
+
+
+# ------------------------------------------------------------------ batching (jittable)
+def batch_indices_at(key, steps, count, batch_size: int, capacity: int) -> jax.Array:
+    """Example indices [T, B] of global steps ``steps: [T]`` over the first ``count``
+    of ``capacity`` rows (``count`` may be traced, e.g. per class under vmap).
+
+    Epoch e = s // (count // B) reads a permutation of the ``count`` rows drawn with
+    ``fold_in(key, e)``; its ragged tail is dropped. Depends only on (key, s, count).
+    """
+    steps_per_epoch = jnp.maximum(count // batch_size, 1)
+
+    def one(step):
+        noise = jax.random.uniform(
+            jax.random.fold_in(key, step // steps_per_epoch), (capacity,)
+        )
+        perm = jnp.argsort(jnp.where(jnp.arange(capacity) < count, noise, 2.0))
+        start = (step % steps_per_epoch) * batch_size
+        return jax.lax.dynamic_slice(perm, (start,), (batch_size,)).astype(jnp.int32)
+
+    return jax.vmap(one)(steps)
+
+
+def make_apply_all(fn_one: Callable, batch_size: int) -> Callable:
+    """Lifts fn_one(params, x [D]) -> [...] to (params, x [N, D]) -> [N, ...] in padded
+    batches scanned on device (one compile per N; no dropped rows)."""
+
+    @jax.jit
+    def apply_batches(params, xb):  # xb: [nb, B, D]
+        return jax.lax.map(lambda x: jax.vmap(fn_one, in_axes=(None, 0))(params, x), xb)
+
+    def apply_all(params, x):
+        xb, _ = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+        out = apply_batches(params, xb)
+        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[: len(x)], out)
+
+    return apply_all
+
+
+# ------------------------------------------------------------------ stage 1: pretraining
+def pretrain_autoencoder(config: ml_collections.ConfigDict, x: np.ndarray, workdir,
+                         num_epochs: int) -> tuple[nn.Module, dict, list[float]]:  # fmt: skip
+    """Trains ``config``'s autoencoder on all rows of ``x: [N, D]`` for ``num_epochs``
+    epochs (one scan-fused chunk each), checkpointing into ``workdir`` after every
+    epoch; a rerun resumes there. Returns (model, params, seconds per new epoch)."""
+    dataset = data_lib.Dataset(
+        "pretrain", x, x[:0], x[:0], None, None, None, (x.shape[1], 1)
+    )
+    config = config.copy_and_resolve_references()
+    config.train.num_epochs = num_epochs
+    exp = experiment.build_experiment(config, dataset)
+    state = exp.init_state()
+    manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
+    state = checkpoint.restore_latest(manager, state) or state
+    step_fn = train.make_step_fn(exp.loss_one, exp.hparams_fn)
+    chunk = train.make_train_chunk(step_fn, num_steps=exp.steps_per_epoch,
+                                   batch_size=config.train.batch_size,
+                                   num_examples=len(x), data_key=exp.keys["data"])  # fmt: skip
+    seconds = []
+    while int(state.step) < exp.total_steps:
+        start = time.time()
+        state, metrics = chunk(state, exp.train_x)
+        mse = float(np.mean(jax.device_get(metrics["mse"])))
+        seconds.append(time.time() - start)
+        epoch = int(state.step) // exp.steps_per_epoch
+        logging.info(
+            "pretrain epoch %d/%d mse %.5f (%.1f s)",
+            epoch,
+            num_epochs,
+            mse,
+            seconds[-1],
+        )
+        checkpoint.save(manager, state, int(state.step))
+    return exp.model, state.params, seconds
+
+
+# ------------------------------------------------------------------ stage 2: DEC / IDEC
+def kmeans_init(codes: np.ndarray, num_clusters: int, n_init: int = 20, seed: int = 0):
+    """k-means on the codes z: [N, K] (scikit-learn, ``n_init`` restarts): returns
+    (centroids [C, K] float32, labels [N]); Xie et al. 2016, §3.2."""
+    from sklearn.cluster import KMeans  # lazy: importing sklearn is slow
+
+    km = KMeans(num_clusters, n_init=n_init, random_state=seed).fit(
+        np.asarray(codes, np.float64)
+    )
+    return km.cluster_centers_.astype(np.float32), km.labels_
+
+
+def make_dec_chunk(
+    loss_one: Callable, *, num_steps: int, batch_size: int, data_key
+) -> Callable:
+    """Jitted chunk(state, x [N, D], p [N, C]) -> (state, metrics [T] each): T = num_steps
+    SGD steps on the batch mean of ``loss_one(params, x [D], p [C])`` in one lax.scan.
+    Batches follow ``batch_indices_at(data_key, step, N)``, so they depend on the step only."""
+
+    def batch_loss(params, xb, pb):
+        values, aux = jax.vmap(loss_one, in_axes=(None, 0, 0))(params, xb, pb)
+        return values.mean(), jax.tree.map(jnp.mean, aux)
+
+    def chunk(state, x, p):
+        def step(state, idx):
+            grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
+            (loss, aux), grads = grad_fn(state.params, x[idx], p[idx])
+            return state.apply_gradients(grads=grads), {"loss": loss, **aux}
+
+        steps = state.step + jnp.arange(num_steps)
+        idx = batch_indices_at(
+            data_key, steps, x.shape[0], batch_size, x.shape[0]
+        )  # [T, B]
+        return jax.lax.scan(step, state, idx)
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def init_dec_state(ae_params, centroids, tx: optax.GradientTransformation):
+    """TrainState over {"ae": autoencoder params, "centroids": mu [C, K]}: both trained.
+    The params are copied: the DEC chunk donates its state, not the caller's arrays."""
+    params = {
+        "ae": jax.tree.map(jnp.copy, ae_params),
+        "centroids": jnp.asarray(centroids, jnp.float32),
+    }
+    return train_state.TrainState.create(apply_fn=None, params=params, tx=tx)
+
+
+def make_assign_all(
+    model: nn.Module, alpha: float = 1.0, batch_size: int = 1000
+) -> Callable:
+    """(params, x [N, D]) -> q [N, C]: soft assignments of every row (eq. 1)."""
+
+    def assign_one(params, x):
+        z = model.apply(params["ae"], x, method="encode")
+        return soft_assignment(z, params["centroids"], alpha)
+
+    return make_apply_all(assign_one, batch_size)
+
+
+def fit_dec(state, x: np.ndarray, *, assign_all: Callable, chunk: Callable, tol: float,
+            max_steps: int, labels_true: np.ndarray | None = None):  # fmt: skip
+    """DEC's outer loop (Xie et al. 2016, §3.1; DEC-keras ``DEC.fit``): refresh P from
+    Q on all of ``x: [N, D]``, stop if < ``tol`` of the labels changed or after
+    ``max_steps`` SGD steps, else run one T-step ``chunk``.
+
+    Returns (state, hard labels [N], history: one dict per refresh).
+    """
+    from vae_jax import metrics as metrics_lib  # only for the optional progress log
+
+    x_device, previous, history = jnp.asarray(x), None, []
+    while True:
+        q = assign_all(state.params, x)  # [N, C]
+        labels = np.asarray(jnp.argmax(q, axis=-1))
+        record = {"step": int(state.step)}
+        if previous is not None:
+            record["delta_label"] = changed_fraction(labels, previous)
+        if labels_true is not None:
+            record.update(metrics_lib.clustering_scores(labels_true, labels))
+        history.append(record)
+        logging.info("dec %s", " ".join(f"{k} {v:.4g}" for k, v in record.items()))
+        if should_stop(labels, previous, tol) or int(state.step) >= max_steps:
+            return state, labels, history
+        state, step_metrics = chunk(state, x_device, target_distribution(q))
+        history[-1]["loss"] = float(np.mean(jax.device_get(step_metrics["loss"])))
+        previous = labels
+
+
+def run_clustering(model: nn.Module, ae_params, x: np.ndarray, cfg: ml_collections.ConfigDict,
+                   *, idec: bool, seed: int, labels_true=None):  # fmt: skip
+    """k-means init + ``fit_dec`` for DEC (SGD, KL only) or IDEC (Adam, L_r + gamma L_c).
+
+    cfg: ``config.clustering`` (num_clusters, alpha, gamma, update_interval, tol,
+    max_steps, batch_size, kmeans_n_init, dec_learning_rate, dec_momentum,
+    idec_learning_rate). Returns dict(state, labels [N], kmeans_labels [N],
+    codes [N, K] before, history).
+    """
+    encode_all = make_apply_all(functools.partial(model.apply, method="encode"), 1000)
+    codes = np.asarray(encode_all(ae_params, x))
+    centroids, km_labels = kmeans_init(codes, cfg.num_clusters, cfg.kmeans_n_init, seed)
+    if idec:
+        tx = optax.adam(cfg.idec_learning_rate)
+    else:
+        tx = optax.sgd(cfg.dec_learning_rate, momentum=cfg.dec_momentum)
+    loss_one = functools.partial(clustering_loss, model=model, alpha=cfg.alpha,
+                                 gamma=cfg.gamma if idec else 1.0, reconstruct=idec)  # fmt: skip
+    chunk = make_dec_chunk(loss_one, num_steps=cfg.update_interval,
+                           batch_size=cfg.batch_size, data_key=jax.random.key(seed))  # fmt: skip
+    state, labels, history = fit_dec(
+        init_dec_state(ae_params, centroids, tx), x,
+        assign_all=make_assign_all(model, cfg.alpha), chunk=chunk, tol=cfg.tol,
+        max_steps=cfg.max_steps, labels_true=labels_true,
+    )  # fmt: skip
+    return {"state": state, "labels": labels, "kmeans_labels": km_labels,
+            "codes": codes, "history": history}  # fmt: skip
