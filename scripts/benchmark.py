@@ -10,8 +10,8 @@ eager, with targets on CPU of >= 2.5x at batch 20 and >= 1.3x at batch 128.
 Contenders, alternated within every round (machines are noisy) and summarised by
 their median examples/s over rounds:
   vae_jax        the library's loop: ``train.make_step_fn`` (dynamic binarization,
-                 non-finite guard) fused ``steps_per_dispatch`` at a time by
-                 ``train.make_train_chunk`` over the device-resident training set,
+                 non-finite guard) fused ``steps_per_dispatch`` at a time (chunks stop
+                 at epoch ends) by ``train.ChunkRunner`` over the device-resident set,
                  one ``jax.device_get`` of the chunk's metrics after each chunk (as
                  ``loop.train_and_evaluate`` does), ``block_until_ready`` at the end.
   torch_eager    a standard loop (``scripts/_torch_vae.py``): index a batch of a
@@ -100,31 +100,26 @@ def make_config(batch_size: int):
 
 
 class JaxContender:
-    """vae_jax's training loop; ``run(n)`` trains n steps (a multiple of ``block``)."""
+    """vae_jax's training loop (``train.ChunkRunner``); ``run(n)`` trains n steps, a
+    whole number of epochs (block), so the chunks are the loop's: <= steps_per_dispatch
+    steps, stopping at epoch ends."""
 
     def __init__(self, config, dataset):
         import jax
 
-        from vae_jax import experiment, train
+        from vae_jax import experiment
 
         self.jax, exp = jax, experiment.build_experiment(config, dataset)
-        step_fn = train.make_step_fn(exp.loss_one, exp.hparams_fn, exp.binarize)
-        # = the loop's chunk length: 100 divides vae_mnist's log and checkpoint steps.
-        self.block = min(config.train.steps_per_dispatch, exp.steps_per_epoch)
-        self.chunk = train.make_train_chunk(
-            step_fn,
-            num_steps=self.block,
-            batch_size=config.train.batch_size,
-            num_examples=exp.dataset.train.shape[0],
-            data_key=exp.keys["data"],
-            batch_sharding=exp.batch_sharding,
-        )
-        self.train_x, self.state = exp.train_x, exp.init_state()
+        self.runner, self.state = exp.chunk_runner(), exp.init_state()
+        self.step, self.block = 0, exp.steps_per_epoch
 
     def run(self, num_steps: int) -> None:
-        for _ in range(num_steps // self.block):
-            self.state, metrics = self.chunk(self.state, self.train_x)
+        end = self.step + num_steps
+        while self.step < end:
+            n = min(self.runner.steps_per_dispatch, self.runner.max_steps(self.step))
+            self.state, metrics = self.runner(self.state, self.step, n)
             self.jax.device_get(metrics)  # loop.train_and_evaluate's one sync per chunk
+            self.step += n
         self.jax.block_until_ready(self.state)
 
 

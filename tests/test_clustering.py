@@ -147,3 +147,25 @@ def test_dec_end_to_end_on_blobs(idec, tmp_path):
     _, params2, seconds2 = clustering.pretrain_autoencoder(config, x, tmp_path, 3)
     assert seconds2 == []
     jax.tree.map(np.testing.assert_array_equal, params, params2)
+
+
+def test_batch_indices_at_matches_one_permutation_per_step():
+    """The per-epoch permutations give exactly the per-step definition's batches."""
+    key, count, batch, capacity = jax.random.key(3), 13, 4, 20
+
+    def reference(step):  # epoch e's permutation drawn afresh for every step
+        noise = jax.random.uniform(jax.random.fold_in(key, step // 3), (capacity,))
+        perm = jnp.argsort(jnp.where(jnp.arange(capacity) < count, noise, 2.0))
+        return perm[(step % 3) * batch : (step % 3 + 1) * batch]
+
+    for start in (0, 2, 7):
+        steps = start + jnp.arange(8)
+        got = clustering.batch_indices_at(key, steps, count, batch, capacity)
+        want = jnp.stack([reference(int(s)) for s in steps])
+        np.testing.assert_array_equal(got, want)
+    traced = jax.jit(
+        lambda c: clustering.batch_indices_at(key, jnp.arange(8), c, batch, capacity, 4)
+    )(count)
+    np.testing.assert_array_equal(
+        traced, clustering.batch_indices_at(key, jnp.arange(8), count, batch, capacity)
+    )

@@ -22,13 +22,10 @@ SCRIPT = textwrap.dedent(
         config.train.update(batch_size=64, data_parallel=mode)
         exp = experiment.build_experiment(config)
         state = exp.init_state()
-        chunk = train.make_train_chunk(
-            train.make_step_fn(exp.loss_one, exp.hparams_fn, exp.binarize), num_steps=8,
-            batch_size=64, num_examples=exp.train_x.shape[0], data_key=exp.keys["data"],
-            batch_sharding=exp.batch_sharding)
+        runner = exp.chunk_runner()
         losses = []
-        for _ in range(3):
-            state, metrics = chunk(state, exp.train_x)
+        for step in (0, 8, 16):
+            state, metrics = runner(state, step, 8)
             losses.append(np.asarray(metrics["loss"]))
         return exp, state, np.concatenate(losses)
 

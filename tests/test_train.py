@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import optax
 
 from experiments.configs import default
@@ -27,17 +28,21 @@ def _setup(lr=1e-2):
 def test_scan_chunk_equals_single_steps():
     loss_one, hparams_fn, state, x, keys = _setup()
     step_fn = train.make_step_fn(loss_one, hparams_fn, binarize=True)
-    chunk = train.make_train_chunk(
-        step_fn, num_steps=7, batch_size=32, num_examples=256, data_key=keys["data"]
-    )
+    runner = train.ChunkRunner(step_fn, x, 32, keys["data"])
     single = train.make_train_step(loss_one, hparams_fn, binarize=True)
     ref = jax.tree.map(jnp.copy, state)
-    state, metrics = chunk(state, x)
-    for s in range(7):
+    # 5 + 3 steps within epoch 0 (8 steps of B = 32), then 4 steps of epoch 1.
+    losses = []
+    for start, n in ((0, 5), (5, 3), (8, 4)):
+        state, metrics = runner(state, start, n)
+        losses.extend(metrics["loss"])
+    for s in range(12):
         idx = data.batch_indices(keys["data"], s, 1, 256, 32)[0]
         ref, m = single(ref, x[idx])
-        np.testing.assert_allclose(metrics["loss"][s], m["loss"], rtol=1e-5)
-    assert int(state.step) == int(ref.step) == 7
+        np.testing.assert_allclose(losses[s], m["loss"], rtol=1e-5)
+    assert int(state.step) == int(ref.step) == 12
+    with pytest.raises(ValueError, match="epoch end"):
+        runner(state, 12, 5)  # 12 + 5 > 16
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -65,15 +70,9 @@ def test_training_lowers_the_negative_elbo():
     before = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])[
         "loss"
     ]
-    chunk = train.make_train_chunk(
-        train.make_step_fn(loss_one, hparams_fn),
-        num_steps=8,
-        batch_size=32,
-        num_examples=256,
-        data_key=keys["data"],
-    )
-    for _ in range(25):
-        state, _ = chunk(state, x)
+    runner = train.ChunkRunner(train.make_step_fn(loss_one, hparams_fn), x, 32, keys["data"])
+    state, _ = runner.run(state, 200)
+    assert int(state.step) == 200
     after = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])[
         "loss"
     ]

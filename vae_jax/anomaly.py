@@ -23,7 +23,7 @@ from absl import logging
 
 from vae_jax import checkpoint, evaluate, objectives, train
 from vae_jax import data as data_lib
-from vae_jax.clustering import batch_indices_at
+from vae_jax.clustering import batch_indices_at, epochs_spanned
 
 
 # ------------------------------------------------------------------ per-example scores
@@ -112,16 +112,18 @@ def init_stacked_states(
 
 
 def make_one_class_chunk(
-    step_fn: Callable, *, num_steps: int, batch_size: int
+    step_fn: Callable, *, num_steps: int, batch_size: int, min_count: int | None = None
 ) -> Callable:
     """chunk(state, x_c [M, D], count, data_key) -> (state, metrics [T] each): T steps of
     one class model in a lax.scan, batches from the first ``count`` rows of ``x_c``
-    (``batch_indices_at``). Un-jitted: ``jax.vmap`` it over classes (``vmap_chunk``)."""
+    (``batch_indices_at``; ``min_count``: the smallest class, default B). Un-jitted:
+    ``jax.vmap`` it over classes (``vmap_chunk``)."""
+    spanned = epochs_spanned(num_steps, min_count or batch_size, batch_size)
 
     def chunk(state, x_c, count, data_key):
         steps = state.step + jnp.arange(num_steps)
         idx = batch_indices_at(
-            data_key, steps, count, batch_size, x_c.shape[0]
+            data_key, steps, count, batch_size, x_c.shape[0], spanned
         )  # [T, B]
         return jax.lax.scan(lambda s, i: step_fn(s, x_c[i]), state, idx)
 
@@ -155,7 +157,8 @@ def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, 
     loss_one = objectives.make_objective(config, model)
     step_fn = train.make_step_fn(loss_one, objectives.make_hparams(config))
     chunk = vmap_chunk(make_one_class_chunk(step_fn, num_steps=steps_per_epoch,
-                                            batch_size=config.train.batch_size))  # fmt: skip
+                                            batch_size=config.train.batch_size,
+                                            min_count=int(np.min(counts))))  # fmt: skip
     xs, counts, data_keys = (
         jnp.asarray(xs),
         jnp.asarray(counts),

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import corruptions, experiment, pca, plots, train
+from vae_jax import corruptions, experiment, pca, plots
 
 
 def fit(
@@ -26,21 +26,7 @@ def fit(
     """
     exp = experiment.build_experiment(config, dataset)
     state = exp.init_state()
-    step_fn = train.make_step_fn(exp.loss_one, exp.hparams_fn, exp.binarize)
-
-    def chunk(num_steps):
-        return train.make_train_chunk(
-            step_fn, num_steps=num_steps, batch_size=config.train.batch_size,
-            num_examples=exp.dataset.train.shape[0], data_key=exp.keys["data"],
-        )  # fmt: skip
-
-    n = min(config.train.steps_per_dispatch, exp.steps_per_epoch, exp.total_steps)
-    full, rest = divmod(exp.total_steps, n)
-    run, metrics = chunk(n), None
-    for _ in range(full):
-        state, metrics = run(state, exp.train_x)
-    if rest:
-        state, metrics = chunk(rest)(state, exp.train_x)
+    state, metrics = exp.chunk_runner().run(state, exp.total_steps)
     means = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
     return exp, state.params, means
 

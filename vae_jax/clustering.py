@@ -25,7 +25,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from vae_jax import checkpoint, experiment, train
+from vae_jax import checkpoint, experiment
 from vae_jax import data as data_lib
 
 
@@ -88,24 +88,42 @@ def should_stop(labels: np.ndarray, previous: np.ndarray | None, tol: float) -> 
 
 
 # ------------------------------------------------------------------ batching (jittable)
-def batch_indices_at(key, steps, count, batch_size: int, capacity: int) -> jax.Array:
-    """Example indices [T, B] of global steps ``steps: [T]`` over the first ``count``
-    of ``capacity`` rows (``count`` may be traced, e.g. per class under vmap).
+def epochs_spanned(num_steps: int, min_count: int, batch_size: int) -> int:
+    """Most epochs that ``num_steps`` consecutive steps can touch when an epoch has at
+    least ``min_count // batch_size`` steps: the ``max_epochs`` of ``batch_indices_at``."""
+    return -(-num_steps // max(min_count // batch_size, 1)) + 1
+
+
+def batch_indices_at(
+    key, steps, count, batch_size: int, capacity: int, max_epochs: int | None = None
+) -> jax.Array:
+    """Example indices [T, B] of consecutive global steps ``steps: [T]`` over the first
+    ``count`` of ``capacity`` rows (``count`` may be traced, e.g. per class under vmap).
 
     Epoch e = s // (count // B) reads a permutation of the ``count`` rows drawn with
     ``fold_in(key, e)``; its ragged tail is dropped. Depends only on (key, s, count).
+    One permutation per epoch touched, at most ``max_epochs`` (static; see
+    ``epochs_spanned``; needed when ``count`` is traced), not one per step.
     """
+    if max_epochs is None:
+        if isinstance(count, jax.core.Tracer):
+            raise ValueError("batch_indices_at: pass max_epochs when count is traced.")
+        max_epochs = epochs_spanned(len(steps), int(count), batch_size)
     steps_per_epoch = jnp.maximum(count // batch_size, 1)
+    epochs = steps // steps_per_epoch  # [T]
 
-    def one(step):
-        noise = jax.random.uniform(
-            jax.random.fold_in(key, step // steps_per_epoch), (capacity,)
-        )
-        perm = jnp.argsort(jnp.where(jnp.arange(capacity) < count, noise, 2.0))
+    def permutation(epoch):
+        noise = jax.random.uniform(jax.random.fold_in(key, epoch), (capacity,))
+        return jnp.argsort(jnp.where(jnp.arange(capacity) < count, noise, 2.0))
+
+    perms = jax.vmap(permutation)(epochs[0] + jnp.arange(max_epochs))  # [E, capacity]
+
+    def one(epoch, step):
         start = (step % steps_per_epoch) * batch_size
-        return jax.lax.dynamic_slice(perm, (start,), (batch_size,)).astype(jnp.int32)
+        row = perms[epoch - epochs[0]]
+        return jax.lax.dynamic_slice(row, (start,), (batch_size,)).astype(jnp.int32)
 
-    return jax.vmap(one)(steps)
+    return jax.vmap(one)(epochs, steps)
 
 
 def make_apply_all(fn_one: Callable, batch_size: int) -> Callable:
@@ -139,14 +157,11 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, x: np.ndarray, workd
     state = exp.init_state()
     manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
     state = checkpoint.restore_latest(manager, state) or state
-    step_fn = train.make_step_fn(exp.loss_one, exp.hparams_fn)
-    chunk = train.make_train_chunk(step_fn, num_steps=exp.steps_per_epoch,
-                                   batch_size=config.train.batch_size,
-                                   num_examples=len(x), data_key=exp.keys["data"])  # fmt: skip
+    runner = exp.chunk_runner()
     seconds = []
     while int(state.step) < exp.total_steps:
         start = time.time()
-        state, metrics = chunk(state, exp.train_x)
+        state, metrics = runner(state, int(state.step), exp.steps_per_epoch)
         mse = float(np.mean(jax.device_get(metrics["mse"])))
         seconds.append(time.time() - start)
         epoch = int(state.step) // exp.steps_per_epoch
@@ -191,8 +206,9 @@ def make_dec_chunk(
             return state.apply_gradients(grads=grads), {"loss": loss, **aux}
 
         steps = state.step + jnp.arange(num_steps)
+        spanned = epochs_spanned(num_steps, x.shape[0], batch_size)
         idx = batch_indices_at(
-            data_key, steps, x.shape[0], batch_size, x.shape[0]
+            data_key, steps, x.shape[0], batch_size, x.shape[0], spanned
         )  # [T, B]
         return jax.lax.scan(step, state, idx)
 

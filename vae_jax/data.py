@@ -344,6 +344,19 @@ def epoch_permutation(key: jax.Array, epoch, num_examples: int) -> jax.Array:
     return perm.astype(jnp.int32)
 
 
+def epoch_batches(
+    key: jax.Array, epoch, num_examples: int, batch_size: int
+) -> jax.Array:
+    """The batches of ``epoch``: its permutation cut into [N // B, B] (tail dropped).
+
+    Row j is the example indices of global step ``epoch * (N // B) + j``; the same
+    order as ``batch_indices``. ``epoch`` may be traced.
+    """
+    steps_per_epoch = num_examples // batch_size
+    perm = epoch_permutation(key, epoch, num_examples)
+    return perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+
+
 def batch_indices(
     key: jax.Array, start_step, num_steps: int, num_examples: int, batch_size: int
 ) -> jax.Array:

@@ -46,6 +46,21 @@ class Experiment:
             else jax.device_put(state, parallel.replicated(self.mesh))
         )
 
+    def chunk_runner(self) -> train.ChunkRunner:
+        """Scan-fused training chunks over ``train_x`` (see ``train.ChunkRunner``)."""
+        step_fn = train.make_step_fn(self.loss_one, self.hparams_fn, self.binarize)
+        return train.ChunkRunner(
+            step_fn,
+            self.train_x,
+            self.config.train.batch_size,
+            self.keys["data"],
+            steps_per_dispatch=self.config.train.steps_per_dispatch,
+            batch_sharding=self.batch_sharding,
+            order_sharding=None
+            if self.mesh is None
+            else parallel.replicated(self.mesh),
+        )
+
     @property
     def batch_sharding(self) -> jax.sharding.Sharding | None:
         return None if self.mesh is None else parallel.batch_sharded(self.mesh)

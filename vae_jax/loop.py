@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import pathlib
 import shutil
 import time
@@ -15,32 +14,20 @@ from absl import logging
 from vae_jax import checkpoint, evaluate, experiment, figures, preemption, train, writer
 
 
-def _chunk_cache(exp: experiment.Experiment):
-    """n -> jitted n-step chunk, built once per distinct length (a few per run)."""
-    step_fn = train.make_step_fn(exp.loss_one, exp.hparams_fn, exp.binarize)
-
-    @functools.cache
-    def chunk_for(num_steps: int):
-        return train.make_train_chunk(
-            step_fn,
-            num_steps=num_steps,
-            batch_size=exp.config.train.batch_size,
-            num_examples=exp.dataset.train.shape[0],
-            data_key=exp.keys["data"],
-            batch_sharding=exp.batch_sharding,
-        )
-
-    return chunk_for
-
-
 class NonFiniteLossError(FloatingPointError):
     """Training met a non-finite loss or gradient with ``on_nonfinite='stop'``."""
 
 
-def _next_boundary(step: int, exp: experiment.Experiment) -> int:
-    """End of the next chunk: no chunk crosses a log/eval/checkpoint step or the end."""
+def _next_boundary(
+    step: int, exp: experiment.Experiment, runner: train.ChunkRunner
+) -> int:
+    """End of the next chunk: no chunk crosses an epoch, log/eval/checkpoint step or
+    the end."""
     cfg = exp.config.train
-    stops = [exp.total_steps, step + min(cfg.steps_per_dispatch, exp.steps_per_epoch)]
+    stops = [
+        exp.total_steps,
+        step + min(cfg.steps_per_dispatch, runner.max_steps(step)),
+    ]
     for every in (cfg.log_every, cfg.checkpoint_every, cfg.eval_every):
         if every > 0:
             stops.append((step // every + 1) * every)
@@ -131,12 +118,12 @@ def _train(exp, state, manager, metric_writer, evaluate_now):
     """The step loop: scan-fused chunks, logging, evaluation, checkpoints, signals."""
     cfg = exp.config.train
     step = int(state.step)
-    chunk_for = _chunk_cache(exp)
+    runner = exp.chunk_runner()
     progress = ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step)
     with preemption.PreemptionGuard() as guard:
         while step < exp.total_steps:
-            n = _next_boundary(step, exp) - step
-            state, metrics = chunk_for(n)(state, exp.train_x)
+            n = _next_boundary(step, exp, runner) - step
+            state, metrics = runner(state, step, n)
             metrics = jax.device_get(metrics)  # the one host sync per chunk
             if np.any(metrics["nonfinite"]) and cfg.on_nonfinite == "stop":
                 _raise_nonfinite(metrics, step, manager)

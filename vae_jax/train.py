@@ -1,12 +1,14 @@
 """Training state, jitted steps, scan-fused multi-step chunks and evaluation.
 
 PRNG: ``jax.random.key(seed)`` -> (init, train, data, eval) keys. Step ``s`` uses
-``fold_in(train_key, s)`` and batch order ``data.batch_indices(data_key, s, ...)``,
+``fold_in(train_key, s)`` and batch ``s % (N // B)`` of epoch ``s // (N // B)``'s
+permutation (``data.epoch_batches(data_key, epoch, ...)``),
 so a run resumed from a checkpoint at step ``s`` repeats an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Mapping
 
 import flax.linen as nn
@@ -177,16 +179,14 @@ def make_train_chunk(
     step_fn: Callable,
     *,
     num_steps: int,
-    batch_size: int,
-    num_examples: int,
-    data_key,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Callable:
-    """Jitted chunk(state, train_x [N, D]) -> (state, metrics [num_steps] each).
+    """Jitted chunk(state, train_x [N, D], batches [N // B, B]) -> (state, metrics [T]).
 
-    Runs ``num_steps`` steps in one XLA call with ``lax.scan``; batch ``s`` is
-    ``train_x[data.batch_indices(data_key, s, ...)]``, gathered on device. With
-    ``batch_sharding`` (see ``parallel.py``) each batch is split across devices.
+    Runs T = ``num_steps`` steps in one XLA call with ``lax.scan``; step ``s`` trains
+    on ``train_x[batches[s % (N // B)]]``, gathered on device, where ``batches`` is
+    the epoch's order (``EpochBatches``). The chunk must not cross the epoch's end.
+    With ``batch_sharding`` (see ``parallel.py``) each batch is split across devices.
     """
 
     def batch_at(train_x, idx):
@@ -195,12 +195,87 @@ def make_train_chunk(
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         return batch
 
-    def chunk(state, train_x):
-        indices = data_lib.batch_indices(
-            data_key, state.step, num_steps, num_examples, batch_size
-        )  # [num_steps, B]
+    def chunk(state, train_x, batches):
+        start = state.step % batches.shape[0]
+        indices = jax.lax.dynamic_slice_in_dim(batches, start, num_steps)  # [T, B]
         return jax.lax.scan(
             lambda s, idx: step_fn(s, batch_at(train_x, idx)), state, indices
         )
 
     return jax.jit(chunk, donate_argnums=0)
+
+
+class EpochBatches:
+    """step -> the batch order [N // B, B] of the epoch holding ``step``, on device.
+
+    ``data.epoch_batches(data_key, epoch, N, B)``, computed once per epoch (not per
+    chunk): the order depends only on (data_key, step), so resumed runs repeat.
+    """
+
+    def __init__(self, data_key, num_examples: int, batch_size: int, sharding=None):
+        self.steps_per_epoch = num_examples // batch_size
+        order = functools.partial(
+            data_lib.epoch_batches, num_examples=num_examples, batch_size=batch_size
+        )
+        self._order = jax.jit(order, out_shardings=sharding)
+        self._key, self._epoch, self._batches = data_key, None, None
+
+    def steps_left(self, step: int) -> int:
+        """Steps from ``step`` to the end of its epoch."""
+        return self.steps_per_epoch - step % self.steps_per_epoch
+
+    def __call__(self, step: int) -> jax.Array:
+        epoch = step // self.steps_per_epoch
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self._order(self._key, epoch)
+        return self._batches
+
+
+class ChunkRunner:
+    """Trains in scan-fused chunks over a device-resident ``train_x [N, D]``.
+
+    ``runner(state, step, n) -> (state, metrics [n] each)`` runs n steps from global
+    ``step`` in one XLA call (n <= ``max_steps(step)``: chunks stop at epoch ends);
+    ``runner.run(state, n)`` trains n steps in chunks of at most ``steps_per_dispatch``.
+    One compile per distinct n; each epoch's order is computed once.
+    """
+
+    def __init__(
+        self,
+        step_fn: Callable,
+        train_x: jax.Array,
+        batch_size: int,
+        data_key: jax.Array,
+        *,
+        steps_per_dispatch: int = 100,
+        batch_sharding: jax.sharding.Sharding | None = None,
+        order_sharding: jax.sharding.Sharding | None = None,
+    ):
+        self.train_x, self.steps_per_dispatch = train_x, steps_per_dispatch
+        self._step_fn, self._batch_sharding = step_fn, batch_sharding
+        self._order = EpochBatches(
+            data_key, train_x.shape[0], batch_size, order_sharding
+        )
+        self._chunks: dict[int, Callable] = {}
+
+    def max_steps(self, step: int) -> int:
+        """Most steps one chunk may run from ``step``: to the end of its epoch."""
+        return self._order.steps_left(step)
+
+    def __call__(self, state: TrainState, step: int, num_steps: int):
+        if not 1 <= num_steps <= self.max_steps(step):
+            raise ValueError(f"{num_steps} steps from step {step} cross an epoch end.")
+        if num_steps not in self._chunks:
+            self._chunks[num_steps] = make_train_chunk(
+                self._step_fn, num_steps=num_steps, batch_sharding=self._batch_sharding
+            )
+        return self._chunks[num_steps](state, self.train_x, self._order(step))
+
+    def run(self, state: TrainState, num_steps: int):
+        """``num_steps`` steps from ``state.step``; returns (state, last chunk's metrics)."""
+        step, end, metrics = int(state.step), int(state.step) + num_steps, None
+        while step < end:
+            n = min(self.steps_per_dispatch, self.max_steps(step), end - step)
+            state, metrics = self(state, step, n)
+            step += n
+        return state, metrics
