@@ -60,6 +60,11 @@ _DATA_DIR = flags.DEFINE_string(
     "data_dir", "", "MNIST directory; '' = vae_jax's search."
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Writes benchmark.json here if given.")
+_NLL_EXAMPLES = flags.DEFINE_integer(
+    "nll_examples", 100, "Test images per round of the L_k NLL timing; 0 = skip it."
+)
+_NLL_K = flags.DEFINE_integer("nll_samples", 5000, "k of the timed L_k (Burda et al.).")
+_NLL_CHUNK = flags.DEFINE_integer("nll_chunk", 500, "Importance samples per chunk.")
 
 CONTENDERS = ("vae_jax", "torch_eager", "torch_compile")
 TARGETS = {20: 2.5, 128: 1.3}  # vae_jax / torch eager, CPU
@@ -215,6 +220,50 @@ def benchmark_batch(batch_size: int, dataset, matmul) -> dict:
     }
 
 
+def nll_flops_per_example(k: int, hidden=(200, 200), latent: int = 50) -> float:
+    """FLOPs of L_k(x) for iwae_mnist's 784-200-200-50 model: the encoder once, the
+    decoder 50-200-200-784 k times (2 FLOPs per multiply-add; elementwise work left out)."""
+    widths = (784, *hidden)
+    encoder = sum(a * b for a, b in zip(widths, widths[1:])) + hidden[-1] * 2 * latent
+    dec = (latent, *hidden[::-1], 784)
+    decoder = sum(a * b for a, b in zip(dec, dec[1:]))
+    return 2.0 * (encoder + k * decoder)
+
+
+def benchmark_nll(dataset, matmul) -> dict:
+    """examples/s of the test NLL estimate -L_k (``evaluate.make_log_likelihood_fn``,
+    batches of 20 as in ``reproduce_iwae.py``) on iwae_mnist's model, alternated with
+    the matmul for --rounds; FLOP rate as a % of the matmul's."""
+    import jax
+    import numpy as np
+
+    from experiments.configs import iwae_mnist
+    from vae_jax import evaluate, experiment, objectives
+
+    config = iwae_mnist.get_config()
+    exp = experiment.build_experiment(config, dataset)
+    params = exp.init_state().params
+    log_weights = objectives.log_weights_for(exp.model)
+    ll_fn = evaluate.make_log_likelihood_fn(log_weights, _NLL_K.value, _NLL_CHUNK.value)
+    n = _NLL_EXAMPLES.value
+    x = (np.asarray(dataset.test[:n]) > 0.5).astype(np.float32)
+    key = jax.random.key(0)
+    evaluate.evaluate_log_likelihood(ll_fn, params, x, 20, key)  # compile
+    rates, matmul_rates = [], []
+    for r in range(_ROUNDS.value):
+        start = time.perf_counter()
+        evaluate.evaluate_log_likelihood(ll_fn, params, x, 20, key)  # one host sync
+        rates.append(n / (time.perf_counter() - start))
+        matmul_rates.append(matmul())
+        print(f"  NLL k={_NLL_K.value} round {r + 1}: {rates[-1]:.1f} ex/s; "
+              f"matmul {matmul_rates[-1] / 1e9:.1f} GFLOP/s", flush=True)  # fmt: skip
+    rate, mm = statistics.median(rates), statistics.median(matmul_rates)
+    flops = rate * nll_flops_per_example(_NLL_K.value)
+    return {"num_samples": _NLL_K.value, "examples": n, "rates": rates,
+            "median": rate, "gflops": flops / 1e9, "matmul_flops": mm,
+            "pct_of_matmul": 100 * flops / mm}  # fmt: skip
+
+
 def make_matmul(size: int, reps: int = 3):
     """Compiles a float32 [size, size] @ [size, size] and returns rate() -> FLOP/s of
     ``reps`` back-to-back products (2 size^3 FLOPs each)."""
@@ -333,11 +382,17 @@ def main(argv):
         summarize(benchmark_batch(int(b), dataset, matmul)) for b in _BATCH_SIZES.value
     ]
     print_table(results)
+    nll = benchmark_nll(dataset, matmul) if _NLL_EXAMPLES.value else None
+    if nll:
+        print(f"\ntest NLL estimate -L_k, k={nll['num_samples']} (iwae_mnist model): "
+              f"{nll['median']:.1f} examples/s, {nll['gflops']:.1f} GFLOP/s = "
+              f"{nll['pct_of_matmul']:.0f}% of the matmul's {nll['matmul_flops'] / 1e9:.1f} "
+              f"GFLOP/s (target >= 50%)")  # fmt: skip
     env["load_average_end"] = os.getloadavg()
     if _WORKDIR.value:
         workdir = pathlib.Path(_WORKDIR.value).expanduser()
         workdir.mkdir(parents=True, exist_ok=True)
-        record = {**env, "data": data_name, "results": results}
+        record = {**env, "data": data_name, "results": results, "nll": nll}
         (workdir / "benchmark.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"results: {workdir / 'benchmark.json'}")
 
