@@ -19,7 +19,8 @@ LOG_2PI: float = math.log(2.0 * math.pi)
 def bernoulli_logpmf(x: jax.Array, logits: jax.Array) -> jax.Array:
     """sum_d x_d log σ(l_d) + (1-x_d) log(1 - σ(l_d)); Kingma & Welling 2013, App. C.1.
 
-    Written as -x softplus(-l) - (1 - x) softplus(l), exact for any |l|.
+    Since log σ(l) = l - softplus(l) and log σ(-l) = -softplus(l), this is
+    sum_d x_d l_d - softplus(l_d): exact for any |l|, one softplus per pixel.
     For x in [0, 1] (continuous targets) this is minus the binary cross-entropy,
     not a normalised density.
 
@@ -27,9 +28,7 @@ def bernoulli_logpmf(x: jax.Array, logits: jax.Array) -> jax.Array:
     """
     x = x.astype(jnp.float32)
     logits = logits.astype(jnp.float32)
-    return jnp.sum(
-        x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
-    )
+    return jnp.sum(x * logits - jax.nn.softplus(logits))
 
 
 def gaussian_loglik(
