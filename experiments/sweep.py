@@ -1,0 +1,97 @@
+"""Trains a sweep of configs: a grid from --sweep, or get_sweep() of the config file.
+
+  python -m experiments.sweep --config=experiments/configs/quickstart.py \
+      --workdir=~/runs/sweep --sweep='optim.learning_rate=1e-3,3e-4;objective.beta=0.5,1,2'
+
+Config <name> trains in <workdir>/<name>; <workdir>/results.{csv,md,png} tabulate them.
+--mode=vmap: one XLA program (configs differing in numeric hyper-parameters only);
+--mode=process: one process per config (--max_workers, or --sweep_index /
+$SLURM_ARRAY_TASK_ID for array jobs); auto: vmap on GPU/TPU, process on CPU.
+Finished configs are skipped, unfinished ones resume from their checkpoints.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Sweep root: <workdir>/<name> per config."
+)
+_SWEEP = flags.DEFINE_string(
+    "sweep", None, "'field=v1,v2;field2=v3,...' (cartesian product); "
+    "default: get_sweep() of the config file.",
+)  # fmt: skip
+_MODE = flags.DEFINE_enum("mode", "auto", ["auto", "vmap", "process"], "How to train.")
+_MAX_WORKERS = flags.DEFINE_integer(
+    "max_workers", 1, "Processes at once (process mode); 1: one after another here."
+)
+_INDEX = flags.DEFINE_integer(
+    "sweep_index",
+    None,
+    "Train only config i (array jobs); default $SLURM_ARRAY_TASK_ID.",
+)
+_LIST = flags.DEFINE_bool(
+    "list", False, "Print the configs with their indices and exit."
+)
+config_flags.DEFINE_config_file(
+    "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def _sweep(sweep, config):
+    """Override dicts from --sweep, else from the config file's get_sweep()."""
+    if _SWEEP.value:
+        return sweep.parse_sweep(_SWEEP.value, config)
+    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    overrides = sweep.load_get_sweep(path)
+    if overrides is None:
+        raise ValueError(f"No sweep: pass --sweep='field=v1,v2;...' or define "
+                         f"get_sweep() in {path}.")  # fmt: skip
+    return overrides
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _MAX_WORKERS.value > 1:  # processes share the GPU: allocate on demand
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    from vae_jax import preemption, sweep  # imported after flag parsing
+
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(  # orbax narrates every save at INFO
+        lambda r: (
+            r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname
+        )
+    )
+    workdir, config = os.path.expanduser(_WORKDIR.value), flags.FLAGS.config
+    try:
+        overrides = _sweep(sweep, config)
+        if _LIST.value:
+            for i, run in enumerate(sweep.make_runs(config, overrides)):
+                done = " (finished)" if sweep.is_finished(run, workdir) else ""
+                print(f"{i}\t{run.name}{done}")
+            return
+        index = sweep.sweep_index(_INDEX.value, len(overrides))
+        rows = sweep.run_sweep(config, overrides, workdir, mode=_MODE.value,
+                               max_workers=_MAX_WORKERS.value, index=index)  # fmt: skip
+    except preemption.Preempted as stop:
+        logging.warning("%s", stop)
+        sys.exit(0)
+    except (ValueError, OSError) as err:  # bad input: one clear message
+        logging.error("%s: %s", type(err).__name__, err)
+        sys.exit(1)
+    failed = [
+        f"{r['name']}: {r['status']}" for r in rows if r["status"].startswith("failed")
+    ]
+    if failed:
+        logging.error("%d configs failed:\n  %s", len(failed), "\n  ".join(failed))
+        sys.exit(1)
+    logging.info("results: %s", os.path.join(workdir, "results.md"))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,271 @@
+"""Sweeps: parsing, vmapped training == separate runs, array-job indices, results, resume."""
+
+import csv
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import quickstart
+from vae_jax import checkpoint, experiment, loop, objectives, sweep, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Three configs differing in numeric hyper-parameters only; one warms beta up.
+SWEEP = [
+    {"optim.learning_rate": 1e-3, "objective.beta": 1.0, "seed": 0},
+    {"optim.learning_rate": 3e-3, "objective.beta": 0.5, "seed": 1,
+     "objective.kl_warmup_steps": 10},
+    {"optim.learning_rate": 2e-3, "objective.beta": 2.0, "seed": 2},
+]  # fmt: skip
+
+
+def _base(num_steps=40):
+    """Digits without a validation split: 1500 / 50 = 30 steps per epoch."""
+    config = quickstart.get_config()
+    config.data.valid_size = 0
+    config.model.update(hidden=(16,), latent_dim=4)
+    config.optim.update(schedule="warmup_cosine", warmup_steps=5)
+    config.train.update(
+        num_steps=num_steps, batch_size=50, steps_per_dispatch=10, log_every=10,
+        checkpoint_every=100, eval_every=0, write_figures=False,
+    )  # fmt: skip
+    return config
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory):
+    """The same sweep trained vmapped and by separate ``loop.train_and_evaluate`` runs."""
+    root = tmp_path_factory.mktemp("sweeps")
+    rows = {
+        mode: sweep.run_sweep(_base(), SWEEP, root / mode, mode=mode)
+        for mode in ("vmap", "process")
+    }
+    return root, rows
+
+
+def _read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _final_params(run_dir, config):
+    exp = experiment.build_experiment(config)
+    manager = checkpoint.make_manager(run_dir / "checkpoints", 3)
+    state = checkpoint.restore_latest(manager, exp.init_state())
+    return int(state.step), state.params
+
+
+# ------------------------------------------------------------------ specification
+def test_parse_sweep_is_a_typed_cartesian_product():
+    runs = sweep.parse_sweep(
+        "optim.learning_rate=1e-3,3e-4; objective.beta=1,2 ;seed=0;"
+        "model.hidden=(16,),(8,4);train.write_figures=false",
+        quickstart.get_config(),
+    )
+    assert len(runs) == 8
+    assert runs[0] == {"optim.learning_rate": 1e-3, "objective.beta": 1.0, "seed": 0,
+                       "model.hidden": (16,), "train.write_figures": False}  # fmt: skip
+    assert runs[1]["model.hidden"] == (8, 4)  # the last axis varies fastest
+    assert runs[-1]["optim.learning_rate"] == 3e-4
+    assert all(
+        type(r["objective.beta"]) is float and type(r["seed"]) is int for r in runs
+    )
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("objective.betta=1,2", "did you mean 'objective.beta'"),
+        ("seed=abc", "Cannot parse 'abc' as seed"),
+        ("seed=1.5", "Cannot parse '1.5' as seed"),
+        ("optim.learning_rate=fast", "Cannot parse 'fast'"),
+        ("objective.beta", "is not 'field=v1,v2,...'"),
+        ("seed=0;seed=1", "appears twice"),
+        ("optim=1", "Unknown config field 'optim'"),
+        (" ; ", "Empty sweep"),
+    ],
+)
+def test_bad_sweeps_raise_one_clear_error(spec, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        sweep.parse_sweep(spec, quickstart.get_config())
+
+
+def test_get_sweep_from_config_file(tmp_path):
+    path = tmp_path / "my_sweep.py"
+    path.write_text(
+        "from experiments.configs import quickstart\n"
+        "def get_config():\n    return quickstart.get_config()\n"
+        "def get_sweep():\n"
+        "    return [{'objective.beta': b, 'seed': s} for b in (0.5, 1.0) for s in (0, 1)]\n"
+    )
+    overrides = sweep.load_get_sweep(str(path))
+    assert overrides[1] == {"objective.beta": 0.5, "seed": 1} and len(overrides) == 4
+    runs = sweep.make_runs(quickstart.get_config(), overrides)
+    assert [r.config.objective.beta for r in runs] == [0.5, 0.5, 1.0, 1.0]
+    assert runs[0].name == "beta=0.5_seed=0"
+    (tmp_path / "plain.py").write_text("def get_config():\n    return None\n")
+    assert sweep.load_get_sweep(str(tmp_path / "plain.py")) is None
+
+
+def test_make_runs_validates_every_config_and_names_are_safe():
+    base = quickstart.get_config()
+    with pytest.raises(ValueError, match="(?s)beta=-1.0.*objective.beta"):
+        sweep.make_runs(base, [{"objective.beta": 1.0}, {"objective.beta": -1.0}])
+    with pytest.raises(ValueError, match="Bad sweep value objective.beta='x'"):
+        sweep.make_runs(base, [{"objective.beta": "x"}])
+    with pytest.raises(ValueError, match="twice"):
+        sweep.make_runs(base, [{"seed": 1}, {"seed": 1}])
+    name = sweep.run_name({"model.hidden": (64, 32), "data.name": "digits",
+                           "model.name": "a b/c", "optim.learning_rate": 3e-4})  # fmt: skip
+    assert name == "hidden=64-32_data.name=digits_model.name=a-b-c_learning_rate=0.0003"
+    assert sweep.run_name({}) == "base"
+
+
+# ------------------------------------------------------------------ vmap == separate runs
+@pytest.mark.parametrize(
+    "name, schedule",
+    [("adam", "constant"), ("adam", "cosine"), ("adamw", "warmup_cosine"),
+     ("sgd", "burda")],
+)  # fmt: skip
+def test_rate_scaled_update_matches_optax_at_that_rate(name, schedule):
+    optim = quickstart.get_config().optim
+    optim.update(name=name, schedule=schedule, learning_rate=3e-3, warmup_steps=2,
+                 weight_decay=0.1, grad_clip_norm=1.0)  # fmt: skip
+    tx = train.make_optimizer(optim, total_steps=10, steps_per_epoch=1)
+    optim.learning_rate = 1.0
+    unit = train.make_optimizer(optim, 10, 1)
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (5, 3))}
+    single = train.TrainState.create(apply_fn=None, params=params, tx=tx, key=None)
+    scaled = sweep.SweepState.create(apply_fn=None, params=params, tx=unit, key=None,
+                                     hyper={"learning_rate": jnp.float32(3e-3)})  # fmt: skip
+    for i in range(6):
+        grads = {"w": jax.random.normal(jax.random.PRNGKey(i + 1), (5, 3))}
+        single, scaled = (s.apply_gradients(grads=grads) for s in (single, scaled))
+    if schedule == "constant":
+        np.testing.assert_array_equal(single.params["w"], scaled.params["w"])
+    np.testing.assert_allclose(single.params["w"], scaled.params["w"], rtol=1e-6)
+    assert jax.tree.structure(single.opt_state) == jax.tree.structure(scaled.opt_state)
+
+
+@pytest.mark.parametrize("name", ["denoising_mse", "sparse_mse", "elbo"])
+def test_traced_hyper_parameters_match_the_bound_objective(name):
+    config = _base()
+    config.objective.update(name=name, noise_level=0.2, sparsity_target=0.1,
+                            sparsity_weight=0.5, kl_warmup_steps=7, beta=1.5)  # fmt: skip
+    if name != "elbo":
+        config.model.update(kind="ae", code_activation="sigmoid")
+    exp = experiment.build_experiment(config)
+    hyper = sweep.hyper_values(config)
+    params, x, key = exp.init_state().params, exp.train_x[:32], jax.random.PRNGKey(3)
+
+    @jax.jit
+    def losses(step):
+        hparams = sweep.hyper_hparams_fn(hyper)(step)
+        loss_one = sweep.hyper_loss_one(exp, hyper)
+        got = objectives.batch_mean(loss_one)(params, x, key, hparams)
+        bound = objectives.batch_mean(exp.loss_one)(
+            params, x, key, exp.hparams_fn(step)
+        )
+        return got[0], bound[0]
+
+    for step in (0, 3, 20):
+        np.testing.assert_allclose(*losses(jnp.asarray(step, jnp.int32)), rtol=1e-6)
+
+
+def test_vmapped_sweep_matches_separate_runs(sweeps):
+    root, rows = sweeps
+    for run in sweep.make_runs(_base(), SWEEP):
+        step_v, params_v = _final_params(root / "vmap" / run.name, run.config)
+        step_p, params_p = _final_params(root / "process" / run.name, run.config)
+        assert step_v == step_p == 40
+        for a, b in zip(jax.tree.leaves(params_v), jax.tree.leaves(params_p)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for row_v, row_p in zip(rows["vmap"], rows["process"]):
+        assert row_v["status"] == row_p["status"] == "done"
+        for key in ("train/loss", "train/kl", "test/kl", "test/loss"):
+            np.testing.assert_allclose(row_v[key], row_p[key], rtol=1e-5)
+    losses = [r["test/loss"] for r in rows["vmap"]]
+    assert len(set(losses)) == 3  # each config trained with its own hyper-parameters
+
+
+def test_vmap_refuses_configs_that_differ_in_shape_or_kind(tmp_path):
+    base = _base()
+    with pytest.raises(ValueError, match="differ in model.latent_dim"):
+        sweep.run_sweep(base, [{"model.latent_dim": 2}, {"model.latent_dim": 4}],
+                        tmp_path, mode="vmap")  # fmt: skip
+    runs = sweep.make_runs(base, [{"objective.likelihood": "gaussian", "seed": 0},
+                                  {"objective.likelihood": "bernoulli", "seed": 1}])  # fmt: skip
+    with pytest.raises(ValueError, match="objective.likelihood"):
+        sweep.check_vmappable(runs)
+    assert [len(g) for g in sweep.vmap_groups(runs)] == [1, 1]
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+# ------------------------------------------------------------------ array jobs, results
+def test_sweep_index_from_flag_or_slurm(tmp_path, monkeypatch):
+    assert sweep.sweep_index(None, 3, {}) is None
+    assert sweep.sweep_index(1, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 1
+    assert sweep.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 2
+    for index, env, source in [(3, {}, "--sweep_index=3"), (-1, {}, "--sweep_index=-1"),
+                               (None, {"SLURM_ARRAY_TASK_ID": "7"}, "SLURM_ARRAY_TASK_ID=7")]:  # fmt: skip
+        with pytest.raises(ValueError, match=f"{source} is out of range.*3 configs"):
+            sweep.sweep_index(index, 3, env)
+    with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_ID='x' is not an integer"):
+        sweep.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "x"})
+    trained = []
+    monkeypatch.setattr(
+        sweep, "train_run", lambda run, workdir: trained.append(run.name)
+    )
+    rows = sweep.run_sweep(_base(), SWEEP, tmp_path, mode="auto", index=2)
+    assert trained == [sweep.run_name(SWEEP[2])]
+    assert [r["status"] for r in rows] == ["pending"] * 3
+
+
+def test_results_written_and_finished_configs_skipped(sweeps, monkeypatch):
+    root, _ = sweeps
+    for mode in ("vmap", "process"):
+        table = _read_csv(root / mode / "results.csv")
+        assert [r["name"] for r in table] == [sweep.run_name(o) for o in SWEEP]
+        assert {
+            "optim.learning_rate",
+            "seed",
+            "status",
+            "train/loss",
+            "test/loss",
+        } <= set(table[0])
+        assert float(table[1]["optim.learning_rate"]) == 3e-3
+        assert (root / mode / "results.md").read_text().count("| done |") == 3
+        assert (root / mode / "results.png").stat().st_size > 10_000
+    refuse = lambda *args: pytest.fail("a finished config was trained again")
+    monkeypatch.setattr(loop, "train_and_evaluate", refuse)
+    monkeypatch.setattr(sweep, "train_vmapped", refuse)
+    for mode in ("vmap", "process"):
+        rows = sweep.run_sweep(_base(), SWEEP, root / mode, mode=mode)
+        assert [r["status"] for r in rows] == ["done"] * 3
+    longer = sweep.make_runs(_base(num_steps=50), SWEEP)
+    assert not any(sweep.is_finished(run, root / "vmap") for run in longer)
+
+
+def test_app_trains_a_sweep_and_rejects_bad_input(tmp_path):
+    command = [
+        sys.executable, "-m", "experiments.sweep", f"--workdir={tmp_path}",
+        "--config=experiments/configs/quickstart.py", "--config.train.num_steps=20",
+        "--config.model.hidden=(8,)", "--config.train.write_figures=False",
+        "--config.train.log_every=10", "--config.data.valid_size=0",
+        "--config.train.batch_size=50",
+    ]  # fmt: skip
+    ok = subprocess.run(command + ["--sweep=objective.beta=0.5,1", "--mode=vmap"],
+                        cwd=REPO, check=False, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    table = _read_csv(tmp_path / "results.csv")
+    assert [(r["objective.beta"], r["status"]) for r in table] == [("0.5", "done"),
+                                                                   ("1.0", "done")]  # fmt: skip
+    bad = subprocess.run(command + ["--sweep=seed=0,1", "--sweep_index=5"],
+                         cwd=REPO, check=False, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 1
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("E")]
+    assert len(errors) == 1 and "--sweep_index=5 is out of range" in errors[0]
