@@ -42,12 +42,12 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["workdir"])
 
 
-def _sweep(sweep, config):
+def _sweep(sweep_spec, config):
     """Override dicts from --sweep, else from the config file's get_sweep()."""
     if _SWEEP.value:
-        return sweep.parse_sweep(_SWEEP.value, config)
+        return sweep_spec.parse_sweep(_SWEEP.value, config)
     path = config_flags.get_config_filename(flags.FLAGS["config"])
-    overrides = sweep.load_get_sweep(path)
+    overrides = sweep_spec.load_get_sweep(path)
     if overrides is None:
         raise ValueError(f"No sweep: pass --sweep='field=v1,v2;...' or define "
                          f"get_sweep() in {path}.")  # fmt: skip
@@ -59,7 +59,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if _MAX_WORKERS.value > 1:  # processes share the GPU: allocate on demand
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    from vae_jax import preemption, sweep  # imported after flag parsing
+    # Imported after flag parsing.
+    from vae_jax import preemption, sweep, sweep_results, sweep_spec
 
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(  # orbax narrates every save at INFO
@@ -69,13 +70,13 @@ def main(argv):
     )
     workdir, config = os.path.expanduser(_WORKDIR.value), flags.FLAGS.config
     try:
-        overrides = _sweep(sweep, config)
+        overrides = _sweep(sweep_spec, config)
         if _LIST.value:
-            for i, run in enumerate(sweep.make_runs(config, overrides)):
-                done = " (finished)" if sweep.is_finished(run, workdir) else ""
+            for i, run in enumerate(sweep_spec.make_runs(config, overrides)):
+                done = " (finished)" if sweep_results.is_finished(run, workdir) else ""
                 print(f"{i}\t{run.name}{done}")
             return
-        index = sweep.sweep_index(_INDEX.value, len(overrides))
+        index = sweep_spec.sweep_index(_INDEX.value, len(overrides))
         rows = sweep.run_sweep(config, overrides, workdir, mode=_MODE.value,
                                max_workers=_MAX_WORKERS.value, index=index)  # fmt: skip
     except preemption.Preempted as stop:

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 
 from experiments.configs import quickstart
-from vae_jax import checkpoint, experiment, loop, objectives, sweep, train
+from vae_jax import (
+    checkpoint,
+    experiment,
+    loop,
+    objectives,
+    sweep,
+    sweep_results,
+    sweep_spec,
+    sweep_vmap,
+    train,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Three configs differing in numeric hyper-parameters only; one warms beta up.
@@ -61,7 +71,7 @@ def _final_params(run_dir, config):
 
 # ------------------------------------------------------------------ specification
 def test_parse_sweep_is_a_typed_cartesian_product():
-    runs = sweep.parse_sweep(
+    runs = sweep_spec.parse_sweep(
         "optim.learning_rate=1e-3,3e-4; objective.beta=1,2 ;seed=0;"
         "model.hidden=(16,),(8,4);train.write_figures=false",
         quickstart.get_config(),
@@ -91,7 +101,7 @@ def test_parse_sweep_is_a_typed_cartesian_product():
 )
 def test_bad_sweeps_raise_one_clear_error(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        sweep.parse_sweep(spec, quickstart.get_config())
+        sweep_spec.parse_sweep(spec, quickstart.get_config())
 
 
 def test_get_sweep_from_config_file(tmp_path):
@@ -102,27 +112,27 @@ def test_get_sweep_from_config_file(tmp_path):
         "def get_sweep():\n"
         "    return [{'objective.beta': b, 'seed': s} for b in (0.5, 1.0) for s in (0, 1)]\n"
     )
-    overrides = sweep.load_get_sweep(str(path))
+    overrides = sweep_spec.load_get_sweep(str(path))
     assert overrides[1] == {"objective.beta": 0.5, "seed": 1} and len(overrides) == 4
-    runs = sweep.make_runs(quickstart.get_config(), overrides)
+    runs = sweep_spec.make_runs(quickstart.get_config(), overrides)
     assert [r.config.objective.beta for r in runs] == [0.5, 0.5, 1.0, 1.0]
     assert runs[0].name == "beta=0.5_seed=0"
     (tmp_path / "plain.py").write_text("def get_config():\n    return None\n")
-    assert sweep.load_get_sweep(str(tmp_path / "plain.py")) is None
+    assert sweep_spec.load_get_sweep(str(tmp_path / "plain.py")) is None
 
 
 def test_make_runs_validates_every_config_and_names_are_safe():
     base = quickstart.get_config()
     with pytest.raises(ValueError, match="(?s)beta=-1.0.*objective.beta"):
-        sweep.make_runs(base, [{"objective.beta": 1.0}, {"objective.beta": -1.0}])
+        sweep_spec.make_runs(base, [{"objective.beta": 1.0}, {"objective.beta": -1.0}])
     with pytest.raises(ValueError, match="Bad sweep value objective.beta='x'"):
-        sweep.make_runs(base, [{"objective.beta": "x"}])
+        sweep_spec.make_runs(base, [{"objective.beta": "x"}])
     with pytest.raises(ValueError, match="twice"):
-        sweep.make_runs(base, [{"seed": 1}, {"seed": 1}])
-    name = sweep.run_name({"model.hidden": (64, 32), "data.name": "digits",
-                           "model.name": "a b/c", "optim.learning_rate": 3e-4})  # fmt: skip
+        sweep_spec.make_runs(base, [{"seed": 1}, {"seed": 1}])
+    name = sweep_spec.run_name({"model.hidden": (64, 32), "data.name": "digits",
+                                "model.name": "a b/c", "optim.learning_rate": 3e-4})  # fmt: skip
     assert name == "hidden=64-32_data.name=digits_model.name=a-b-c_learning_rate=0.0003"
-    assert sweep.run_name({}) == "base"
+    assert sweep_spec.run_name({}) == "base"
 
 
 # ------------------------------------------------------------------ vmap == separate runs
@@ -140,8 +150,10 @@ def test_rate_scaled_update_matches_optax_at_that_rate(name, schedule):
     unit = train.make_optimizer(optim, 10, 1)
     params = {"w": jax.random.normal(jax.random.PRNGKey(0), (5, 3))}
     single = train.TrainState.create(apply_fn=None, params=params, tx=tx, key=None)
-    scaled = sweep.SweepState.create(apply_fn=None, params=params, tx=unit, key=None,
-                                     hyper={"learning_rate": jnp.float32(3e-3)})  # fmt: skip
+    scaled = sweep_vmap.SweepState.create(
+        apply_fn=None, params=params, tx=unit, key=None,
+        hyper={"learning_rate": jnp.float32(3e-3)},
+    )  # fmt: skip
     for i in range(6):
         grads = {"w": jax.random.normal(jax.random.PRNGKey(i + 1), (5, 3))}
         single, scaled = (s.apply_gradients(grads=grads) for s in (single, scaled))
@@ -159,13 +171,13 @@ def test_traced_hyper_parameters_match_the_bound_objective(name):
     if name != "elbo":
         config.model.update(kind="ae", code_activation="sigmoid")
     exp = experiment.build_experiment(config)
-    hyper = sweep.hyper_values(config)
+    hyper = sweep_vmap.hyper_values(config)
     params, x, key = exp.init_state().params, exp.train_x[:32], jax.random.PRNGKey(3)
 
     @jax.jit
     def losses(step):
-        hparams = sweep.hyper_hparams_fn(hyper)(step)
-        loss_one = sweep.hyper_loss_one(exp, hyper)
+        hparams = sweep_vmap.hyper_hparams_fn(hyper)(step)
+        loss_one = sweep_vmap.hyper_loss_one(exp, hyper)
         got = objectives.batch_mean(loss_one)(params, x, key, hparams)
         bound = objectives.batch_mean(exp.loss_one)(
             params, x, key, exp.hparams_fn(step)
@@ -178,7 +190,7 @@ def test_traced_hyper_parameters_match_the_bound_objective(name):
 
 def test_vmapped_sweep_matches_separate_runs(sweeps):
     root, rows = sweeps
-    for run in sweep.make_runs(_base(), SWEEP):
+    for run in sweep_spec.make_runs(_base(), SWEEP):
         step_v, params_v = _final_params(root / "vmap" / run.name, run.config)
         step_p, params_p = _final_params(root / "process" / run.name, run.config)
         assert step_v == step_p == 40
@@ -197,31 +209,31 @@ def test_vmap_refuses_configs_that_differ_in_shape_or_kind(tmp_path):
     with pytest.raises(ValueError, match="differ in model.latent_dim"):
         sweep.run_sweep(base, [{"model.latent_dim": 2}, {"model.latent_dim": 4}],
                         tmp_path, mode="vmap")  # fmt: skip
-    runs = sweep.make_runs(base, [{"objective.likelihood": "gaussian", "seed": 0},
-                                  {"objective.likelihood": "bernoulli", "seed": 1}])  # fmt: skip
+    runs = sweep_spec.make_runs(base, [{"objective.likelihood": "gaussian", "seed": 0},
+                                       {"objective.likelihood": "bernoulli", "seed": 1}])  # fmt: skip
     with pytest.raises(ValueError, match="objective.likelihood"):
-        sweep.check_vmappable(runs)
-    assert [len(g) for g in sweep.vmap_groups(runs)] == [1, 1]
+        sweep_spec.check_vmappable(runs)
+    assert [len(g) for g in sweep_spec.vmap_groups(runs)] == [1, 1]
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 # ------------------------------------------------------------------ array jobs, results
 def test_sweep_index_from_flag_or_slurm(tmp_path, monkeypatch):
-    assert sweep.sweep_index(None, 3, {}) is None
-    assert sweep.sweep_index(1, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 1
-    assert sweep.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 2
+    assert sweep_spec.sweep_index(None, 3, {}) is None
+    assert sweep_spec.sweep_index(1, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 1
+    assert sweep_spec.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 2
     for index, env, source in [(3, {}, "--sweep_index=3"), (-1, {}, "--sweep_index=-1"),
                                (None, {"SLURM_ARRAY_TASK_ID": "7"}, "SLURM_ARRAY_TASK_ID=7")]:  # fmt: skip
         with pytest.raises(ValueError, match=f"{source} is out of range.*3 configs"):
-            sweep.sweep_index(index, 3, env)
+            sweep_spec.sweep_index(index, 3, env)
     with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_ID='x' is not an integer"):
-        sweep.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "x"})
+        sweep_spec.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "x"})
     trained = []
     monkeypatch.setattr(
         sweep, "train_run", lambda run, workdir: trained.append(run.name)
     )
     rows = sweep.run_sweep(_base(), SWEEP, tmp_path, mode="auto", index=2)
-    assert trained == [sweep.run_name(SWEEP[2])]
+    assert trained == [sweep_spec.run_name(SWEEP[2])]
     assert [r["status"] for r in rows] == ["pending"] * 3
 
 
@@ -229,7 +241,7 @@ def test_results_written_and_finished_configs_skipped(sweeps, monkeypatch):
     root, _ = sweeps
     for mode in ("vmap", "process"):
         table = _read_csv(root / mode / "results.csv")
-        assert [r["name"] for r in table] == [sweep.run_name(o) for o in SWEEP]
+        assert [r["name"] for r in table] == [sweep_spec.run_name(o) for o in SWEEP]
         assert {
             "optim.learning_rate",
             "seed",
@@ -242,12 +254,12 @@ def test_results_written_and_finished_configs_skipped(sweeps, monkeypatch):
         assert (root / mode / "results.png").stat().st_size > 10_000
     refuse = lambda *args: pytest.fail("a finished config was trained again")
     monkeypatch.setattr(loop, "train_and_evaluate", refuse)
-    monkeypatch.setattr(sweep, "train_vmapped", refuse)
+    monkeypatch.setattr(sweep_vmap, "train_vmapped", refuse)
     for mode in ("vmap", "process"):
         rows = sweep.run_sweep(_base(), SWEEP, root / mode, mode=mode)
         assert [r["status"] for r in rows] == ["done"] * 3
-    longer = sweep.make_runs(_base(num_steps=50), SWEEP)
-    assert not any(sweep.is_finished(run, root / "vmap") for run in longer)
+    longer = sweep_spec.make_runs(_base(num_steps=50), SWEEP)
+    assert not any(sweep_results.is_finished(run, root / "vmap") for run in longer)
 
 
 def test_app_trains_a_sweep_and_rejects_bad_input(tmp_path):

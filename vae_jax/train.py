@@ -210,14 +210,28 @@ class EpochBatches:
 
     ``data.epoch_batches(data_key, epoch, N, B)``, computed once per epoch (not per
     chunk): the order depends only on (data_key, step), so resumed runs repeat.
+    ``order_fn(data_key, epoch)``, if given, replaces it (e.g. vmapped over keys [C]
+    -> orders [C, N // B, B]); ``sharding`` applies to the default only.
     """
 
-    def __init__(self, data_key, num_examples: int, batch_size: int, sharding=None):
+    def __init__(
+        self,
+        data_key,
+        num_examples: int,
+        batch_size: int,
+        sharding=None,
+        *,
+        order_fn: Callable[[jax.Array, int], jax.Array] | None = None,
+    ):
         self.steps_per_epoch = num_examples // batch_size
-        order = functools.partial(
-            data_lib.epoch_batches, num_examples=num_examples, batch_size=batch_size
-        )
-        self._order = jax.jit(order, out_shardings=sharding)
+        if order_fn is None:
+            order = functools.partial(
+                data_lib.epoch_batches, num_examples=num_examples, batch_size=batch_size
+            )
+            order_fn = jax.jit(order, out_shardings=sharding)
+        elif sharding is not None:
+            raise ValueError("EpochBatches: pass sharding or order_fn, not both.")
+        self._order = order_fn
         self._key, self._epoch, self._batches = data_key, None, None
 
     def steps_left(self, step: int) -> int:

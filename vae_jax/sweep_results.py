@@ -1,0 +1,144 @@
+"""What a sweep leaves on disk: ``done.json`` markers and the results table and plot.
+
+Config ``<name>`` gets ``<workdir>/<name>/done.json`` once finished (``write_done``), so
+a rerun skips it (``is_finished``); ``write_results`` tabulates every config in
+``<workdir>/results.{csv,md,png}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import ml_collections
+import numpy as np
+
+from vae_jax import writer
+from vae_jax.sweep_spec import Run, flatten, format_value
+
+
+def _config_json(config: ml_collections.ConfigDict) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def write_done(run: Run, run_dir, final: Mapping[str, float]) -> None:
+    """``<name>/done.json``: the config (to detect changes), overrides, final metrics."""
+    record = {"name": run.name, "overrides": run.overrides, "final": dict(final),
+              "config": _config_json(run.config)}  # fmt: skip
+    _write_atomic(pathlib.Path(run_dir) / "done.json", json.dumps(record, indent=1))
+
+
+def is_finished(run: Run, workdir) -> bool:
+    """Whether ``<workdir>/<name>`` holds this config's finished run: a ``done.json`` of
+    the same config, or (``train.num_steps`` > 0) the final evaluation in metrics.jsonl."""
+    run_dir = pathlib.Path(workdir) / run.name
+    try:
+        done = json.loads((run_dir / "done.json").read_text())
+        return done.get("config") == _config_json(run.config)
+    except (OSError, json.JSONDecodeError):
+        pass
+    steps = run.config.train.num_steps
+    records = writer.read_metrics(run_dir / "metrics.jsonl")
+    return steps > 0 and any(
+        r["step"] == steps and any(k.startswith(("valid/", "test/")) for k in r)
+        for r in records
+    )
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    """Writes via a temporary file + rename: concurrent array tasks never tear it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _final_metrics(run_dir: pathlib.Path) -> dict[str, float]:
+    """The last value of every metric in metrics.jsonl: final train window and eval."""
+    out = {}
+    for record in writer.read_metrics(run_dir / "metrics.jsonl"):
+        out.update({k: v for k, v in record.items() if v is not None})
+    return out
+
+
+def _metric_order(name: str):
+    prefixes = ("step", "train/", "valid/", "test/")
+    return next((i for i, p in enumerate(prefixes) if name.startswith(p)), 4), name
+
+
+def write_results(
+    runs: Sequence[Run], workdir, failures: Mapping[str, str] | None = None
+):
+    """``results.csv`` and ``results.md`` (a row per config: overrides, status, final
+    train and eval metrics) and ``results.png``; returns the rows as dicts."""
+    workdir, rows = pathlib.Path(workdir), []
+    keys = list(dict.fromkeys(k for run in runs for k in run.overrides))
+    for run in runs:
+        metrics, fields = _final_metrics(workdir / run.name), flatten(run.config)
+        status = "done" if is_finished(run, workdir) else (failures or {}).get(run.name)
+        status = status or ("incomplete" if metrics else "pending")
+        values = {k: fields[k] for k in keys}  # the base value where not overridden
+        rows.append({"name": run.name, **values, "status": status, **metrics})
+    metric_names = sorted(
+        set().union(*rows) - {"name", "status", *keys}, key=_metric_order
+    )
+    columns = ["name", *keys, "status", *metric_names]
+    text = io.StringIO()
+    table = csv.DictWriter(text, columns, lineterminator="\n")
+    table.writeheader()
+    table.writerows(
+        {k: format_value(v) if k in keys else v for k, v in r.items()} for r in rows
+    )
+    _write_atomic(workdir / "results.csv", text.getvalue())
+    cell = lambda c, v: (
+        f"{v:.4g}" if isinstance(v, float) and c not in keys else format_value(v)
+    )
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, r[c]) if c in r else "" for c in columns) + " |"
+              for r in rows]  # fmt: skip
+    _write_atomic(workdir / "results.md", "\n".join(lines) + "\n")
+    plot_results(rows, keys, workdir / "results.png")
+    return rows
+
+
+def plot_results(rows: Sequence[Mapping], keys: Sequence[str], path) -> None:
+    """One panel per swept field: the final test (else valid, train) loss of each
+    finished config against the field's value, and its mean over the other fields."""
+    from vae_jax.plots import plt
+
+    done = [r for r in rows if r["status"] == "done"]
+    metric = next((m for m in ("test/loss", "valid/loss", "train/loss")
+                   if any(m in r for r in done)), None)  # fmt: skip
+    if metric is None or not keys:
+        return
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        points = [(r[key], r[metric]) for r in done if key in r and metric in r]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      for v, _ in points)  # fmt: skip
+        labels = sorted({format_value(v) for v, _ in points}) if not numeric else []
+        xs = [v if numeric else labels.index(format_value(v)) for v, _ in points]
+        ys = [m for _, m in points]
+        values = sorted(set(xs))
+        means = [np.mean([y for x, y in zip(xs, ys) if x == u]) for u in values]
+        ax.scatter(xs, ys, alpha=0.6, label="configs")
+        ax.plot(values, means, "o-", color="C1", label="mean over other fields")
+        if numeric and values[0] > 0 and values[-1] >= 10 * values[0]:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(labels)), labels)
+        ax.set(
+            xlabel=key,
+            ylabel=f"final {metric}",
+            title=f"{metric} vs {key.split('.')[-1]}",
+        )
+        if numeric and all(isinstance(v, int) for v in values):
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,330 @@
+"""Training C configs of a sweep as one vmapped XLA program.
+
+C configs differing only in ``sweep_spec.VMAPPABLE`` fields: ``jax.vmap`` of
+``train.make_train_chunk`` over C stacked ``SweepState``s, each with its own keys
+(init, train, data: its own batch order), data split and ``hyper`` values. The
+optimizer runs at rate 1 and ``SweepState`` scales its update by the state's rate:
+lr * (-f(t) u_t) = optax's -(lr f(t)) u_t for adam/adamw/sgd (f the unit schedule),
+bitwise for a constant schedule, so checkpoints keep a single run's layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from vae_jax import (
+    ae_objectives,
+    checkpoint,
+    evaluate,
+    experiment,
+    figures,
+    objectives,
+    preemption,
+    train,
+    writer,
+)
+from vae_jax import data as data_lib
+from vae_jax.sweep_results import write_done
+from vae_jax.sweep_spec import VMAPPABLE, Run, check_vmappable, flatten
+
+HYPER = {field.split(".")[-1]: field for field in VMAPPABLE[1:]}  # state.hyper keys
+
+
+class SweepState(train.TrainState):
+    """TrainState of one config of a vmapped sweep: ``tx`` runs at learning rate 1 and
+    the update is scaled by ``hyper["learning_rate"]``; ``hyper`` holds the config's
+    ``HYPER`` values (scalars [] per config, [C] when stacked)."""
+
+    hyper: dict[str, jax.Array]
+
+    def apply_gradients(self, *, grads, **kwargs):
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        rate = self.hyper["learning_rate"]
+        updates = jax.tree.map(lambda u: rate * u, updates)
+        params = optax.apply_updates(self.params, updates)
+        return self.replace(
+            step=self.step + 1, params=params, opt_state=opt_state, **kwargs
+        )
+
+
+def hyper_values(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """{"learning_rate", "beta", "kl_warmup_steps", ...}: the config's ``HYPER`` values."""
+    fields = flatten(config)
+    return {name: jnp.asarray(fields[f], jnp.float32) for name, f in HYPER.items()}
+
+
+def unit_rate_optimizer(exp: experiment.Experiment):
+    """``train.make_optimizer`` of the experiment at learning rate 1 (schedule shape f)."""
+    optim = copy.deepcopy(exp.config.optim)
+    optim.learning_rate = 1.0
+    return train.make_optimizer(optim, exp.total_steps, exp.steps_per_epoch)
+
+
+def hyper_loss_one(exp: experiment.Experiment, hyper) -> objectives.LossOne:
+    """``objectives.make_objective`` with noise/sparsity levels from ``hyper`` (traced)."""
+    obj, model = exp.config.objective, exp.model
+    if obj.name == "denoising_mse":
+        return functools.partial(
+            ae_objectives.denoising_squared_error, model=model,
+            corruption=obj.corruption, level=hyper["noise_level"],
+        )  # fmt: skip
+    if obj.name == "sparse_mse":
+        return ae_objectives.with_sparsity_penalty(
+            functools.partial(objectives.squared_error, model=model), model=model,
+            target=hyper["sparsity_target"], weight=hyper["sparsity_weight"],
+        )  # fmt: skip
+    return exp.loss_one  # beta comes through hparams
+
+
+def hyper_hparams_fn(hyper) -> Callable:
+    """``objectives.make_hparams`` with traced beta and warm-up: beta min(1, t / w)
+    (Bowman et al. 2016), beta if w = 0."""
+
+    def hparams(step):
+        warmup = hyper["kl_warmup_steps"]
+        ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 1.0))
+        return {"beta": hyper["beta"] * jnp.where(warmup > 0, ramp, 1.0)}
+
+    return hparams
+
+
+def make_sweep_step(exp: experiment.Experiment) -> Callable:
+    """step(state: SweepState, batch [B, D]) -> (state, metrics), hparams from state."""
+
+    def step(state, batch):
+        loss_one = hyper_loss_one(exp, state.hyper)
+        hparams_fn = hyper_hparams_fn(state.hyper)
+        return train.make_step_fn(loss_one, hparams_fn, exp.binarize)(state, batch)
+
+    return step
+
+
+def make_sweep_chunk(step_fn: Callable, num_steps: int, shared_x: bool) -> Callable:
+    """Jitted chunk(state [C], train_x [N, D] (or [C, N, D]), batches [C, N // B, B])
+    -> (state, metrics [C, T]): ``train.make_train_chunk`` vmapped over C configs."""
+    chunk = train.make_train_chunk(step_fn, num_steps=num_steps)
+    in_axes = (0, None if shared_x else 0, 0)
+    return jax.jit(jax.vmap(chunk, in_axes=in_axes), donate_argnums=0)
+
+
+def _experiments(runs: Sequence[Run]) -> list[experiment.Experiment]:
+    """One-device experiments; configs with equal data share one Dataset and train_x."""
+    loaded, exps = {}, []
+    for run in runs:
+        config = copy.deepcopy(run.config)
+        config.train.data_parallel = "off"  # the config axis is the vmapped one
+        key = (config.data.to_json_best_effort(), config.seed)
+        if key not in loaded:
+            data = experiment.load_data(config)
+            same = [d for d in loaded.values() if _same_data(d, data)]
+            loaded[key] = same[0] if same else data
+        exp = experiment.build_experiment(config, loaded[key])
+        twin = next((e for e in exps if e.dataset is exp.dataset), None)
+        exps.append(
+            exp if twin is None else dataclasses.replace(exp, train_x=twin.train_x)
+        )
+    return exps
+
+
+def _same_data(a, b) -> bool:
+    return all(
+        x.shape == y.shape and np.array_equal(x, y)
+        for x, y in ((a.train, b.train), (a.valid, b.valid), (a.test, b.test))
+    )
+
+
+def _evaluator(exp: experiment.Experiment, eval_fns: dict) -> Callable:
+    """params -> {"valid/loss", "test/loss", ...} as ``loop.train_and_evaluate``; one
+    compiled ``eval_fn`` per distinct loss in ``eval_fns`` (eval fixes beta = 1)."""
+    obj = exp.config.objective
+    level = obj.noise_level if obj.name == "denoising_mse" else None
+    if level not in eval_fns:
+        eval_fns[level] = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
+    eval_fn = eval_fns[level]
+    sets, batch = exp.eval_sets(), exp.config.train.eval_batch_size
+
+    def evaluate_now(params):
+        out = {}
+        for name, x in sets.items():
+            means = evaluate.evaluate_dataset(
+                eval_fn, params, x, batch, exp.keys["eval"]
+            )
+            out.update({f"{name}/{k}": v for k, v in means.items()})
+        return out
+
+    return evaluate_now
+
+
+def stacked_orders(
+    data_keys: jax.Array, num_examples: int, batch_size: int
+) -> train.EpochBatches:
+    """``train.EpochBatches`` of C configs: step -> orders [C, N // B, B] of its epoch,
+    ``data.epoch_batches`` vmapped over the data keys [C], once per epoch."""
+    order = functools.partial(data_lib.epoch_batches, num_examples=num_examples,
+                              batch_size=batch_size)  # fmt: skip
+    order_fn = jax.jit(jax.vmap(order, in_axes=(0, None)))
+    return train.EpochBatches(data_keys, num_examples, batch_size, order_fn=order_fn)
+
+
+def _next_stop(step: int, cfg, total: int, order: train.EpochBatches) -> int:
+    """End of the next chunk: no chunk crosses an epoch, log/eval/checkpoint step or end."""
+    stops = [total, step + min(cfg.steps_per_dispatch, order.steps_left(step))]
+    for every in (cfg.log_every, cfg.checkpoint_every, cfg.eval_every):
+        if every > 0:
+            stops.append((step // every + 1) * every)
+    return min(stops)
+
+
+def _take(tree, i: int):
+    """Config i's slice of a stacked pytree: [C, ...] -> [...]."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+@dataclasses.dataclass
+class _Member:
+    """One config of a vmapped group and its run directory's writers."""
+
+    run: Run
+    exp: experiment.Experiment
+    dir: pathlib.Path  # <workdir>/<name>
+    manager: Any  # orbax CheckpointManager of <name>/checkpoints
+    state: train.TrainState  # restored or fresh, single-run layout
+    evaluate: Callable = None  # params -> {"valid/loss", "test/loss", ...}
+    writer: writer.MetricWriter | None = None
+    failed: str = ""
+
+    def save(self, stacked: SweepState, i: int, step: int) -> None:
+        s = _take(stacked, i)
+        single = self.state.replace(params=s.params, opt_state=s.opt_state,
+                                    step=s.step, key=s.key)  # fmt: skip
+        checkpoint.save(self.manager, single, step)
+
+
+def _log_window(window, members, step: int, total: int) -> None:
+    """Writes each live config's mean train metrics over ``window`` ([C, n] chunks)."""
+    terms = []
+    for i, m in enumerate(members):
+        if m.failed:
+            continue
+        means = {
+            k: float(np.mean(np.concatenate([w[k][i] for w in window])))
+            for k in window[0]
+        }
+        m.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+        terms.append(f"{m.run.name} loss {means['loss']:.4g}")
+    logging.info("step %d/%d | %s", step, total, " | ".join(terms))
+
+
+def _check_finite(metrics, members, step: int) -> None:
+    """Marks configs with a non-finite step failed (``on_nonfinite='stop'``)."""
+    for i in np.flatnonzero(np.asarray(metrics["nonfinite"]).any(axis=1)):
+        m = members[i]
+        if m.exp.config.train.on_nonfinite == "stop" and not m.failed:
+            bad = step + int(np.argmax(metrics["nonfinite"][i]))
+            m.failed = f"failed: non-finite loss or gradient at step {bad}"
+            logging.error("%s %s", m.run.name, m.failed)
+
+
+def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
+    """The step loop of ``loop.train_and_evaluate``, vmapped over ``state`` [C]."""
+    exp = members[0].exp
+    cfg, total, step = exp.config.train, exp.total_steps, int(state.step[0])
+    data_keys = jnp.stack([m.exp.keys["data"] for m in members])
+    orders = stacked_orders(data_keys, exp.train_x.shape[0], cfg.batch_size)
+    shared = all(m.exp.dataset is exp.dataset for m in members)
+    train_x = exp.train_x if shared else jnp.stack([m.exp.train_x for m in members])
+    step_fn, chunks, window = make_sweep_step(exp), {}, []
+    live = lambda: [(i, m) for i, m in enumerate(members) if not m.failed]
+    with preemption.PreemptionGuard() as guard:
+        while step < total and live():
+            n = _next_stop(step, cfg, total, orders) - step
+            if n not in chunks:
+                chunks[n] = make_sweep_chunk(step_fn, n, shared)
+            state, metrics = chunks[n](state, train_x, orders(step))
+            metrics = jax.device_get(metrics)  # the one host sync per chunk
+            _check_finite(metrics, members, step)
+            step += n
+            window.append(metrics)
+            if step % cfg.log_every == 0 or step == total or guard.requested:
+                _log_window(window, members, step, total)
+                window = []
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                for i, m in live():
+                    m.writer.write_scalars(step, m.evaluate(_take(state.params, i)))
+            if step % cfg.checkpoint_every == 0 or step == total or guard.requested:
+                for i, m in live():
+                    m.save(state, i, step)
+            if guard.requested and step < total:
+                raise preemption.Preempted(
+                    f"Stopped by {guard.signal_name} at step {step}; checkpoints saved. "
+                    "Rerun the same command to resume."
+                )
+    return state
+
+
+def _train_members(members: Sequence[_Member]) -> None:
+    """Trains configs resumed at one step as one program; evaluates and marks them done."""
+    tx = unit_rate_optimizer(members[0].exp)
+    apply_fn = members[0].exp.model.apply
+    states = [SweepState(step=m.state.step, apply_fn=apply_fn, params=m.state.params,
+                         tx=tx, opt_state=m.state.opt_state, key=m.state.key,
+                         hyper=hyper_values(m.run.config)) for m in members]  # fmt: skip
+    step = int(members[0].state.step)
+    logging.info("vmapped training of %d configs from step %d", len(members), step)
+    for m in members:
+        m.writer = writer.MetricWriter(m.dir, resume_step=step)
+    try:
+        state = _train_group(members, jax.tree.map(lambda *x: jnp.stack(x), *states))
+        for i, m in enumerate(members):
+            if not m.failed:
+                _finish(m, _take(state.params, i))
+    finally:
+        for m in members:
+            m.writer.close()
+
+
+def _finish(m: _Member, params) -> None:
+    """Final evaluation, figures and ``done.json`` of one trained config."""
+    total = m.exp.total_steps
+    final = m.evaluate(params)
+    m.writer.write_scalars(total, final)
+    logging.info(
+        "%s final: %s", m.run.name, " ".join(f"{k} {v:.4f}" for k, v in final.items())
+    )
+    if m.exp.config.train.write_figures:
+        m.writer.write_images(total, figures.write_run_figures(m.exp, params, m.dir))
+    write_done(m.run, m.dir, final)
+
+
+def train_vmapped(runs: Sequence[Run], workdir) -> dict[str, str]:
+    """Trains ``runs`` (differing only in ``VMAPPABLE`` fields) as one vmapped program per
+    resume step, each in ``<workdir>/<name>`` as ``loop.train_and_evaluate`` would.
+    Returns {name: message} for configs stopped by a non-finite loss."""
+    check_vmappable(runs)
+    members, eval_fns = [], {}
+    for run, exp in zip(runs, _experiments(runs)):
+        run_dir = pathlib.Path(workdir) / run.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        writer.write_config(run_dir, run.config)
+        keep = exp.config.train.keep_checkpoints
+        manager = checkpoint.make_manager(run_dir / "checkpoints", keep)
+        fresh = exp.init_state()
+        state = checkpoint.restore_latest(manager, fresh) or fresh
+        members.append(
+            _Member(run, exp, run_dir, manager, state, _evaluator(exp, eval_fns))
+        )
+    for step in sorted({int(m.state.step) for m in members}):
+        _train_members([m for m in members if int(m.state.step) == step])
+    return {m.run.name: m.failed for m in members if m.failed}
