@@ -6,6 +6,9 @@ training images of one class only, all ten as ONE vmapped XLA program
 class c's model separates test images of c (normal) from the other nine. Writes
 ``<workdir>/results.md`` (per-class AUROC %, with the mean, beside published numbers)
 and ``<workdir>/<dataset>/<kind>/aurocs.json``; training resumes from checkpoints.
+``<workdir>/<dataset>/<kind>/extremes_<score>.png``: for the --figure_classes, the
+8 least and most anomalous test images of the class and the score histograms of
+normal vs anomalous test images.
 
   python scripts/anomaly_experiment.py --workdir=~/runs/anomaly/quick --epochs=5
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import sys
 
 import jax
@@ -23,8 +27,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from vae_jax import anomaly, models  # noqa: E402
-from vae_jax import data as data_lib  # noqa: E402
+from vae_jax import anomaly, models
+from vae_jax import data as data_lib
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG = config_flags.DEFINE_config_file(
@@ -40,6 +44,9 @@ _EPOCHS = flags.DEFINE_integer("epochs", 20, "Epochs (of the largest class).")
 _ELBO_SAMPLES = flags.DEFINE_integer("elbo_samples", 10, "S of the -ELBO score.")
 _IWAE_SAMPLES = flags.DEFINE_integer(
     "iwae_samples", 0, "k of the -L_k score (VAE); 0 = off."
+)
+_FIGURE_CLASSES = flags.DEFINE_list(
+    "figure_classes", ["1", "2", "5"], "Classes of the extremes/histogram figures."
 )
 
 # AUROC %, digits 0..9 (shared REFERENCES.md A4; Ruff et al. 2018, Table 1).
@@ -87,6 +94,12 @@ def run_kind(ds: data_lib.Dataset, kind: str, rundir: pathlib.Path) -> dict[str,
         )
         out[name] = {"auroc": anomaly.one_class_aurocs(s, ds.test_labels, classes),
                      "seconds_per_epoch": float(np.median(seconds[1:] or seconds)) if seconds else None}  # fmt: skip
+        slug = re.sub(r"\W+", "_", name).strip("_")  # "VAE -ELBO" -> "VAE_ELBO"
+        out[name]["figure"] = anomaly.write_extremes_figure(
+            s, ds.test_labels, ds.test.reshape(-1, *ds.image_shape), classes,
+            [int(c) for c in _FIGURE_CLASSES.value],
+            rundir / f"extremes_{slug}.png", score_name=name,
+        )  # fmt: skip
     return out
 
 

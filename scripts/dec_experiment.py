@@ -24,8 +24,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from vae_jax import clustering, metrics  # noqa: E402
-from vae_jax import data as data_lib  # noqa: E402
+from vae_jax import clustering, metrics
+from vae_jax import data as data_lib
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG = config_flags.DEFINE_config_file(

@@ -42,7 +42,7 @@ def test_vmapped_one_class_training_equals_one_by_one(kind):
     keys = [
         jax.random.split(jax.random.PRNGKey(c), 3) for c in range(3)
     ]  # init, train, data
-    stack = lambda i: jnp.stack([k[i] for k in keys])  # noqa: E731
+    stack = lambda i: jnp.stack([k[i] for k in keys])
     state = anomaly.init_stacked_states(model, tx, jnp.zeros(16), stack(0), stack(1))
     singles = [jax.tree.map(lambda a: a[c], state) for c in range(3)]
     vchunk = anomaly.vmap_chunk(chunk)
@@ -126,3 +126,32 @@ def test_train_one_class_models_resumes(tmp_path):
     )
     assert seconds2 == []
     jax.tree.map(np.testing.assert_array_equal, state.params, again.params)
+
+
+def test_extreme_indices_top_and_bottom_k():
+    scores = np.array([5.0, 1.0, 9.0, 3.0, 7.0, 1.0, 8.0])
+    least, most = anomaly.extreme_indices(scores, 3)
+    assert least.tolist() == [1, 5, 3]  # ascending, ties in row order
+    assert most.tolist() == [2, 6, 4]  # descending
+    mask = np.array([True, False, True, True, False, False, True])
+    least, most = anomaly.extreme_indices(scores, 2, mask)
+    assert least.tolist() == [3, 0] and most.tolist() == [2, 6]
+    least, most = anomaly.extreme_indices(scores, 10, mask)  # fewer rows than k
+    assert sorted(least.tolist()) == sorted(most.tolist()) == [0, 2, 3, 6]
+
+
+def test_write_extremes_figure(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)  # [60]
+    scores = rng.uniform(size=(60, 3)) + (labels[:, None] != np.arange(3)[None])
+    images = rng.uniform(size=(60, 4, 4))
+    path = tmp_path / "extremes.png"
+    picked = anomaly.write_extremes_figure(
+        scores, labels, images, [0, 1, 2], [2, 0], path, k=4, score_name="recon"
+    )
+    assert list(picked) == [2, 0] and picked[0]["auroc"] == 1.0
+    for c, rows in picked.items():
+        assert len(rows["least"]) == len(rows["most"]) == 4
+        assert np.all(labels[rows["least"] + rows["most"]] == c)  # normal images only
+        assert scores[rows["most"][0], c] == scores[labels == c, c].max()
+    assert path.stat().st_size > 1000

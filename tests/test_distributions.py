@@ -172,7 +172,7 @@ def test_diag_and_std_normal_logpdf_match_scipy():
     mean, logvar = rng.standard_normal(k), rng.standard_normal(k)
     z = rng.standard_normal((20, k)) * 2
     expected = scipy.stats.multivariate_normal(mean, np.diag(np.exp(logvar))).logpdf(z)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
     got = jax.vmap(dist.diag_normal_logpdf, in_axes=(0, None, None))(
         f32(z), f32(mean), f32(logvar)
     )
@@ -240,7 +240,7 @@ def test_gaussian_loglik_is_scaled_squared_error():
     )
 
     # grad_mean log-lik = (x - mean) / sigma^2;  grad_mean MSE = -2 (x - mean) / D.
-    mse = lambda m: jnp.mean(jnp.square(x - m))  # noqa: E731
+    mse = lambda m: jnp.mean(jnp.square(x - m))
     grad_ll = jax.grad(dist.gaussian_loglik, argnums=1)(x, mean, log_sigma)
     np.testing.assert_allclose(
         grad_ll, -(d / (2 * sigma2)) * jax.grad(mse)(mean), rtol=1e-5

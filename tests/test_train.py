@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import optax
+import pytest
 
 from experiments.configs import default
 from vae_jax import data, evaluate, models, objectives, train
@@ -70,7 +70,9 @@ def test_training_lowers_the_negative_elbo():
     before = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])[
         "loss"
     ]
-    runner = train.ChunkRunner(train.make_step_fn(loss_one, hparams_fn), x, 32, keys["data"])
+    runner = train.ChunkRunner(
+        train.make_step_fn(loss_one, hparams_fn), x, 32, keys["data"]
+    )
     state, _ = runner.run(state, 200)
     assert int(state.step) == 200
     after = evaluate.evaluate_dataset(eval_fn, state.params, x, 64, keys["eval"])[

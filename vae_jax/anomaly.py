@@ -107,7 +107,7 @@ def init_stacked_states(
 ) -> train.TrainState:
     """C independent TrainStates stacked along a leading axis (one per class model).
     init_keys, train_keys: [C] keys; example_x: [D]."""
-    create = lambda ik, tk: train.create_train_state(model, tx, example_x, ik, tk)  # noqa: E731
+    create = lambda ik, tk: train.create_train_state(model, tx, example_x, ik, tk)
     return jax.vmap(create)(init_keys, train_keys)
 
 
@@ -147,7 +147,7 @@ def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, 
     )
     keys = train.split_root_key(config.seed)
     classes = jnp.arange(num_classes)
-    class_keys = lambda k: jax.vmap(lambda c: jax.random.fold_in(k, c))(classes)  # noqa: E731
+    class_keys = lambda k: jax.vmap(lambda c: jax.random.fold_in(k, c))(classes)
     state = init_stacked_states(model, tx, jnp.zeros((dim,)), class_keys(keys["init"]),
                                 class_keys(keys["train"]))  # fmt: skip
     manager = None
@@ -188,3 +188,44 @@ def one_class_aurocs(
     return {
         int(c): metrics.auroc(labels != c, scores[:, i]) for i, c in enumerate(classes)
     }
+
+
+# ------------------------------------------------------------------ figures
+def extreme_indices(
+    scores: np.ndarray, k: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with the k lowest and the k highest scores among rows where ``mask``.
+    scores: [N], mask: [N] bool -> (least [k] by ascending, most [k] by descending
+    score); fewer than k when fewer rows qualify. Ties keep row order."""
+    rows = np.arange(len(scores)) if mask is None else np.flatnonzero(mask)
+    order = rows[np.argsort(scores[rows], kind="stable")]
+    return order[:k], order[::-1][:k]
+
+
+def write_extremes_figure(scores: np.ndarray, labels: np.ndarray, images: np.ndarray,
+                          classes, show, path, *, k: int = 8,
+                          score_name: str = "score") -> dict[int, dict]:  # fmt: skip
+    """Per class c in ``show``: the k least and k most anomalous test images of class c
+    under model c (Ruff et al. 2018, Fig. 2) and histograms of model c's scores on
+    normal (label c) vs anomalous test images (``plots.extremes_and_histograms``).
+
+    scores: [N, C], column i from the model of classes[i]; labels: [N];
+    images: [N, H, W]. Returns {c: {"least": [k] rows, "most": [k] rows, "auroc"}}.
+    """
+    from vae_jax import metrics, plots  # lazy: sklearn and matplotlib imports
+
+    rows, picked = [], {}
+    for c in show:
+        s, normal = scores[:, list(classes).index(c)], labels == c
+        least, most = extreme_indices(s, k, normal)
+        auroc = metrics.auroc(~normal, s)
+        picked[int(c)] = {
+            "least": least.tolist(),
+            "most": most.tolist(),
+            "auroc": auroc,
+        }
+        rows.append({"name": f"class {c}", "least": images[least], "most": images[most],
+                     "least_scores": s[least], "most_scores": s[most],
+                     "normal": s[normal], "anomalous": s[~normal], "auroc": auroc})  # fmt: skip
+    plots.extremes_and_histograms(rows, path, score_name=score_name)
+    return picked

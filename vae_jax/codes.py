@@ -103,17 +103,26 @@ def write_manifold(
 def latent_maps(
     ae_config, vae_config, dataset, num_points: int = 5000, workdir=None
 ) -> dict:
-    """K = 2 AE and VAE on the same data: scatter of test codes by label, the VAE's
-    manifold. Returns the spread of each code cloud (std per axis) and train losses."""
-    ae_exp, ae_params, ae_metrics = autoencoders.fit(ae_config, dataset)
-    vae_exp, vae_params, vae_metrics = autoencoders.fit(vae_config, dataset)
-    x, y = dataset.test[:num_points], dataset.test_labels[:num_points]
+    """K = 2 AE and VAE trained on the same data, then ``latent_maps_of``."""
+    ae = autoencoders.fit(ae_config, dataset)
+    vae = autoencoders.fit(vae_config, dataset)
+    return latent_maps_of(ae, vae, dataset, num_points, workdir)
+
+
+def latent_maps_of(ae, vae, dataset, num_points: int = 5000, workdir=None) -> dict:
+    """``ae``, ``vae``: (experiment, params, metrics) of ``autoencoders.fit``. Scatter of
+    test codes (by label, if any; latent_ae_vs_vae_<data>.png), the VAE's manifold
+    (manifold_<data>.png). Returns each code cloud's std per axis and train losses."""
+    (ae_exp, ae_params, ae_metrics), (vae_exp, vae_params, vae_metrics) = ae, vae
+    x = dataset.test[:num_points]
+    y = None if dataset.test_labels is None else dataset.test_labels[:num_points]
     ae_codes = encode_codes(ae_exp.model, ae_params, x)
     vae_codes = encode_codes(vae_exp.model, vae_params, x)
     if workdir is not None:
         workdir = pathlib.Path(workdir)
         panels = {"AE codes f(x)": (ae_codes, y), "VAE posterior means": (vae_codes, y)}
-        plots.latent_scatter(panels, workdir / "latent_ae_vs_vae.png")
+        plots.latent_scatter(panels, workdir / f"latent_ae_vs_vae_{dataset.name}.png",
+                             suptitle=f"{dataset.name}: test codes, K = 2")  # fmt: skip
         write_manifold(vae_exp.model, vae_params, dataset.image_shape,
                        workdir / f"manifold_{dataset.name}.png", title="VAE manifold")  # fmt: skip
     return {

@@ -107,9 +107,35 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
             f"model.kind='ae' trains with objective.name in {AE_OBJECTIVES}"
         )
     problems += _autoencoder_problems(config)
+    return problems + _posterior_problems(config)
+
+
+def _posterior_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """Full-covariance posterior and free bits (one-layer VAEs); older configs without
+    these fields mean "diagonal" and 0."""
+    model, problems = config.model, []
+    posterior = model.get("posterior", "diagonal")
+    free_bits = config.objective.get("free_bits", 0.0)
+    if posterior not in POSTERIORS:
+        problems.append(
+            f"config.model.posterior={posterior!r} is not one of {POSTERIORS}"
+        )
+    if not free_bits >= 0:
+        problems.append(f"config.objective.free_bits={free_bits!r} must be >= 0")
+    one_layer_vae = model.kind == "vae" and model.stochastic_layers == 1
+    if posterior == "full" and not one_layer_vae:
+        problems.append("model.posterior='full' needs kind='vae', stochastic_layers=1")
+    if free_bits > 0 and not (
+        one_layer_vae and posterior == "diagonal" and config.objective.name == "elbo"
+    ):
+        problems.append(
+            "objective.free_bits > 0 needs objective.name='elbo' and a one-layer VAE "
+            "with model.posterior='diagonal'"
+        )
     return problems
 
 
+POSTERIORS = ("diagonal", "full")
 AE_OBJECTIVES = ("mse", "denoising_mse", "sparse_mse")
 
 

@@ -236,7 +236,12 @@ def build_model(
             raise ValueError(
                 f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}."
             )
-        return VAE(encoder, decoder, model_config.latent_dim, likelihood, sigma, dtype)
+        vae = VAE
+        if model_config.get("posterior", "diagonal") == "full":
+            from vae_jax import full_covariance  # lazy: it imports this module
+
+            vae = full_covariance.FullCovarianceVAE
+        return vae(encoder, decoder, model_config.latent_dim, likelihood, sigma, dtype)
     raise ValueError(
         f"Unknown model kind {model_config.kind!r}; choose one of {MODEL_KINDS}."
     )

@@ -78,11 +78,56 @@ def vae_log_weights(params, x, key, num_samples: int, *, model: nn.Module):
 
 def log_weights_for(model: nn.Module) -> Callable:
     """The model's ``log_weights(params, x [D], key, S) -> (log_w [S], log_px [S])``."""
-    from vae_jax import hierarchical  # lazy: hierarchical imports models
+    from vae_jax import full_covariance, hierarchical  # lazy: they import models
 
     if isinstance(model, hierarchical.HierarchicalVAE):
         return functools.partial(hierarchical.log_weights, model=model)
+    if isinstance(model, full_covariance.FullCovarianceVAE):
+        return functools.partial(full_covariance.log_weights, model=model)
     return functools.partial(vae_log_weights, model=model)
+
+
+def negative_elbo_for(model: nn.Module, num_samples: int = 1) -> LossOne:
+    """The model's closed-form-KL ``negative_elbo`` (diagonal or full-covariance q)."""
+    from vae_jax import full_covariance  # lazy: full_covariance imports this module
+
+    if isinstance(model, full_covariance.FullCovarianceVAE):
+        elbo = full_covariance.negative_elbo
+    else:
+        elbo = negative_elbo
+    return functools.partial(elbo, model=model, num_samples=num_samples)
+
+
+def kl_per_dimension(params, xs: jax.Array, *, model: nn.Module) -> jax.Array:
+    """KL(q(z_j|x) || N(0, 1)) for each example and latent dim j (diagonal q).
+
+    Kingma & Welling 2013, App. B, term by term. xs: [B, D] -> [B, K].
+    """
+    mean, logvar = model.apply(params, xs, method="encode")  # [B, K] each
+    kl_one = jax.vmap(jax.vmap(dist.kl_diag_to_std_normal))
+    return kl_one(mean[..., None], logvar[..., None])  # [B, K]
+
+
+def free_bits_penalty(params, xs, hparams, *, model: nn.Module, free_bits: float):
+    """beta sum_j max(0, lambda - mean_x KL_j): added to the batch's -ELBO_beta it gives
+    the free-bits objective recon + beta sum_j max(lambda, mean_x KL_j) (Kingma et al.
+    2016, IAF, "free bits", one group per latent dim; the max is over the batch mean).
+    xs: [B, D] -> (scalar, {"free_bits_clamped": share of dims with mean KL < lambda}).
+    """
+    kl = jnp.mean(kl_per_dimension(params, xs, model=model), axis=0)  # [K]
+    penalty = hparams["beta"] * jnp.sum(jax.nn.relu(free_bits - kl))
+    clamped = jnp.mean((kl < free_bits).astype(jnp.float32))
+    return penalty, {"free_bits_clamped": clamped}
+
+
+def with_free_bits(loss_one: LossOne, *, model: nn.Module, free_bits: float) -> LossOne:
+    """A copy of the per-example -ELBO with ``.batch_penalty = free_bits_penalty``: no KL
+    pressure on a dim whose batch-mean KL is below ``free_bits`` (lambda, nats)."""
+    loss_one = functools.partial(loss_one)  # a new object: the caller's stays untouched
+    loss_one.batch_penalty = functools.partial(
+        free_bits_penalty, model=model, free_bits=free_bits
+    )
+    return loss_one
 
 
 def negative_iwae_bound(
@@ -158,9 +203,11 @@ def make_objective(config: ml_collections.ConfigDict, model: nn.Module) -> LossO
             loss, log_weights=log_weights_for(model), num_samples=k
         )
     if name == "elbo":
-        return functools.partial(
-            negative_elbo, model=model, num_samples=config.objective.num_samples
-        )
+        loss = negative_elbo_for(model, config.objective.num_samples)
+        free_bits = float(config.objective.get("free_bits", 0.0))
+        if free_bits > 0:  # Kingma et al. 2016
+            return with_free_bits(loss, model=model, free_bits=free_bits)
+        return loss
     return functools.partial(squared_error, model=model)
 
 

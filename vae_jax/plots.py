@@ -9,8 +9,8 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def plot_curves(
@@ -41,6 +41,19 @@ def plot_curves(
     plt.close(fig)
 
 
+def grid_canvas(images: np.ndarray, num_columns: int) -> np.ndarray:
+    """images: [N, H, W] tiled row by row, 1-pixel white borders:
+    [R (H + 1) + 1, num_columns (W + 1) + 1] with R = ceil(N / num_columns)."""
+    n, height, width = images.shape[:3]
+    rows = math.ceil(n / num_columns)
+    canvas = np.ones((rows * (height + 1) + 1, num_columns * (width + 1) + 1))
+    for i in range(n):
+        r, c = divmod(i, num_columns)
+        top, left = 1 + r * (height + 1), 1 + c * (width + 1)
+        canvas[top : top + height, left : left + width] = images[i]
+    return canvas
+
+
 def image_grid(
     images: np.ndarray,
     path: str | pathlib.Path,
@@ -50,15 +63,7 @@ def image_grid(
 ) -> None:
     """Saves ``images: [N, H, W]`` with values in [0, 1] as one grid PNG."""
     images = np.asarray(images)
-    n = images.shape[0]
-    cols = num_columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    height, width = images.shape[1:3]
-    canvas = np.ones((rows * (height + 1) + 1, cols * (width + 1) + 1))
-    for i in range(n):
-        r, c = divmod(i, cols)
-        top, left = 1 + r * (height + 1), 1 + c * (width + 1)
-        canvas[top : top + height, left : left + width] = images[i]
+    canvas = grid_canvas(images, num_columns or math.ceil(math.sqrt(len(images))))
     scale = 6 / max(canvas.shape)
     fig = plt.figure(figsize=(canvas.shape[1] * scale, canvas.shape[0] * scale + 0.4))
     plt.imshow(np.clip(canvas, 0, 1), cmap="gray", vmin=0, vmax=1)
@@ -79,19 +84,116 @@ def normalize_images(images: np.ndarray) -> np.ndarray:
 
 
 def latent_scatter(
-    panels: dict[str, tuple[np.ndarray, np.ndarray]], path: str | pathlib.Path
+    panels: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    path: str | pathlib.Path,
+    suptitle: str = "",
 ) -> None:
-    """Side-by-side scatter plots, title -> (codes [N, 2], labels [N]), coloured by label."""
+    """Side-by-side scatter plots, title -> (codes [N, 2], labels [N] or None), coloured
+    by label (digit) when labels are given."""
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False
     )
+    points = None
     for ax, (title, (codes, labels)) in zip(axes[0], panels.items()):
-        points = ax.scatter(
-            codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7
-        )
+        if labels is None:
+            ax.scatter(codes[:, 0], codes[:, 1], s=5, alpha=0.7, color="C0")
+        else:
+            points = ax.scatter(
+                codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7
+            )
         ax.set_title(title)
         ax.set_xlabel("z1")
         ax.set_ylabel("z2")
-    fig.colorbar(points, ax=axes[0].tolist(), ticks=range(10), label="digit")
+    if points is not None:
+        fig.colorbar(points, ax=axes[0].tolist(), ticks=range(10), label="digit")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _tick_labels(values, max_ticks: int) -> tuple[list[int], list[str]]:
+    """Every ceil(n / max_ticks)-th index of ``values`` and its label (floats: 2 s.f.)."""
+    keep = list(range(0, len(values), math.ceil(len(values) / max_ticks)))
+    text = [v if isinstance(v, str) else f"{v:.2g}" for v in values]
+    return keep, [text[i] for i in keep]
+
+
+def _label_cells(ax, cell_shape, column_values, row_values) -> None:
+    """Ticks at the centres of a grid_canvas's columns and rows."""
+    height, width = cell_shape
+    cols, col_text = _tick_labels(column_values, max_ticks=7)
+    rows, row_text = _tick_labels(row_values, max_ticks=12)
+    ax.set_xticks([1 + c * (width + 1) + (width - 1) / 2 for c in cols], col_text)
+    ax.set_yticks([1 + r * (height + 1) + (height - 1) / 2 for r in rows], row_text)
+
+
+def image_panels(
+    panels: dict[str, np.ndarray],
+    path: str | pathlib.Path,
+    *,
+    num_columns: int,
+    suptitle: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    ticks: dict[str, tuple[Sequence, Sequence]] | None = None,
+) -> None:
+    """Image grids side by side, title -> images [N, H, W] in [0, 1], ``num_columns``
+    per row. ``ticks[title] = (column values, row values)`` labels a panel's columns
+    and rows (e.g. z1 and z2 of a manifold, t of an interpolation); others have none."""
+    canvases = {t: grid_canvas(np.asarray(im), num_columns) for t, im in panels.items()}
+    ch, cw = next(iter(canvases.values())).shape
+    width, height = 5 * cw / max(ch, cw), 5 * ch / max(ch, cw)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(len(panels) * width + 1, height + 1.2), squeeze=False
+    )
+    for ax, (title, canvas) in zip(axes[0], canvases.items()):
+        ax.imshow(np.clip(canvas, 0, 1), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=10)
+        if ticks and title in ticks:
+            _label_cells(ax, np.shape(panels[title])[1:3], *ticks[title])
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def extremes_and_histograms(
+    rows: Sequence[dict], path: str | pathlib.Path, *, score_name: str = "score"
+) -> None:
+    """One row per class: its least and most anomalous images, then density histograms
+    of the scores of normal vs anomalous test images. rows[i]: {"name": str, "least",
+    "most": images [k, H, W] in [0, 1], "least_scores", "most_scores": [k], "normal":
+    scores [n], "anomalous": scores [m], "auroc": float}."""
+    columns = math.ceil(len(rows[0]["least"]) / 2)  # images in 2 rows per panel
+    fig, axes = plt.subplots(
+        len(rows), 3, figsize=(14, 2.7 * len(rows) + 0.6), squeeze=False,
+        gridspec_kw={"width_ratios": [1, 1, 1.2]}, layout="constrained",
+    )  # fmt: skip
+    fig.suptitle(f"One-class models: extreme test images and {score_name} histograms")
+    for (ax_low, ax_high, ax_hist), row in zip(axes, rows):
+        for ax, side in ((ax_low, "least"), (ax_high, "most")):
+            canvas = grid_canvas(np.asarray(row[side]), columns)
+            ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
+            s = row[f"{side}_scores"]
+            ax.set_title(f"{row['name']}: {side} anomalous of its test images\n"
+                         f"({score_name} {min(s):.4g} to {max(s):.4g})", fontsize=9)  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+        pooled = np.concatenate([row["normal"], row["anomalous"]])
+        bins = np.linspace(*np.percentile(pooled, [0.5, 99.5]), 40)
+        for key, label in (("normal", row["name"]), ("anomalous", "other classes")):
+            ax_hist.hist(row[key], bins=bins, density=True, alpha=0.55,
+                         label=f"{key}: {label} (n = {len(row[key])})")  # fmt: skip
+        ax_hist.set_title(f"{row['name']} model: AUROC {row['auroc']:.3f}", fontsize=9)
+        ax_hist.set_xlabel(f"{score_name} (0.5-99.5% range)")
+        ax_hist.set_ylabel("density")
+        ax_hist.legend(fontsize=7)
     fig.savefig(path, dpi=100)
     plt.close(fig)

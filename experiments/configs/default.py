@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
         50  # K2, top latent (stochastic_layers=2); K1 = latent_dim
     )
     config.model.output_bias = "zeros"  # "zeros" | "data_mean" (logit of train mean)
+    config.model.posterior = "diagonal"  # q(z|x): "diagonal" | "full" (Cholesky L(x))
 
     config.objective = ml_collections.ConfigDict()
     config.objective.name = (
@@ -33,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.num_samples = 1  # S, Monte-Carlo samples of z per example
     config.objective.beta = 1.0  # weight of KL(q||p); 1 = the ELBO
     config.objective.kl_warmup_steps = 0  # beta ramps linearly from 0 over these steps
+    config.objective.free_bits = 0.0  # lambda, nats per latent dim ("elbo"); 0 = off
     # "denoising_mse" (AE): corruption of the input, fresh every step (corruptions.py)
     config.objective.corruption = (
         "gaussian"  # "gaussian" | "masking" | "salt_and_pepper"
