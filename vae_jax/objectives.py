@@ -174,8 +174,14 @@ OBJECTIVES["denoising_mse"] = (
 OBJECTIVES["sparse_mse"] = squared_error  # + a batch-level KL penalty (Ng 2011)
 
 
-def make_objective(config: ml_collections.ConfigDict, model: nn.Module) -> LossOne:
-    """Binds ``config.objective`` and the model into a per-example ``loss_one``."""
+def make_objective(
+    config: ml_collections.ConfigDict, model: nn.Module, levels=None
+) -> LossOne:
+    """Binds ``config.objective`` and the model into a per-example ``loss_one``.
+
+    ``levels``: optional {"noise_level", "sparsity_target", "sparsity_weight"} that
+    replace the config's values (may be traced arrays, as in a vmapped sweep).
+    """
     name = config.objective.name
     if name not in OBJECTIVES:
         raise ValueError(
@@ -183,17 +189,17 @@ def make_objective(config: ml_collections.ConfigDict, model: nn.Module) -> LossO
         )
     from vae_jax import hierarchical  # lazy: hierarchical imports models
 
+    obj = config.objective
+    level = lambda field: float(obj[field]) if levels is None else levels[field]
     if name == "denoising_mse":
-        obj = config.objective
         return functools.partial(
             ae_objectives.denoising_squared_error, model=model,
-            corruption=obj.corruption, level=float(obj.noise_level),
+            corruption=obj.corruption, level=level("noise_level"),
         )  # fmt: skip
     if name == "sparse_mse":
-        obj = config.objective
         return ae_objectives.with_sparsity_penalty(
             functools.partial(squared_error, model=model), model=model,
-            target=float(obj.sparsity_target), weight=float(obj.sparsity_weight),
+            target=level("sparsity_target"), weight=level("sparsity_weight"),
         )  # fmt: skip
     two_layers = isinstance(model, hierarchical.HierarchicalVAE)
     if name == "iwae" or (name == "elbo" and two_layers):

@@ -25,7 +25,6 @@ import optax
 from absl import logging
 
 from vae_jax import (
-    ae_objectives,
     checkpoint,
     evaluate,
     experiment,
@@ -73,19 +72,11 @@ def unit_rate_optimizer(exp: experiment.Experiment):
 
 
 def hyper_loss_one(exp: experiment.Experiment, hyper) -> objectives.LossOne:
-    """``objectives.make_objective`` with noise/sparsity levels from ``hyper`` (traced)."""
-    obj, model = exp.config.objective, exp.model
-    if obj.name == "denoising_mse":
-        return functools.partial(
-            ae_objectives.denoising_squared_error, model=model,
-            corruption=obj.corruption, level=hyper["noise_level"],
-        )  # fmt: skip
-    if obj.name == "sparse_mse":
-        return ae_objectives.with_sparsity_penalty(
-            functools.partial(objectives.squared_error, model=model), model=model,
-            target=hyper["sparsity_target"], weight=hyper["sparsity_weight"],
-        )  # fmt: skip
-    return exp.loss_one  # beta comes through hparams
+    """``objectives.make_objective`` with noise/sparsity levels from ``hyper`` (traced);
+    beta comes through hparams."""
+    if exp.config.objective.name in ("denoising_mse", "sparse_mse"):
+        return objectives.make_objective(exp.config, exp.model, levels=hyper)
+    return exp.loss_one
 
 
 def hyper_hparams_fn(hyper) -> Callable:
