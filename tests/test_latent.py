@@ -81,6 +81,29 @@ def test_confidence_stats_of_known_probabilities():
     assert classifier.confidence_stats(probs[:1])["class_entropy"] == 0.0
 
 
+def test_inception_score_limits_and_formula():
+    num_classes = 4
+    one_hot = np.eye(num_classes)[np.arange(40) % num_classes]  # confident, balanced
+    np.testing.assert_allclose(classifier.inception_score(one_hot), num_classes)
+    same = np.tile([[0.7, 0.1, 0.1, 0.1]], (10, 1))  # every row = the marginal
+    np.testing.assert_allclose(classifier.inception_score(same), 1.0)
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(num_classes), size=50)
+    marginal = probs.mean(0)
+    kl = [sum(p * np.log(p / marginal)) for p in probs]
+    np.testing.assert_allclose(classifier.inception_score(probs), np.exp(np.mean(kl)))
+
+
+def test_nearest_train_distance_matches_brute_force():
+    rng = np.random.default_rng(1)
+    train = rng.random((300, 16)).astype(np.float32)
+    images = np.concatenate([train[:5], rng.random((45, 16))]).astype(np.float32)
+    got = latent.nearest_train_distance(images, train, chunk=7)  # uneven chunks
+    d2 = ((images[:, None] - train[None]) ** 2).mean(-1)  # [S, N]
+    np.testing.assert_allclose(got, np.sqrt(d2.min(1)), rtol=1e-4, atol=2e-3)
+    np.testing.assert_allclose(got[:5], 0.0, atol=2e-3)  # training images themselves
+
+
 def test_prior_confidence_is_the_normal_tail_mass():
     """decode(z) = z (K = D = 1); confident iff x > 0.5, so the fraction is 1 - Phi(0.5)."""
 

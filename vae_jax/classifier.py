@@ -60,9 +60,20 @@ def accuracy(model: models.MLP, params, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(class_probabilities(model, params, x).argmax(axis=1) == y))
 
 
+def inception_score(probs: np.ndarray) -> float:
+    """exp(mean_i KL(p(y|x_i) || p(y))), p(y) = mean_i p(y|x_i) (Salimans et al. 2016):
+    between 1 (all rows equal) and C (confident rows, classes equally often).
+    probs: [N, C] -> scalar."""
+    probs = np.asarray(probs, np.float64)
+    marginal = probs.mean(axis=0, keepdims=True)  # [1, C]
+    log_ratio = np.log(np.maximum(probs, 1e-30)) - np.log(np.maximum(marginal, 1e-30))
+    return float(np.exp(np.mean(np.sum(probs * log_ratio, axis=1))))
+
+
 def confidence_stats(probs: np.ndarray, threshold: float = 0.9) -> dict[str, float]:
-    """probs: [N, C] -> fraction with max_c p > threshold, mean max_c p, and the
-    entropy (nats; log C = all classes equally often) of the argmax-class histogram."""
+    """probs: [N, C] -> fraction with max_c p > threshold, mean max_c p, the entropy
+    (nats; log C = all classes equally often) of the argmax-class histogram, and the
+    ``inception_score`` (confident *and* diverse)."""
     top = probs.max(axis=1)  # [N]
     counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
     freq = counts[counts > 0] / len(probs)
@@ -70,6 +81,7 @@ def confidence_stats(probs: np.ndarray, threshold: float = 0.9) -> dict[str, flo
         "frac_confident": float(np.mean(top > threshold)),
         "mean_max_prob": float(top.mean()),
         "class_entropy": float(-np.sum(freq * np.log(freq))),
+        "inception_score": inception_score(probs),
     }
 
 

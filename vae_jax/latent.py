@@ -76,21 +76,45 @@ def samplers(fits: dict, dataset) -> dict[str, tuple[str, Callable]]:
     return out
 
 
+def nearest_train_distance(images, train, chunk: int = 1000) -> np.ndarray:
+    """RMS pixel distance from each image to its nearest training image:
+    sqrt(min_n ||x - t_n||^2 / D). images: [S, D], train: [N, D] -> [S]."""
+    train = jnp.asarray(train, jnp.float32)
+    sq_train = jnp.sum(train**2, axis=1)  # [N]
+
+    @jax.jit
+    def nearest(x):  # [c, D] -> [c]
+        d2 = jnp.sum(x**2, axis=1)[:, None] + sq_train[None] - 2.0 * x @ train.T
+        return jnp.sqrt(jnp.maximum(jnp.min(d2, axis=1), 0.0) / x.shape[1])
+
+    images = np.asarray(images, np.float32)
+    parts = [nearest(images[i : i + chunk]) for i in range(0, len(images), chunk)]
+    return np.asarray(jnp.concatenate(parts))
+
+
 def confidence_study(fits: dict, dataset, key: jax.Array, predict_proba: Callable, *,
-                     num_samples: int = 2000, threshold: float = 0.9) -> dict:  # fmt: skip
-    """``classifier.confidence_stats`` (predict_proba: images [N, D] -> [N, C]) of the
+                     num_samples: int = 2000, threshold: float = 0.9,
+                     num_reference: int = 10000) -> dict:  # fmt: skip
+    """``classifier.confidence_stats`` (predict_proba: images [N, D] -> [N, C]) and the
+    mean ``nearest_train_distance`` (to the first ``num_reference`` training images) of:
     test images, each sampler's decoded prior samples (the same z for every model), and
     per model: decoded midpoints (t = 1/2) of test pairs (x_i, x_{P+i}), P = S or N/2,
     and the reconstructions of x_i."""
-    x = dataset.test
+    x, reference = dataset.test, dataset.train[:num_reference]
     half = min(num_samples, len(x) // 2)
-    stats = lambda im: classifier.confidence_stats(predict_proba(im), threshold)
+
+    def stats(images):
+        out = classifier.confidence_stats(predict_proba(images), threshold)
+        out["nn_rms_distance"] = float(nearest_train_distance(images, reference).mean())
+        return out
+
     results = {"test_images": stats(x[:num_samples])}
     latent_dim = next(iter(fits.values()))[0].latent_dim
+    z = jax.random.normal(
+        key, (num_samples, latent_dim)
+    )  # as classifier.prior_confidence
     for name, (_, decode) in samplers(fits, dataset).items():
-        results[f"{name}_prior"] = classifier.prior_confidence(
-            decode, predict_proba, key, num_samples, latent_dim, threshold
-        )
+        results[f"{name}_prior"] = stats(np.asarray(decode(z)))
     for name, (model, params) in fits.items():
         ends = interpolation_images(model, params, x[:half], x[half : 2 * half], 3)
         results[f"{name}_midpoints"] = stats(ends[:, 1])  # ends: [P, 3, D]
@@ -101,7 +125,7 @@ def confidence_study(fits: dict, dataset, key: jax.Array, predict_proba: Callabl
 def prior_sample_figure(fits: dict, dataset, key: jax.Array, path, *,
                         num_samples: int = 2000, confidence=None,
                         threshold: float = 0.9) -> None:  # fmt: skip
-    """The first 64 of ``prior_confidence``'s z (same key, same S) decoded by each
+    """The first 64 of ``confidence_study``'s z (same key, same S) decoded by each
     sampler, one panel each; ``confidence`` (confidence_study's dict) adds each panel's
     fraction of confidently classified samples to its title."""
     draws = samplers(fits, dataset)
