@@ -151,7 +151,9 @@ def run_one(name: str, root: pathlib.Path) -> None:
 
     workdir = root / name
     to_eval = eval_stage_set(_STAGES.value)
-    for stage in range(_STAGES.value + 1):
+    # The learning rate is a function of the step, so training straight to a later
+    # stage's end passes through the stages in between: only evaluated ones stop.
+    for stage in sorted({s for s in to_eval if s <= _STAGES.value} | {_STAGES.value}):
         result_path = workdir / f"stage{stage}.json"
         if result_path.exists():
             continue
