@@ -12,7 +12,6 @@ import pytest
 
 from experiments.configs import quickstart
 from vae_jax import (
-    checkpoint,
     experiment,
     loop,
     objectives,
@@ -62,10 +61,8 @@ def _read_csv(path):
         return list(csv.DictReader(f))
 
 
-def _final_params(run_dir, config):
-    exp = experiment.build_experiment(config)
-    manager = checkpoint.make_manager(run_dir / "checkpoints", 3)
-    state = checkpoint.restore_latest(manager, exp.init_state())
+def _final_params(workdir, run):
+    _, state = sweep.final_state(run, workdir)
     return int(state.step), state.params
 
 
@@ -190,12 +187,15 @@ def test_traced_hyper_parameters_match_the_bound_objective(name):
 
 def test_vmapped_sweep_matches_separate_runs(sweeps):
     root, rows = sweeps
-    for run in sweep_spec.make_runs(_base(), SWEEP):
-        step_v, params_v = _final_params(root / "vmap" / run.name, run.config)
-        step_p, params_p = _final_params(root / "process" / run.name, run.config)
+    fitted = sweep.fit_sweep(_base(), SWEEP, root / "vmap")  # finished: no training
+    assert [run.name for run, _, _ in fitted] == [r["name"] for r in rows["vmap"]]
+    for run, _, params_fit in fitted:
+        step_v, params_v = _final_params(root / "vmap", run)
+        step_p, params_p = _final_params(root / "process", run)
         assert step_v == step_p == 40
-        for a, b in zip(jax.tree.leaves(params_v), jax.tree.leaves(params_p)):
+        for a, b, c in zip(*map(jax.tree.leaves, (params_v, params_p, params_fit))):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(a, c)
     for row_v, row_p in zip(rows["vmap"], rows["process"]):
         assert row_v["status"] == row_p["status"] == "done"
         for key in ("train/loss", "train/kl", "test/kl", "test/loss"):

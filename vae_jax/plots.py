@@ -143,7 +143,8 @@ def image_panels(
     and rows (e.g. z1 and z2 of a manifold, t of an interpolation); others have none."""
     canvases = {t: grid_canvas(np.asarray(im), num_columns) for t, im in panels.items()}
     ch, cw = next(iter(canvases.values())).shape
-    width, height = 5 * cw / max(ch, cw), 5 * ch / max(ch, cw)
+    side = max(5.0, 1.5 * max(ch, cw) / 100)  # inches: >= 1.5 screen px per pixel
+    width, height = side * cw / max(ch, cw), side * ch / max(ch, cw)
     fig, axes = plt.subplots(
         1, len(panels), figsize=(len(panels) * width + 1, height + 1.2), squeeze=False
     )

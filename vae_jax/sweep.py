@@ -21,7 +21,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from vae_jax import checkpoint, loop, sweep_vmap
+from vae_jax import checkpoint, experiment, loop, sweep_vmap
 from vae_jax.sweep_results import is_finished, write_done, write_results
 from vae_jax.sweep_spec import Run, check_vmappable, make_runs, sweep_index, vmap_groups
 
@@ -132,3 +132,32 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]
                 except _FAILURES as err:
                     failures.update({r.name: f"failed: {err}" for r in group})
     return write_results(runs, workdir, failures)
+
+
+def final_state(run: Run, workdir, dataset=None) -> tuple[experiment.Experiment, Any]:
+    """(experiment, last checkpointed TrainState) of ``run`` in ``<workdir>/<name>``."""
+    exp = experiment.build_experiment(run.config, dataset)
+    run_dir = pathlib.Path(workdir) / run.name
+    manager = checkpoint.make_manager(run_dir / "checkpoints", 1)
+    state = checkpoint.restore_latest(manager, exp.init_state())
+    if state is None:
+        raise FileNotFoundError(
+            f"No checkpoint of sweep config {run.name} in {run_dir}."
+        )
+    return exp, state
+
+
+def fit_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]],
+              workdir, *, mode: str = "vmap",
+              dataset=None) -> list[tuple[Run, experiment.Experiment, Any]]:  # fmt: skip
+    """``run_sweep`` for notebooks: trains (or resumes) every config, raises if one
+    failed, and returns (run, experiment, final params) per config, in sweep order."""
+    rows = run_sweep(base, sweep, workdir, mode=mode)
+    failed = {r["name"]: r["status"] for r in rows if r["status"] != "done"}
+    if failed:
+        raise RuntimeError(f"Sweep configs did not finish: {failed}")
+    out = []
+    for run in make_runs(base, sweep):
+        exp, state = final_state(run, workdir, dataset)
+        out.append((run, exp, state.params))
+    return out
