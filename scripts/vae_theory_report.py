@@ -450,10 +450,14 @@ PART_FNS = {"gradients": gradients_part, "full_covariance": full_covariance_part
 
 
 class _Data(dict):
-    """Datasets loaded on first use: ctx["mnist"], ctx["frey"]."""
+    """Datasets loaded on first use: ctx["mnist"] (all 60,000 training images, as
+    vae_mnist.py and the sweep's own loading use them), ctx["frey"]."""
 
     def __missing__(self, name):
-        self[name] = data_lib.load_dataset({"frey": "frey_faces"}.get(name, name))
+        if name == "mnist":
+            self[name] = data_lib.load_dataset("mnist", valid_size=0)
+        else:
+            self[name] = data_lib.load_dataset({"frey": "frey_faces"}.get(name, name))
         return self[name]
 
 
