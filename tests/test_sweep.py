@@ -1,6 +1,7 @@
 """Sweeps: parsing, vmapped training == separate runs, array-job indices, results, resume."""
 
 import csv
+import json
 import pathlib
 import subprocess
 import sys
@@ -281,3 +282,24 @@ def test_app_trains_a_sweep_and_rejects_bad_input(tmp_path):
     assert bad.returncode == 1
     errors = [line for line in bad.stderr.splitlines() if line.startswith("E")]
     assert len(errors) == 1 and "--sweep_index=5 is out of range" in errors[0]
+
+
+def test_finished_run_survives_added_and_removed_config_fields(tmp_path):
+    """A config field added to (or removed from) the library later does not make a
+    finished run stale; a changed value of a field both configs have does."""
+    (run,) = sweep_spec.make_runs(_base(), SWEEP[:1])
+    (tmp_path / run.name).mkdir()
+    sweep_results.write_done(run, tmp_path / run.name, {"test/loss": 1.0})
+    assert sweep_results.is_finished(run, tmp_path)
+    done_path = tmp_path / run.name / "done.json"
+    record = json.loads(done_path.read_text())
+    del record["config"]["objective"]["beta"]  # a field the run predates
+    record["config"]["train"]["retired_field"] = 3  # a field since removed
+    done_path.write_text(json.dumps(record))
+    assert sweep_results.is_finished(run, tmp_path)
+    record["config"]["optim"]["learning_rate"] *= 2
+    done_path.write_text(json.dumps(record))
+    assert sweep_results.config_changes(record["config"], run.config) == [
+        "optim.learning_rate"
+    ]
+    assert not sweep_results.is_finished(run, tmp_path)

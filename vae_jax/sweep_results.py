@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from vae_jax import writer
 from vae_jax.sweep_spec import Run, flatten, format_value
@@ -32,14 +33,39 @@ def write_done(run: Run, run_dir, final: Mapping[str, float]) -> None:
     _write_atomic(pathlib.Path(run_dir) / "done.json", json.dumps(record, indent=1))
 
 
+def _flat_json(tree: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat_json(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: Mapping, config: ml_collections.ConfigDict) -> list[str]:
+    """Fields whose value differs between a finished run's saved config and ``config``.
+
+    Only fields present in both count: a field added to the library later (whose default
+    keeps the earlier behaviour) or one since removed does not make a run stale.
+    """
+    old, new = _flat_json(saved), _flat_json(_config_json(config))
+    return sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+
+
 def is_finished(run: Run, workdir) -> bool:
     """Whether ``<workdir>/<name>`` holds this config's finished run: a ``done.json`` of
-    the same config, or (``train.num_steps`` > 0) the final evaluation in metrics.jsonl."""
+    the same config (``config_changes`` empty), or (``train.num_steps`` > 0) the final
+    evaluation in metrics.jsonl."""
     run_dir = pathlib.Path(workdir) / run.name
     try:
         done = json.loads((run_dir / "done.json").read_text())
-        return done.get("config") == _config_json(run.config)
-    except (OSError, json.JSONDecodeError):
+        changed = config_changes(done.get("config") or {}, run.config)
+        if changed:
+            logging.info("%s: config changed since it finished (%s); training it again",
+                         run.name, ", ".join(changed))  # fmt: skip
+        return bool(done.get("config")) and not changed
+    except (OSError, json.JSONDecodeError, AttributeError):
         pass
     steps = run.config.train.num_steps
     records = writer.read_metrics(run_dir / "metrics.jsonl")
