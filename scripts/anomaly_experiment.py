@@ -106,9 +106,9 @@ def run_kind(ds: data_lib.Dataset, kind: str, rundir: pathlib.Path) -> dict[str,
 def write_table(results: dict, path: pathlib.Path) -> None:
     head = "| score | " + " | ".join(map(str, range(10))) + " | mean |"
     lines = ["# One-class anomaly detection, AUROC % (normal class = column)", "",
-             f"{_EPOCHS.value} epochs (of the largest class), MLP "
-             f"{tuple(_CONFIG.value.model.hidden)}-{_CONFIG.value.model.latent_dim}, "
-             "pixels in [0, 1] (no global contrast normalisation), one seed.", ""]  # fmt: skip
+             (f"{_EPOCHS.value} epochs (of the largest class), MLP "
+              f"{tuple(_CONFIG.value.model.hidden)}-{_CONFIG.value.model.latent_dim}, "
+              "pixels in [0, 1] (no global contrast normalisation), one seed."), ""]  # fmt: skip
     for name, rows in results.items():
         lines += [f"## {name}", "", head, "|" + "---|" * 12]
         for score, r in rows.items():

@@ -33,6 +33,7 @@ values). Writes ``benchmark.json`` (all rounds) to --workdir. Needs torch
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import pathlib
@@ -224,9 +225,11 @@ def nll_flops_per_example(k: int, hidden=(200, 200), latent: int = 50) -> float:
     """FLOPs of L_k(x) for iwae_mnist's 784-200-200-50 model: the encoder once, the
     decoder 50-200-200-784 k times (2 FLOPs per multiply-add; elementwise work left out)."""
     widths = (784, *hidden)
-    encoder = sum(a * b for a, b in zip(widths, widths[1:])) + hidden[-1] * 2 * latent
+    encoder = (
+        sum(a * b for a, b in itertools.pairwise(widths)) + hidden[-1] * 2 * latent
+    )
     dec = (latent, *hidden[::-1], 784)
-    decoder = sum(a * b for a, b in zip(dec, dec[1:]))
+    decoder = sum(a * b for a, b in itertools.pairwise(dec))
     return 2.0 * (encoder + k * decoder)
 
 

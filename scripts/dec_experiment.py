@@ -187,9 +187,9 @@ def write_table(all_results: dict[str, list[dict]], path: pathlib.Path) -> None:
     lines = ["# DEC / IDEC clustering (ACC / NMI / ARI %, mean ± std over seeds)", ""]
     for name, results in all_results.items():
         r0 = results[0]
-        lines += [f"## {name}: {r0['num_examples']} images, {len(results)} seed(s), "
-                  f"{r0['pretrain_epochs']} pretraining epochs "
-                  f"({r0['seconds_per_epoch'] or float('nan'):.1f} s/epoch)", "",
+        lines += [(f"## {name}: {r0['num_examples']} images, {len(results)} seed(s), "
+                   f"{r0['pretrain_epochs']} pretraining epochs "
+                   f"({r0['seconds_per_epoch'] or float('nan'):.1f} s/epoch)"), "",
                   "| method | ACC | NMI | ARI | published |", "|---|---|---|---|---|"]  # fmt: skip
         for method in METHODS:
             lines.append(

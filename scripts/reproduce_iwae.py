@@ -186,11 +186,10 @@ def launch_all(names: list[str], root: pathlib.Path) -> None:
         while pending and len(running) < _MAX_PARALLEL.value:
             name = pending.pop(0)
             (root / name).mkdir(parents=True, exist_ok=True)
-            log = open(root / name / "log.txt", "a")
             cmd = [sys.executable, __file__, *passthrough, f"--one={name}"]
-            running.append(
-                (name, subprocess.Popen(cmd, stdout=log, stderr=log, env=env))
-            )
+            with open(root / name / "log.txt", "a") as log:  # the child keeps its copy
+                proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+            running.append((name, proc))
             logging.info("started %s (pid %d)", name, running[-1][1].pid)
         time.sleep(5)
         for name, proc in list(running):
@@ -201,8 +200,8 @@ def launch_all(names: list[str], root: pathlib.Path) -> None:
 
 def write_table(root: pathlib.Path, names: list[str], data: str) -> str:
     """``results.md``: the newest evaluated stage of each config beside the paper."""
-    rows = ["| config | stage (epochs) | test NLL = -L_5000 (nats) | paper NLL | diff | "
-            "active units | paper AU (unverified) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [("| config | stage (epochs) | test NLL = -L_5000 (nats) | paper NLL | diff | "
+             "active units | paper AU (unverified) |"), "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in names:
         stages = sorted(
             (root / name).glob("stage*.json"), key=lambda p: int(p.stem[5:])

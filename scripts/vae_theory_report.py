@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import pathlib
 import sys
@@ -209,8 +210,8 @@ def _frey_row(label, exp, params, frey) -> dict:
 def _sigma_trend(rows, num_train: int) -> str:
     """What the fixed-sigma rows (ascending sigma) show about beta = 2 sigma^2."""
     values = lambda key: " / ".join(f"{r[key]:.4g}" for r in rows)
-    ascending = lambda key: all(a[key] < b[key] for a, b in zip(rows, rows[1:]))
-    kl_falls = all(a["test_kl"] > b["test_kl"] for a, b in zip(rows, rows[1:]))
+    ascending = lambda key: all(a[key] < b[key] for a, b in itertools.pairwise(rows))
+    kl_falls = all(a["test_kl"] > b["test_kl"] for a, b in itertools.pairwise(rows))
     return (
         f"sigma = {values('sigma')}: test KL {values('test_kl')} nats "
         f"({'falls' if kl_falls else 'does not fall'} as beta grows); per-pixel MSE on "

@@ -44,7 +44,8 @@ def test_vmapped_one_class_training_equals_one_by_one(kind):
     ]  # init, train, data
     stack = lambda i: jnp.stack([k[i] for k in keys])
     state = anomaly.init_stacked_states(model, tx, jnp.zeros(16), stack(0), stack(1))
-    singles = [jax.tree.map(lambda a: a[c], state) for c in range(3)]
+    member = lambda tree, c: jax.tree.map(lambda a: a[c], tree)  # model c of the stack
+    singles = [member(state, c) for c in range(3)]
     vchunk = anomaly.vmap_chunk(chunk)
     for _ in range(2):  # two chunks: 10 steps, past the 13-example class's epoch
         state, vmetrics = vchunk(state, jnp.asarray(xs), jnp.asarray(counts), stack(2))
@@ -57,7 +58,7 @@ def test_vmapped_one_class_training_equals_one_by_one(kind):
         np.testing.assert_allclose(
             metrics_c["loss"], vmetrics["loss"][c], rtol=1e-5, atol=1e-6
         )
-        tree_c = jax.tree.map(lambda a: a[c], state.params)
+        tree_c = member(state.params, c)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                      tree_c, singles[c].params)  # fmt: skip
     # the models differ: each saw only its own class

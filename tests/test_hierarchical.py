@@ -67,7 +67,7 @@ def test_log_weights_match_their_definition_and_bounds_are_ordered():
 
 
 def test_two_layer_trains_and_reports_active_units_per_layer():
-    config, model, params = _two_layer()
+    config, model, _ = _two_layer()
     config.objective.name, config.objective.num_samples = "iwae", 3
     loss_one = objectives.make_objective(config, model)
     state = train.create_train_state(model, optax.adam(1e-2), jnp.zeros(D),

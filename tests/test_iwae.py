@@ -115,7 +115,7 @@ def test_iwae_with_one_sample_is_the_single_sample_elbo():
     iwae, aux = objectives.negative_iwae_bound(
         params, x, key, hp, log_weights=log_weights, num_samples=1
     )
-    elbo, elbo_aux = objectives.negative_elbo(params, x, key, hp, model=model)
+    _, elbo_aux = objectives.negative_elbo(params, x, key, hp, model=model)
     sampled, _ = objectives.negative_sampled_elbo(
         params, x, key, hp, log_weights=log_weights, num_samples=1
     )

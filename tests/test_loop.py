@@ -110,7 +110,7 @@ def _run(workdir, *overrides, env=None):
         *overrides,
     ]
     return subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=False
     )
 
 

@@ -99,7 +99,7 @@ def test_squared_error_is_mean_over_pixels():
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 3))
     params = model.init(jax.random.PRNGKey(0), jnp.zeros(D))
     x = jnp.linspace(0, 1, D)
-    mse, aux = objectives.squared_error(params, x, None, {}, model=model)
+    mse, _ = objectives.squared_error(params, x, None, {}, model=model)
     np.testing.assert_allclose(
         mse, np.mean((np.asarray(x) - model.apply(params, x)) ** 2), rtol=1e-6
     )

@@ -6,6 +6,7 @@ Importable from a notebook; each study returns plain numbers (dicts) and, with a
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import jax
@@ -61,8 +62,8 @@ def linear_ae_vs_pca(config, dataset, ks=(2, 10, 32), workdir=None) -> list[dict
         cfg.model.latent_dim = k
         exp, params, _ = fit(cfg, centred)
         w, v = pca.decoder_basis(params), fitted.components[:k].T  # [D, K] each
-        proj = jax.vmap(pca.project, in_axes=(None, 0, None))
-        test_recon = apply_batched(lambda xb: proj(fitted, xb, k), centred.test)
+        project_k = jax.vmap(functools.partial(pca.project, fitted, k=k))  # [B, D]
+        test_recon = apply_batched(project_k, centred.test)
         test_pca = float(np.mean(np.square(centred.test - test_recon)))
         train_pca = float(pca.optimal_mse(fitted, k))
         vector_angles = pca.nearest_vector_angles(w, v)  # [K]

@@ -90,7 +90,7 @@ def restore_latest(manager: ocp.CheckpointManager, template):
             return _restore_step(manager, template, step)
         except CheckpointError:
             raise
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (any reader failure: fall back)
             logging.warning(
                 "Checkpoint %d is unreadable (%s); trying the previous one.", step, err
             )

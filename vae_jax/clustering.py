@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import pathlib
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

@@ -10,7 +10,8 @@ importance-weighted bound L_k and the test NLL = -mean L_k (Burda et al. 2015, k
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,8 @@ p: z2-100-100-z1-200-200-x. Sampling and log-densities live in ``log_weights``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -8,7 +8,8 @@ Modules are deterministic maps of ``(params, x)``: sampling, losses and RNG live
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp

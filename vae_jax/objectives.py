@@ -10,7 +10,8 @@ All values are in nats per example (or squared error per pixel for the MSE).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax

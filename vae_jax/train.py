@@ -9,7 +9,7 @@ so a run resumed from a checkpoint at step ``s`` repeats an uninterrupted run.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import flax.linen as nn
 import jax

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 import numpy as np
