@@ -1,5 +1,7 @@
 """Model shapes, parameter counts, batching and the model registry."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,7 +80,12 @@ def test_linear_ae_has_no_nonlinearity():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("architecture", "resnet"), ("kind", "gan"), ("activation", "swish2")],
+    [
+        ("architecture", "resnet"),
+        ("kind", "gan"),
+        ("activation", "swish2"),
+        ("kernel_init", "he_normal"),
+    ],
 )
 def test_unknown_names_raise_with_choices(field, value):
     cfg = _model_config(**{field: value})
@@ -91,3 +98,34 @@ def test_conv_rejects_bad_image_shape():
     cfg = _model_config(architecture="conv")
     with pytest.raises(ValueError, match="divisible by 4"):
         models.build_model(cfg, likelihood="bernoulli", image_shape=(28, 20 + 1))
+
+
+def _dense_kernels(cfg, image_shape=(28, 28)):
+    model = models.build_model(cfg, likelihood="bernoulli", image_shape=image_shape)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros(math.prod(image_shape)))
+    return [
+        leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if "kernel" in jax.tree_util.keystr(path)
+    ]
+
+
+@pytest.mark.parametrize("kind", ["vae", "ae"])
+def test_kernel_init_scales_every_dense_kernel(kind):
+    """lecun_normal (default): std 1/sqrt(fan_in); torch_default: U(+-1/sqrt(fan_in)),
+    std 1/sqrt(3 fan_in); glorot_uniform: std sqrt(2 / (fan_in + fan_out))."""
+    hidden = (500, 300)
+    cfg = _model_config(kind=kind, hidden=hidden, latent_dim=10)
+    expected_std = {
+        "lecun_normal": lambda k: 1.0 / np.sqrt(k.shape[0]),
+        "torch_default": lambda k: 1.0 / np.sqrt(3.0 * k.shape[0]),
+        "glorot_uniform": lambda k: np.sqrt(2.0 / sum(k.shape)),
+    }
+    for name, std in expected_std.items():
+        cfg.kernel_init = name
+        kernels = _dense_kernels(cfg)
+        assert len(kernels) == 2 * len(hidden) + 2 + (kind == "vae")
+        for kernel in kernels:
+            np.testing.assert_allclose(np.std(kernel), std(kernel), rtol=0.1)
+            if name == "torch_default":
+                assert np.abs(kernel).max() <= 1.0 / np.sqrt(kernel.shape[0])

@@ -18,6 +18,7 @@ CHOICES = {
     ),
     "model.code_activation": ("linear", "sigmoid", "relu", "tanh"),
     "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.kernel_init": ("lecun_normal", "glorot_uniform", "torch_default"),
     "model.stochastic_layers": (1, 2),
     "model.output_bias": ("zeros", "data_mean"),
     "objective.name": ("elbo", "iwae", "mse", "denoising_mse", "sparse_mse"),

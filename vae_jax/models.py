@@ -7,6 +7,7 @@ Modules are deterministic maps of ``(params, x)``: sampling, losses and RNG live
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,25 @@ ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
     "sigmoid": nn.sigmoid,
     "linear": lambda x: x,
 }
+
+
+# Dense-layer kernel initialisers by name; biases start at zero in every case.
+KERNEL_INITS: dict[str, Callable[..., Any]] = {
+    "lecun_normal": nn.initializers.lecun_normal(),  # Flax's default
+    "glorot_uniform": nn.initializers.glorot_uniform(),  # Keras's default
+    # U(+-1/sqrt(fan_in)) = VarianceScaling(1/3, fan_in, uniform): PyTorch's nn.Linear
+    # default and XifengGuo/DEC-keras's autoencoder init.
+    "torch_default": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+}
+
+
+def get_kernel_init(name: str) -> Callable[..., Any]:
+    """Looks up a Dense kernel initialiser by name; unknown names raise with the choices."""
+    if name not in KERNEL_INITS:
+        raise ValueError(
+            f"Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}."
+        )
+    return KERNEL_INITS[name]
 
 
 def get_activation(name: str) -> Callable[[Any], Any]:
@@ -45,14 +65,18 @@ class MLP(nn.Module):
     activation: str = "relu"
     output_dim: int | None = None
     dtype: Any = jnp.float32
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x):
         act = get_activation(self.activation)
+        dense = functools.partial(
+            nn.Dense, dtype=self.dtype, kernel_init=get_kernel_init(self.kernel_init)
+        )
         for width in self.widths:
-            x = act(nn.Dense(width, dtype=self.dtype)(x))
+            x = act(dense(width)(x))
         if self.output_dim is not None:
-            x = nn.Dense(self.output_dim, dtype=self.dtype, name="output")(x)
+            x = dense(self.output_dim, name="output")(x)
         return x
 
 
@@ -116,9 +140,11 @@ class Autoencoder(nn.Module):
     latent_dim: int
     code_activation: str = "linear"
     dtype: Any = jnp.float32
+    kernel_init: str = "lecun_normal"
 
     def setup(self):
-        self.to_code = nn.Dense(self.latent_dim, dtype=self.dtype)
+        init = get_kernel_init(self.kernel_init)
+        self.to_code = nn.Dense(self.latent_dim, dtype=self.dtype, kernel_init=init)
 
     def encode(self, x):
         return get_activation(self.code_activation)(
@@ -148,10 +174,12 @@ class VAE(nn.Module):
     likelihood: str = "bernoulli"
     sigma: float | None = None
     dtype: Any = jnp.float32
+    kernel_init: str = "lecun_normal"
 
     def setup(self):
-        self.to_mean = nn.Dense(self.latent_dim, dtype=self.dtype)
-        self.to_logvar = nn.Dense(self.latent_dim, dtype=self.dtype)
+        init = get_kernel_init(self.kernel_init)
+        self.to_mean = nn.Dense(self.latent_dim, dtype=self.dtype, kernel_init=init)
+        self.to_logvar = nn.Dense(self.latent_dim, dtype=self.dtype, kernel_init=init)
         if self.likelihood == "gaussian" and self.sigma is None:
             self.log_sigma = self.param("log_sigma", nn.initializers.zeros, ())
 
@@ -187,14 +215,18 @@ def _encoder_decoder(
     """Encoder trunk [..., D] -> [..., F] and full decoder [..., K] -> [..., D]."""
     arch = config.architecture
     data_dim = math.prod(image_shape)
+    init = config.get("kernel_init", "lecun_normal")
     if arch == "mlp":
         hidden = tuple(config.hidden)
         return (
-            MLP(hidden, config.activation, dtype=dtype),
-            MLP(hidden[::-1], config.activation, data_dim, dtype=dtype),
+            MLP(hidden, config.activation, dtype=dtype, kernel_init=init),
+            MLP(hidden[::-1], config.activation, data_dim, dtype, init),
         )
     if arch == "linear":
-        return MLP((), dtype=dtype), MLP((), output_dim=data_dim, dtype=dtype)
+        return (
+            MLP((), dtype=dtype, kernel_init=init),
+            MLP((), output_dim=data_dim, dtype=dtype, kernel_init=init),
+        )
     if arch == "conv":
         if len(image_shape) != 2 or image_shape[0] % 4 or image_shape[1] % 4:
             raise ValueError(
@@ -227,6 +259,7 @@ def build_model(
             model_config.latent_dim,
             code_activation=model_config.code_activation,
             dtype=dtype,
+            kernel_init=model_config.get("kernel_init", "lecun_normal"),
         )
     if model_config.kind == "vae" and model_config.get("stochastic_layers", 1) == 2:
         from vae_jax import hierarchical  # lazy: hierarchical imports this module
@@ -242,7 +275,8 @@ def build_model(
             from vae_jax import full_covariance  # lazy: it imports this module
 
             vae = full_covariance.FullCovarianceVAE
-        return vae(encoder, decoder, model_config.latent_dim, likelihood, sigma, dtype)
+        return vae(encoder, decoder, model_config.latent_dim, likelihood, sigma, dtype,
+                   kernel_init=model_config.get("kernel_init", "lecun_normal"))  # fmt: skip
     raise ValueError(
         f"Unknown model kind {model_config.kind!r}; choose one of {MODEL_KINDS}."
     )

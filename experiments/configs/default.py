@@ -17,6 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.code_activation = "linear"  # AE code layer ("sigmoid" for a sparse AE)
     config.model.conv_features = 32  # channels of the first conv layer (conv only)
     config.model.dtype = "float32"  # compute dtype; params stay float32
+    # Dense kernels: "lecun_normal" (Flax) | "glorot_uniform" (Keras) | "torch_default"
+    config.model.kernel_init = "lecun_normal"
     config.model.stochastic_layers = 1  # 1 | 2 (Burda et al. 2015's two-layer MLP VAE)
     config.model.hidden2 = (100, 100)  # z1 <-> z2 hidden widths (stochastic_layers=2)
     config.model.latent_dim2 = (
