@@ -169,3 +169,42 @@ def test_batch_indices_at_matches_one_permutation_per_step():
     np.testing.assert_array_equal(
         traced, clustering.batch_indices_at(key, jnp.arange(8), count, batch, capacity)
     )
+
+
+def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """A fit stopped at max_steps and rerun with a larger budget from its checkpoint
+    ends bit-identical to one uninterrupted fit."""
+    x, y = _blobs()
+    config = dec_mnist.get_config()
+    config.model.update(hidden=(32,), latent_dim=3)
+    config.train.batch_size = 64
+    model, params, _ = clustering.pretrain_autoencoder(config, x, tmp_path / "ae", 1)
+    cfg = config.clustering
+    cfg.update(update_interval=5, batch_size=64, kmeans_n_init=2, num_clusters=3)
+    cfg.tol = 0.0  # never converged: the budget alone stops it
+
+    def fit(max_steps, workdir):
+        cfg.max_steps = max_steps
+        return clustering.run_clustering(
+            model, params, x, cfg, idec=True, seed=0, workdir=workdir, labels_true=y
+        )
+
+    whole = fit(40, None)
+    first = fit(15, tmp_path / "idec")
+    assert first["history"][-1]["step"] == 15
+    chunks_run, make_chunk = [], clustering.make_dec_chunk
+
+    def counting_chunk(*args, **kwargs):
+        chunk = make_chunk(*args, **kwargs)
+        return lambda *a: chunks_run.append(1) or chunk(*a)
+
+    monkeypatch.setattr(clustering, "make_dec_chunk", counting_chunk)
+    resumed = fit(40, tmp_path / "idec")
+    assert len(chunks_run) == (40 - 15) // 5  # from the checkpoint at step 15
+    assert resumed["history"][-1]["step"] == whole["history"][-1]["step"] == 40
+    assert [r["step"] for r in resumed["history"]] == list(range(0, 45, 5))
+    np.testing.assert_array_equal(resumed["labels"], whole["labels"])
+    jax.tree.map(np.testing.assert_array_equal, resumed["state"].params,
+                 whole["state"].params)  # fmt: skip
+    for a, b in zip(resumed["history"], whole["history"], strict=True):
+        assert a["step"] == b["step"] and a.get("loss") == b.get("loss")

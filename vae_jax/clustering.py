@@ -12,6 +12,7 @@ Per-example maths below; ``jax.vmap`` is applied at the call sites.
 from __future__ import annotations
 
 import functools
+import json
 import pathlib
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from vae_jax import checkpoint, experiment
+from vae_jax import checkpoint, experiment, writer
 from vae_jax import data as data_lib
 
 
@@ -237,42 +238,75 @@ def make_assign_all(
     return make_apply_all(assign_one, batch_size)
 
 
+def _read_history(path: pathlib.Path) -> list[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
 def fit_dec(state, x: np.ndarray, *, assign_all: Callable, chunk: Callable, tol: float,
-            max_steps: int, labels_true: np.ndarray | None = None):  # fmt: skip
+            max_steps: int, labels_true: np.ndarray | None = None, workdir=None,
+            save_every: int = 10):  # fmt: skip
     """DEC's outer loop (Xie et al. 2016, §3.1; DEC-keras ``DEC.fit``): refresh P from
     Q on all of ``x: [N, D]``, stop if < ``tol`` of the labels changed or after
     ``max_steps`` SGD steps, else run one T-step ``chunk``.
 
-    Returns (state, hard labels [N], history: one dict per refresh).
+    With ``workdir``, the state and the previous labels are checkpointed every
+    ``save_every`` refreshes and when it stops, and a rerun resumes from there: batches
+    and targets depend on the step and the state only, so a resumed fit ends as an
+    uninterrupted one does. Returns (state, hard labels [N], history: one dict per
+    refresh, ``wall_s`` counting every process).
     """
     from vae_jax import metrics as metrics_lib  # only for the optional progress log
 
-    x_device, previous, history = jnp.asarray(x), None, []
+    x_device, previous, history, manager = jnp.asarray(x), None, [], None
+    if workdir is not None:
+        history_path = pathlib.Path(workdir) / "history.json"
+        manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
+        template = {"state": state, "previous": np.zeros(len(x), np.int32)}
+        restored = checkpoint.restore_latest(manager, template)
+        if restored is not None:
+            state, previous = restored["state"], np.asarray(restored["previous"])
+            history = _read_history(history_path)
+            logging.info("dec: resumed at step %d", int(state.step))
+
+    def save(state, previous, history):
+        if manager is not None and previous is not None:
+            tree = {"state": state, "previous": np.asarray(previous, np.int32)}
+            checkpoint.save(manager, tree, int(state.step))
+            writer.write_text_atomic(history_path, json.dumps(history))
+
+    start = time.time() - (history[-1]["wall_s"] if history else 0.0)
     while True:
-        q = assign_all(state.params, x)  # [N, C]
+        q = assign_all(state.params, x_device)  # [N, C]
         labels = np.asarray(jnp.argmax(q, axis=-1))
         record = {"step": int(state.step)}
         if previous is not None:
             record["delta_label"] = changed_fraction(labels, previous)
         if labels_true is not None:
             record.update(metrics_lib.clustering_scores(labels_true, labels))
-        history.append(record)
+        record["wall_s"] = time.time() - start
         logging.info("dec %s", " ".join(f"{k} {v:.4g}" for k, v in record.items()))
         if should_stop(labels, previous, tol) or int(state.step) >= max_steps:
-            return state, labels, history
+            save(state, previous, history)  # a rerun recomputes this last record
+            return state, labels, [*history, record]
+        history.append(record)
         state, step_metrics = chunk(state, x_device, target_distribution(q))
         history[-1]["loss"] = float(np.mean(jax.device_get(step_metrics["loss"])))
         previous = labels
+        if len(history) % save_every == 0:
+            save(state, previous, history)
 
 
 def run_clustering(model: nn.Module, ae_params, x: np.ndarray, cfg: ml_collections.ConfigDict,
-                   *, idec: bool, seed: int, labels_true=None):  # fmt: skip
+                   *, idec: bool, seed: int, labels_true=None, workdir=None):  # fmt: skip
     """k-means init + ``fit_dec`` for DEC (SGD, KL only) or IDEC (Adam, L_r + gamma L_c).
 
     cfg: ``config.clustering`` (num_clusters, alpha, gamma, update_interval, tol,
     max_steps, batch_size, kmeans_n_init, dec_learning_rate, dec_momentum,
-    idec_learning_rate). Returns dict(state, labels [N], kmeans_labels [N],
-    codes [N, K] before, history).
+    idec_learning_rate). ``workdir``: checkpoints of the clustering stage (``fit_dec``).
+    Returns dict(state, labels [N], kmeans_labels [N], codes [N, K] before, history).
     """
     encode_all = make_apply_all(functools.partial(model.apply, method="encode"), 1000)
     codes = np.asarray(encode_all(ae_params, x))
@@ -288,7 +322,7 @@ def run_clustering(model: nn.Module, ae_params, x: np.ndarray, cfg: ml_collectio
     state, labels, history = fit_dec(
         init_dec_state(ae_params, centroids, tx), x,
         assign_all=make_assign_all(model, cfg.alpha), chunk=chunk, tol=cfg.tol,
-        max_steps=cfg.max_steps, labels_true=labels_true,
+        max_steps=cfg.max_steps, labels_true=labels_true, workdir=workdir,
     )  # fmt: skip
     return {"state": state, "labels": labels, "kmeans_labels": km_labels,
             "codes": codes, "history": history}  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -30,7 +29,9 @@ def write_done(run: Run, run_dir, final: Mapping[str, float]) -> None:
     """``<name>/done.json``: the config (to detect changes), overrides, final metrics."""
     record = {"name": run.name, "overrides": run.overrides, "final": dict(final),
               "config": _config_json(run.config)}  # fmt: skip
-    _write_atomic(pathlib.Path(run_dir) / "done.json", json.dumps(record, indent=1))
+    writer.write_text_atomic(
+        pathlib.Path(run_dir) / "done.json", json.dumps(record, indent=1)
+    )
 
 
 def _flat_json(tree: Mapping, prefix: str = "") -> dict:
@@ -75,13 +76,6 @@ def is_finished(run: Run, workdir) -> bool:
     )
 
 
-def _write_atomic(path: pathlib.Path, text: str) -> None:
-    """Writes via a temporary file + rename: concurrent array tasks never tear it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _final_metrics(run_dir: pathlib.Path) -> dict[str, float]:
     """The last value of every metric in metrics.jsonl: final train window and eval."""
     out = {}
@@ -118,14 +112,14 @@ def write_results(
     table.writerows(
         {k: format_value(v) if k in keys else v for k, v in r.items()} for r in rows
     )
-    _write_atomic(workdir / "results.csv", text.getvalue())
+    writer.write_text_atomic(workdir / "results.csv", text.getvalue())
     cell = lambda c, v: (
         f"{v:.4g}" if isinstance(v, float) and c not in keys else format_value(v)
     )
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(c, r[c]) if c in r else "" for c in columns) + " |"
               for r in rows]  # fmt: skip
-    _write_atomic(workdir / "results.md", "\n".join(lines) + "\n")
+    writer.write_text_atomic(workdir / "results.md", "\n".join(lines) + "\n")
     plot_results(rows, keys, workdir / "results.png")
     return rows
 

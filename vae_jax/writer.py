@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 import numpy as np
+
+
+def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
+    """Writes via a temporary file + rename: a reader (or a concurrent writer) never
+    sees a torn file, and a crash leaves the previous version."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class MetricWriter:
