@@ -208,3 +208,16 @@ def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch):
                  whole["state"].params)  # fmt: skip
     for a, b in zip(resumed["history"], whole["history"], strict=True):
         assert a["step"] == b["step"] and a.get("loss") == b.get("loss")
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 23])
+def test_apply_all_keeps_every_row_in_order(n):
+    """Padded batches of 10: N below, at and above the batch size, numpy or device x."""
+    fn_one = lambda params, x: {"z": params["w"] @ x, "norm": jnp.sum(x * x)}
+    apply_all = clustering.make_apply_all(fn_one, batch_size=10)
+    params = {"w": jnp.arange(12.0).reshape(3, 4)}
+    x = np.random.default_rng(n).normal(size=(n, 4)).astype(np.float32)
+    for xs in (x, jnp.asarray(x)):
+        out = apply_all(params, xs)
+        np.testing.assert_allclose(out["z"], x @ np.asarray(params["w"]).T, rtol=1e-5)
+        np.testing.assert_allclose(out["norm"], np.sum(x * x, axis=1), rtol=1e-5)

@@ -128,17 +128,19 @@ def batch_indices_at(
 
 
 def make_apply_all(fn_one: Callable, batch_size: int) -> Callable:
-    """Lifts fn_one(params, x [D]) -> [...] to (params, x [N, D]) -> [N, ...] in padded
-    batches scanned on device (one compile per N; no dropped rows)."""
+    """Lifts fn_one(params, x [D]) -> [...] to (params, x [N, D]) -> [N, ...] in
+    zero-padded batches scanned on device: one compile per N, no dropped rows, and a
+    device-resident ``x`` never leaves the device."""
 
     @jax.jit
-    def apply_batches(params, xb):  # xb: [nb, B, D]
-        return jax.lax.map(lambda x: jax.vmap(fn_one, in_axes=(None, 0))(params, x), xb)
-
     def apply_all(params, x):
-        xb, _ = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
-        out = apply_batches(params, xb)
-        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[: len(x)], out)
+        n = x.shape[0]
+        b = min(batch_size, n)
+        nb = -(-n // b)
+        padding = [(0, nb * b - n)] + [(0, 0)] * (x.ndim - 1)
+        xb = jnp.pad(x, padding).reshape(nb, b, *x.shape[1:])  # [nb, B, D]
+        out = jax.lax.map(lambda v: jax.vmap(fn_one, in_axes=(None, 0))(params, v), xb)
+        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
 
     return apply_all
 
