@@ -12,6 +12,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+CONFIG_AXIS = "configs"  # a vmapped sweep's stacked configs
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -42,3 +43,24 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over the ``"data"`` axis: [B, ...] -> [B / n, ...] each."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def config_mesh(mode: str, num_configs: int, devices=None) -> Mesh | None:
+    """A 1-D mesh ``"configs"`` splitting a vmapped sweep's C configs over devices.
+
+    ``"auto"`` / ``"on"``: the largest n <= the device count that divides C, so each
+    device trains C / n whole configs and no data moves between them; None when n = 1
+    or ``mode="off"``.
+    """
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"train.data_parallel={mode!r}; choose auto, on or off.")
+    devices = jax.devices() if devices is None else devices
+    if mode == "off":
+        return None
+    n = max(d for d in range(1, len(devices) + 1) if num_configs % d == 0)
+    return None if n == 1 else Mesh(np.asarray(devices[:n]), (CONFIG_AXIS,))
+
+
+def config_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (config) axis split over ``"configs"``: [C, ...] -> [C / n, ...] each."""
+    return NamedSharding(mesh, PartitionSpec(CONFIG_AXIS))

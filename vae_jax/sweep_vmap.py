@@ -30,6 +30,7 @@ from vae_jax import (
     experiment,
     figures,
     objectives,
+    parallel,
     preemption,
     train,
     writer,
@@ -115,7 +116,7 @@ def _experiments(runs: Sequence[Run]) -> list[experiment.Experiment]:
     loaded, exps = {}, []
     for run in runs:
         config = copy.deepcopy(run.config)
-        config.train.data_parallel = "off"  # the config axis is the vmapped one
+        config.train.data_parallel = "off"  # configs, not batches, split over devices
         key = (config.data.to_json_best_effort(), config.seed)
         if key not in loaded:
             data = experiment.load_data(config)
@@ -238,12 +239,23 @@ def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
     train_x = exp.train_x if shared else jnp.stack([m.exp.train_x for m in members])
     step_fn, chunks, window = make_sweep_step(exp), {}, []
     live = lambda: [(i, m) for i, m in enumerate(members) if not m.failed]
+    place = lambda tree: tree
+    mode = members[0].run.config.train.data_parallel  # exp's is "off": see _experiments
+    mesh = parallel.config_mesh(mode, len(members))
+    if mesh is not None:  # configs split over devices; the data on each
+        split = parallel.config_sharded(mesh)
+        place = functools.partial(jax.device_put, device=split)
+        state = place(state)
+        train_x = jax.device_put(
+            train_x, split if not shared else parallel.replicated(mesh)
+        )
+        logging.info("%d configs split over %d devices", len(members), mesh.size)
     with preemption.PreemptionGuard() as guard:
         while step < total and live():
             n = _next_stop(step, cfg, total, orders) - step
             if n not in chunks:
                 chunks[n] = make_sweep_chunk(step_fn, n, shared)
-            state, metrics = chunks[n](state, train_x, orders(step))
+            state, metrics = chunks[n](state, train_x, place(orders(step)))
             metrics = jax.device_get(metrics)  # the one host sync per chunk
             _check_finite(metrics, members, step)
             step += n
