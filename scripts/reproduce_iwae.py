@@ -120,7 +120,7 @@ def evaluate_stage(config, workdir: pathlib.Path, stage: int) -> dict:
     key = jax.random.fold_in(exp.keys["eval"], 5000)
     start = time.time()
     nll = evaluate.evaluate_log_likelihood(ll_fn, state.params, test, 20, key,
-                                           _EVAL_SAMPLES.value)  # fmt: skip
+                                           _EVAL_SAMPLES.value, log_every=50)  # fmt: skip
     seconds = time.time() - start
     train_x = exp.dataset.train[: _AU_EXAMPLES.value]
     if exp.binarize:

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments.configs import default
 from vae_jax import distributions as dist
@@ -182,6 +183,11 @@ def test_dataset_log_likelihood_masks_padding_and_reports_stderr():
         rows.append(float(bound(xs[i], row_key)))
     np.testing.assert_allclose(out["log_likelihood"], np.mean(rows), rtol=1e-5)
     np.testing.assert_allclose(out["nll"], -np.mean(rows), rtol=1e-5)
+    for log_every in (1, 2):  # in groups of batches, with progress lines: same numbers
+        grouped = evaluate.evaluate_log_likelihood(
+            ll_fn, params, np.asarray(xs), 3, key, 50, log_every=log_every
+        )
+        assert grouped == pytest.approx(out, rel=1e-6)
     np.testing.assert_allclose(
         out["nll_stderr"], np.std(rows, ddof=1) / np.sqrt(7), rtol=1e-4
     )

@@ -10,12 +10,14 @@ importance-weighted bound L_k and the test NLL = -mean L_k (Burda et al. 2015, k
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from vae_jax import data as data_lib
 from vae_jax import objectives
@@ -102,22 +104,25 @@ def iwae_bound(
 def make_log_likelihood_fn(
     log_weights: Callable, num_samples: int = 5000, chunk_size: int = 500
 ) -> Callable:
-    """Jitted fn(params, xb [nb, B, D], key) -> L_k of every row [nb, B] (nats).
+    """Jitted fn(params, xb [nb, B, D], key, first_batch=0) -> L_k of every row [nb, B]
+    (nats).
 
     Batches go through ``lax.scan``; within a batch ``iwae_bound`` is vmapped over
-    examples, each with its own key (``fold_in(key, batch)`` split B ways).
+    examples, each with its own key (``fold_in(key, first_batch + b)`` split B ways), so
+    a split into consecutive groups of batches gives the same numbers.
     """
     bound_one = functools.partial(
         iwae_bound, log_weights, num_samples=num_samples, chunk_size=chunk_size
     )
 
-    def log_likelihoods(params, xb, key):
+    def log_likelihoods(params, xb, key, first_batch=0):
         def body(_, inputs):
             x, i = inputs  # [B, D], batch index
             keys = jax.random.split(jax.random.fold_in(key, i), x.shape[0])
             return None, jax.vmap(bound_one, in_axes=(None, 0, 0))(params, x, keys)
 
-        _, bounds = jax.lax.scan(body, None, (xb, jnp.arange(xb.shape[0])))
+        index = first_batch + jnp.arange(xb.shape[0])
+        _, bounds = jax.lax.scan(body, None, (xb, index))
         return bounds  # [nb, B]
 
     return jax.jit(log_likelihoods)
@@ -130,18 +135,31 @@ def evaluate_log_likelihood(
     batch_size: int,
     key: jax.Array,
     num_samples: int | None = None,
+    log_every: int = 0,
 ) -> dict[str, float]:
     """Test log-likelihood estimate over ``x: [N, D]`` (Burda et al. 2015, §5: k = 5000).
 
-    One host sync; padded rows are dropped by the mask. Returns, in nats per image:
+    One host sync, or with ``log_every`` > 0 one per ``log_every`` batches with a
+    progress line (images done, running NLL, ETA) and the same numbers; padded rows are
+    dropped by the mask. Returns, in nats per image:
     ``log_likelihood`` = mean_x L_k(x) (<= 0 for binary data), ``nll`` = -that (the
     paper's "test NLL", lower is better), ``nll_stderr`` = std_x L_k(x) / sqrt(N)
     (spread over the test set, not the Monte-Carlo error), ``num_examples`` = N and
     ``num_samples`` = k when given.
     """
     xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
-    bounds = np.asarray(jax.device_get(ll_fn(params, xb, key)), np.float64)
-    bounds = bounds[mask > 0]  # [N]
+    group = log_every if log_every > 0 else len(xb)
+    parts, start = [], time.time()
+    for first in range(0, len(xb), group):
+        part = ll_fn(params, xb[first : first + group], key, first)
+        parts.append(np.asarray(jax.device_get(part), np.float64))
+        if log_every > 0:
+            done = min(first + group, len(xb))
+            so_far = np.concatenate(parts)[mask[:done] > 0]
+            eta = (time.time() - start) * (len(xb) - done) / done
+            logging.info("L_k: %d / %d images, NLL so far %.3f nats, ETA %.0f s",
+                         len(so_far), int(mask.sum()), -so_far.mean(), eta)  # fmt: skip
+    bounds = np.concatenate(parts)[mask > 0]  # [N]
     mean = float(bounds.mean())
     stderr = (
         float(bounds.std(ddof=1) / np.sqrt(len(bounds))) if len(bounds) > 1 else 0.0
