@@ -19,9 +19,11 @@ their median examples/s over rounds:
   torch_compile  the same with the loss and the Adam update ``torch.compile``d
                  (``--compile``, on by default; reported "unavailable" if it fails).
 Each is warmed up (compiled) before timing. Every round also times a jitted float32
-matmul; vae_jax's training FLOP rate is shown as a percentage of it (FLOPs counted
-analytically: forward 2 B (784*400 + 400*20*2 + 20*400 + 400*784), training ~3x
-forward). A second table gives examples per CPU-second of the process (all
+matmul; vae_jax's training FLOP rate is shown as a percentage of it (matmul FLOPs
+counted exactly, ``train_flops_per_example``), next to the ceiling: the same
+percentage for the bare matmuls of a training step at that batch size (forward, weight
+and input gradients, scan-fused, plain SGD update; ``make_step_matmuls``), which no
+training loop of this model can beat on the machine. A second table gives examples per CPU-second of the process (all
 threads), which a busy machine disturbs less than wall-clock rates. On a machine
 whose load exceeds its cores, OpenMP's spin-waiting can make torch's multi-threaded
 eager steps 50x slower: compare with --torch_threads=1 or OMP_WAIT_POLICY=PASSIVE.
@@ -196,17 +198,19 @@ def benchmark_batch(batch_size: int, dataset, matmul) -> dict:
     second and per CPU second, each round and median."""
     contenders, unavailable = make_contenders(batch_size, dataset)
     rates, cpu_rates = {n: [] for n in contenders}, {n: [] for n in contenders}
-    matmul_rates = []
+    matmul_rates, ceiling_rates, ceiling = [], [], make_step_matmuls(batch_size)
     for r in range(_ROUNDS.value):
         for name, (contender, steps) in contenders.items():
             wall, cpu = timed(contender, steps)
             rates[name].append(steps * batch_size / wall)
             cpu_rates[name].append(steps * batch_size / cpu)
         matmul_rates.append(matmul())
+        ceiling_rates.append(ceiling())
         print(
             f"  B={batch_size} round {r + 1}: "
             + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items())
-            + f" ex/s; matmul {matmul_rates[-1] / 1e9:.1f} GFLOP/s",
+            + f" ex/s; matmul {matmul_rates[-1] / 1e9:.1f} GFLOP/s,"
+            + f" step matmuls {ceiling_rates[-1] / 1e9:.1f} GFLOP/s",
             flush=True,
         )
     return {
@@ -219,6 +223,7 @@ def benchmark_batch(batch_size: int, dataset, matmul) -> dict:
             n: statistics.median(v) for n, v in cpu_rates.items()
         },
         "matmul_flops": statistics.median(matmul_rates),
+        "step_matmuls_flops": statistics.median(ceiling_rates),
         "unavailable": unavailable,
     }
 
@@ -288,6 +293,45 @@ def make_matmul(size: int, reps: int = 3):
     return rate
 
 
+def make_step_matmuls(batch_size: int, steps: int = 50):
+    """rate() -> FLOP/s of the bare matmuls of ``steps`` training steps at ``batch_size``.
+
+    The shapes of 784-400-(20, 20) / 20-400-784 with the work ``train_flops_per_example``
+    counts (forward, weight gradients, input gradients but the data's), no nonlinearity,
+    the MSE gradient out - x, and W -= 1e-6 dW so nothing is dead code; scan-fused.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    keys = jax.random.split(jax.random.key(1), 5)
+    x = jax.random.uniform(keys[0], (batch_size, 784))
+    shapes = ((784, 400), (400, 40), (20, 400), (400, 784))
+    params = [0.05 * jax.random.normal(k, s) for k, s in zip(keys[1:], shapes)]
+
+    def step(params, _):
+        w1, w2, w3, w4 = params
+        h1 = x @ w1
+        z = (h1 @ w2)[:, :20]  # the mean head; logvar's columns cost the same
+        h3 = z @ w3
+        g_out = h3 @ w4 - x  # d/d(out) of 0.5 ||out - x||^2
+        g3 = g_out @ w4.T
+        g_z = g3 @ w3.T
+        g2 = jnp.concatenate([g_z, g_z], axis=1)  # [B, 40]
+        grads = (x.T @ (g2 @ w2.T), h1.T @ g2, z.T @ g3, h3.T @ g_out)
+        return [w - 1e-6 * g for w, g in zip(params, grads)], None
+
+    run = jax.jit(lambda p: jax.lax.scan(step, p, None, length=steps)[0])
+    jax.block_until_ready(run(params))
+
+    def rate() -> float:
+        start = time.perf_counter()
+        jax.block_until_ready(run(params))
+        elapsed = time.perf_counter() - start
+        return steps * batch_size * train_flops_per_example() / elapsed
+
+    return rate
+
+
 def _ratios(rates: dict[str, float]) -> dict[str, float]:
     """{"vae_jax/<other>": vae_jax's rate over the other's}."""
     return {
@@ -305,6 +349,9 @@ def summarize(result: dict) -> dict:
         "target": TARGETS.get(result["batch_size"]),
         "jax_gflops": flops / 1e9,
         "jax_pct_of_matmul": 100 * flops / result["matmul_flops"],
+        "ceiling_pct_of_matmul": 100
+        * result["step_matmuls_flops"]
+        / result["matmul_flops"],
     }
 
 
@@ -327,13 +374,14 @@ def print_table(results: list[dict]) -> None:
     """Medians of examples/s (wall clock), ratios, targets and FLOP rates."""
     head = "    B   vae_jax torch_eager torch_compile jax/eager jax/compile"
     print(f"\nexamples/s (median over rounds)\n{head}   target  matmul GF/s"
-          "  jax GF/s  % matmul")  # fmt: skip
+          "  jax GF/s  % matmul  ceiling")  # fmt: skip
     for r in results:
         eager = r["ratios"].get("vae_jax/torch_eager", float("nan"))
         print(
             _row(r["batch_size"], r["median"], r["ratios"])
             + f" {_verdict(eager, r['target']):>8} {r['matmul_flops'] / 1e9:>12.1f}"
             + f" {r['jax_gflops']:>9.1f} {r['jax_pct_of_matmul']:>8.1f}%"
+            + f" {r['ceiling_pct_of_matmul']:>7.1f}%"
         )
     print(
         f"\nexamples per CPU-second of this process (less sensitive to a busy machine)\n{head}"

@@ -58,7 +58,7 @@ SWEEP_SCRIPT = textwrap.dedent(
         config = quickstart.get_config()
         config.data.valid_size = 0
         config.model.update(hidden=(16,), latent_dim=4)
-        config.train.update(num_steps=30, batch_size=64, steps_per_dispatch=10,
+        config.train.update(num_steps=10, batch_size=64, steps_per_dispatch=10,
                             log_every=10, eval_every=0, write_figures=False,
                             data_parallel=mode)
         return sweep.fit_sweep(config, grid, f"{sys.argv[1]}/{mode}", mode="vmap")
