@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent(
@@ -91,6 +93,7 @@ def test_eight_device_data_parallel_matches_single_device():
     assert "OK" in result.stdout
 
 
+@pytest.mark.slow  # ~1 min: two sweeps compiled for 8 devices
 def test_vmapped_sweep_split_over_devices_matches_one_device(tmp_path):
     """4 configs over 4 of the 8 devices (the largest count dividing C)."""
     result = _run_on_eight_devices(SWEEP_SCRIPT, str(tmp_path))
