@@ -1,5 +1,6 @@
 """Checkpoints: round trip, corrupt-latest fallback, shape mismatch errors."""
 
+import logging as std_logging
 import pathlib
 
 import jax
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl import logging
 
 from experiments.configs import default
 from vae_jax import checkpoint, models, train
@@ -77,3 +79,19 @@ def test_shape_mismatch_names_the_field(tmp_path):
     checkpoint.save(manager, _state(latent_dim=3), 1)
     with pytest.raises(checkpoint.CheckpointError, match="to_mean.*kernel"):
         checkpoint.restore_latest(manager, _state(latent_dim=5))
+
+
+def test_saving_keeps_logs_free_of_orbax_info(tmp_path, caplog):
+    previous = logging.get_verbosity()
+    logging.set_verbosity(logging.INFO)
+    try:
+        with caplog.at_level(std_logging.INFO):
+            manager = checkpoint.make_manager(tmp_path, keep=2)
+            checkpoint.save(manager, _state(), 1)
+            checkpoint.restore_latest(manager, _state())
+            logging.info("progress line")
+    finally:
+        logging.set_verbosity(previous)
+    paths = [r.pathname for r in caplog.records]
+    assert not [p for p in paths if "orbax" in pathlib.Path(p).parts], paths
+    assert "progress line" in caplog.messages

@@ -7,6 +7,7 @@ ever unpickled and a mismatched config is caught before any array is read.
 
 from __future__ import annotations
 
+import logging as std_logging
 import pathlib
 
 import flax.serialization
@@ -14,6 +15,25 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+
+class _DropOrbaxInfo(std_logging.Filter):
+    """Drops orbax's per-save INFO records (~40 lines a checkpoint); warnings pass."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        from_orbax = "orbax" in record.pathname.replace("\\", "/").split("/")
+        return record.levelno > std_logging.INFO or not from_orbax
+
+
+def _quiet_orbax_info() -> None:
+    """Installs the filter once on absl's logger (orbax logs through absl)."""
+    absl_logger = logging.get_absl_logger()
+    if not any(isinstance(f, _DropOrbaxInfo) for f in absl_logger.filters):
+        absl_logger.addFilter(_DropOrbaxInfo())
+    std_logging.getLogger("orbax").setLevel(std_logging.WARNING)
+
+
+_quiet_orbax_info()
 
 
 class CheckpointError(RuntimeError):
