@@ -1,5 +1,5 @@
-"""Kill-and-resume: a run killed (SIGKILL) or preempted (SIGTERM) and resumed ends
-bit-identical to an uninterrupted run."""
+"""Kill-and-resume: a run killed (SIGKILL), resumed, preempted (SIGTERM) and resumed
+again ends bit-identical to an uninterrupted run."""
 
 import pathlib
 import signal
@@ -34,7 +34,15 @@ def _latest(workdir):
     return step, manager.restore(step)
 
 
-def _interrupt_after_first_checkpoint(workdir, signum):
+def _checkpoint_steps(workdir):
+    ckpt_dir = pathlib.Path(workdir) / "checkpoints"
+    if not ckpt_dir.exists():
+        return []
+    return [int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()]
+
+
+def _interrupt_after_a_new_checkpoint(workdir, signum, after_step):
+    """Runs the command and sends ``signum`` once a checkpoint past ``after_step`` exists."""
     proc = subprocess.Popen(
         _command(workdir),
         cwd=REPO,
@@ -42,15 +50,16 @@ def _interrupt_after_first_checkpoint(workdir, signum):
         stderr=subprocess.PIPE,
         text=True,
     )
-    ckpt_dir = pathlib.Path(workdir) / "checkpoints"
     deadline = time.time() + 240
-    while not (ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir())):
+    while max(_checkpoint_steps(workdir), default=-1) <= after_step:
         assert proc.poll() is None, proc.stderr.read()
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=240)
-    return proc.returncode, stderr
+    step_at_stop, _ = _latest(workdir)
+    assert after_step < step_at_stop < NUM_STEPS, "the run finished before the signal"
+    return proc.returncode, stderr, step_at_stop
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +71,17 @@ def uninterrupted(tmp_path_factory):
     return workdir
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
-def test_interrupted_run_resumes_bit_identical(tmp_path, uninterrupted, signum):
-    returncode, stderr = _interrupt_after_first_checkpoint(tmp_path, signum)
-    step_at_stop, _ = _latest(tmp_path)
-    assert step_at_stop < NUM_STEPS, "the run finished before it was interrupted"
-    if signum == signal.SIGTERM:
-        assert returncode == 0 and "Rerun the same command to resume" in stderr
-    else:
-        assert returncode == -signal.SIGKILL
+def test_killed_then_preempted_run_resumes_bit_identical(tmp_path, uninterrupted):
+    returncode, _, killed_at = _interrupt_after_a_new_checkpoint(
+        tmp_path, signal.SIGKILL, after_step=-1
+    )
+    assert returncode == -signal.SIGKILL
+    # The rerun resumes from the SIGKILL's last checkpoint; SIGTERM then saves and exits 0.
+    returncode, stderr, preempted_at = _interrupt_after_a_new_checkpoint(
+        tmp_path, signal.SIGTERM, after_step=killed_at
+    )
+    assert f"Resuming from step {killed_at}" in stderr
+    assert returncode == 0 and "Rerun the same command to resume" in stderr
     resumed = subprocess.run(
         _command(tmp_path),
         cwd=REPO,
@@ -80,18 +91,18 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, uninterrupted, signum):
         check=False,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"Resuming from step {step_at_stop}" in resumed.stderr
+    assert f"Resuming from step {preempted_at}" in resumed.stderr
     step_a, tree_a = _latest(uninterrupted)
     step_b, tree_b = _latest(tmp_path)
     assert step_a == step_b == NUM_STEPS
     for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_b)):
         np.testing.assert_array_equal(a, b)
-    # Training averages are windows between log steps: identical up to the stop; a
-    # SIGTERM flushes a partial window there. Final evaluations are identical.
+    # Training averages are windows between log steps: identical up to the first stop; a
+    # SIGTERM flushes a partial window. Final evaluations are identical.
     records_a = writer.read_metrics(uninterrupted / "metrics.jsonl")
     records_b = writer.read_metrics(tmp_path / "metrics.jsonl")
     before = lambda records: [
-        r for r in records if r["step"] < step_at_stop // 100 * 100 + 1
+        r for r in records if r["step"] < killed_at // 100 * 100 + 1
     ]
     assert before(records_a) == before(records_b)
     assert records_a[-1] == records_b[-1] and "test/loss" in records_a[-1]
