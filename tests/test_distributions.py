@@ -247,6 +247,17 @@ def test_gaussian_loglik_is_scaled_squared_error():
     )
 
 
+def test_softplus_matches_log1p_exp_and_its_gradient_is_the_sigmoid():
+    x = jnp.concatenate([jnp.linspace(-100.0, 100.0, 2001), jnp.asarray([0.0])])
+    exact = np.logaddexp(0.0, np.asarray(x, np.float64))
+    np.testing.assert_allclose(dist.softplus(x), exact, rtol=1e-6, atol=1e-30)
+    np.testing.assert_array_equal(dist.softplus(x), jax.nn.softplus(x))
+    grad = jax.vmap(jax.grad(dist.softplus))(x)
+    np.testing.assert_allclose(grad, jax.nn.sigmoid(x), rtol=1e-6, atol=1e-30)
+    special = dist.softplus(jnp.asarray([jnp.inf, -jnp.inf, jnp.nan]))
+    assert special[0] == jnp.inf and special[1] == 0.0 and jnp.isnan(special[2])
+
+
 def test_bernoulli_logpmf_matches_direct_formula():
     rng = np.random.default_rng(9)
     logits = rng.uniform(-5, 5, 10)
