@@ -24,7 +24,9 @@ counted exactly, ``train_flops_per_example``), next to the ceiling: the same
 percentage for the bare matmuls of a training step at that batch size (forward, weight
 and input gradients, scan-fused, plain SGD update; ``make_step_matmuls``), which no
 training loop of this model can beat on the machine. A second table gives examples per CPU-second of the process (all
-threads), which a busy machine disturbs less than wall-clock rates. On a machine
+threads), which a busy machine disturbs less than wall-clock rates. ``--ablations``
+adds vae_jax without dynamic binarization and with SGD for Adam to the rounds and
+prints what share of a step those parts take. On a machine
 whose load exceeds its cores, OpenMP's spin-waiting can make torch's multi-threaded
 eager steps 50x slower: compare with --torch_threads=1 or OMP_WAIT_POLICY=PASSIVE.
 Real MNIST if found, else synthetic data (throughput does not depend on the pixel
@@ -57,6 +59,10 @@ _DISPATCH = flags.DEFINE_integer(
     "steps_per_dispatch", 0, "vae_jax steps per XLA call; 0 = the config's (100)."
 )
 _COMPILE = flags.DEFINE_bool("compile", True, "Also time torch.compile.")
+_ABLATIONS = flags.DEFINE_bool(
+    "ablations", False,
+    "Also time vae_jax without dynamic binarization and with SGD for Adam (the cost "
+    "of each part of a step).")  # fmt: skip
 _THREADS = flags.DEFINE_integer("torch_threads", 0, "torch threads; 0 = all cores.")
 _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the reference matmul.")
 _DATA_DIR = flags.DEFINE_string(
@@ -70,6 +76,10 @@ _NLL_K = flags.DEFINE_integer("nll_samples", 5000, "k of the timed L_k (Burda et
 _NLL_CHUNK = flags.DEFINE_integer("nll_chunk", 500, "Importance samples per chunk.")
 
 CONTENDERS = ("vae_jax", "torch_eager", "torch_compile")
+ABLATIONS = {  # contender: (config field, value, the part of a step it removes)
+    "jax_no_binarize": ("data.binarize", "none", "dynamic binarization"),
+    "jax_sgd": ("optim.name", "sgd", "Adam over SGD"),
+}
 TARGETS = {20: 2.5, 128: 1.3}  # vae_jax / torch eager, CPU
 # Multiply-adds of one example's forward pass through 784-400-(20, 20) / 20-400-784.
 FORWARD_MACS = 784 * 400 + 400 * 20 * 2 + 20 * 400 + 400 * 784
@@ -181,6 +191,11 @@ def make_contenders(batch_size: int, dataset) -> tuple[dict, dict]:
     }
     if _COMPILE.value:
         builders["torch_compile"] = lambda: TorchContender(config, dataset, True)
+    for name, (field, value, _) in ABLATIONS.items() if _ABLATIONS.value else ():
+        ablated = config.copy_and_resolve_references()
+        section, key = field.split(".")
+        ablated[section][key] = value
+        builders[name] = lambda c=ablated: JaxContender(c, dataset)
     contenders, unavailable = {}, {}
     for name, build in builders.items():
         try:
@@ -393,8 +408,23 @@ def print_table(results: list[dict]) -> None:
             )
         )
     for r in results:
+        print_ablations(r)
+    for r in results:
         for name, why in r["unavailable"].items():
             print(f"B={r['batch_size']}: {name} unavailable: {why}")
+
+
+def print_ablations(result: dict) -> None:
+    """Microseconds per step of vae_jax and the share of it each ablated part takes."""
+    rates, batch_size = result["median"], result["batch_size"]
+    if not any(name in rates for name in ABLATIONS):
+        return
+    step_us = 1e6 * batch_size / rates["vae_jax"]
+    parts = []
+    for name, (_, _, part) in ABLATIONS.items():
+        saved = step_us - 1e6 * batch_size / rates[name]
+        parts.append(f"{part} {saved:.0f} us ({100 * saved / step_us:.0f}%)")
+    print(f"B={batch_size}: vae_jax step {step_us:.0f} us; of it " + ", ".join(parts))
 
 
 def environment() -> dict:
