@@ -19,22 +19,35 @@ _WORKDIR = flags.DEFINE_string(
 config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
 )
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Multi-host: call jax.distributed.initialize() first (TPU pods, Slurm, Open MPI "
+    "detect the rest; elsewhere give the three flags below). Every process runs this "
+    "same command; process 0 writes metrics and figures.")  # fmt: skip
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (with --distributed)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in all (with --distributed)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0-based (with --distributed)."
+)
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from vae_jax import checkpoint, loop, preemption  # imported after flag parsing
+    from vae_jax import checkpoint, loop, parallel, preemption  # after flag parsing
 
-    logging.set_verbosity(logging.INFO)
-    # Orbax narrates every save at INFO; keep its warnings, drop the rest.
-    logging.get_absl_handler().addFilter(
-        lambda record: (
-            record.levelno >= logging.converter.STANDARD_WARNING
-            or "orbax" not in record.pathname
+    if _DISTRIBUTED.value:
+        parallel.initialize_distributed(
+            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
-    )
+    logging.set_verbosity(
+        logging.INFO
+    )  # orbax's INFO is filtered in vae_jax.checkpoint
     try:
         loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
     except preemption.Preempted as stop:

@@ -1,13 +1,19 @@
-"""Over 8 forced CPU devices: data-parallel training and a vmapped sweep split over
-devices match one device."""
+"""Over forced CPU devices: data-parallel training, a vmapped sweep split over devices
+and a 2-process (multi-host) run match one device / one process."""
 
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import textwrap
 
+import jax
+import numpy as np
 import pytest
+
+from experiments.configs import quickstart
+from vae_jax import checkpoint, experiment, writer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -100,3 +106,64 @@ def test_vmapped_sweep_split_over_devices_matches_one_device(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK 4" in result.stdout
     assert "4 configs split over 4 devices" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _runner(workdir, devices, *flags):
+    command = [
+        sys.executable, "-m", "experiments.run", f"--workdir={workdir}",
+        "--config=experiments/configs/quickstart.py", "--config.train.num_steps=60",
+        "--config.train.steps_per_dispatch=20", "--config.train.log_every=20",
+        "--config.train.checkpoint_every=20", "--config.train.eval_every=40",
+        "--config.train.write_figures=False", *flags,
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.slow  # ~1 min: three runner processes
+def test_two_processes_train_like_one_process_with_their_devices(tmp_path):
+    """``--distributed``: 2 processes x 2 CPU devices (gloo all-reduce between them)
+    train as 1 process with 4 devices; process 0 alone writes the metrics."""
+    port = _free_port()
+    hosts = [
+        _runner(tmp_path / "two", 2, "--distributed", f"--process_id={i}",
+                f"--coordinator_address=localhost:{port}", "--num_processes=2")
+        for i in (0, 1)
+    ]  # fmt: skip
+    single = _runner(tmp_path / "one", 4)
+    stderrs = []
+    for proc in (*hosts, single):
+        stderrs.append(proc.communicate(timeout=300)[1])
+        assert proc.returncode == 0, stderrs[-1][-3000:]
+    assert "devices [CpuDevice(id=0), CpuDevice(id=1), CpuDevice(id=2048)" in stderrs[0]
+    records = {
+        name: writer.read_metrics(tmp_path / name / "metrics.jsonl")
+        for name in ("one", "two")
+    }
+    assert [r["step"] for r in records["two"]] == [r["step"] for r in records["one"]]
+    for a, b in zip(records["one"], records["two"]):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose(list(b.values()), list(a.values()), rtol=1e-4)
+    template = experiment.build_experiment(quickstart.get_config()).init_state()
+    restored = {
+        name: checkpoint.restore_latest(
+            checkpoint.make_manager(tmp_path / name / "checkpoints", 3), template
+        )
+        for name in ("one", "two")
+    }
+    assert int(restored["one"].step) == int(restored["two"].step) == 60
+    for a, b in zip(
+        jax.tree.leaves(restored["one"].params), jax.tree.leaves(restored["two"].params)
+    ):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

@@ -11,7 +11,16 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import checkpoint, evaluate, experiment, figures, preemption, train, writer
+from vae_jax import (
+    checkpoint,
+    evaluate,
+    experiment,
+    figures,
+    parallel,
+    preemption,
+    train,
+    writer,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -38,7 +47,7 @@ def _check_workdir(workdir: pathlib.Path, state) -> None:
     """Fails before training if ``workdir`` cannot be written or cannot hold checkpoints."""
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_probe"
+        probe = workdir / f".write_probe{jax.process_index()}"  # one per host
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
@@ -129,19 +138,17 @@ def _train(exp, state, manager, metric_writer, evaluate_now):
                 _raise_nonfinite(metrics, step, manager)
             step += n
             progress.add(metrics)
-            if step % cfg.log_every == 0 or step == exp.total_steps or guard.requested:
+            stop = parallel.any_process(guard.requested)  # every host stops together
+            if step % cfg.log_every == 0 or step == exp.total_steps or stop:
                 progress.flush(step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < exp.total_steps:
                 metric_writer.write_scalars(step, evaluate_now(state.params))
-            if (
-                step % cfg.checkpoint_every == 0
-                or step == exp.total_steps
-                or guard.requested
-            ):
+            if step % cfg.checkpoint_every == 0 or step == exp.total_steps or stop:
                 checkpoint.save(manager, state, step)
-            if guard.requested and step < exp.total_steps:
+            if stop and step < exp.total_steps:
                 raise preemption.Preempted(
-                    f"Stopped by {guard.signal_name} at step {step}; checkpoint saved in "
+                    f"Stopped by {guard.signal_name or 'a signal to another process'} "
+                    f"at step {step}; checkpoint saved in "
                     f"{manager.directory}. Rerun the same command to resume."
                 )
     return state
@@ -164,7 +171,9 @@ def train_and_evaluate(
     )
     state = checkpoint.restore_latest(manager, fresh) or fresh
     step = int(state.step)
-    writer.write_config(workdir, config)
+    primary = parallel.is_primary()  # with several hosts, process 0 writes the files
+    if primary:
+        writer.write_config(workdir, config)
     logging.info(
         "JAX backend %s, devices %s%s",
         jax.default_backend(),
@@ -180,14 +189,19 @@ def train_and_evaluate(
     eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
     eval_sets = exp.eval_sets()
     evaluate_now = lambda params: _evaluate(exp, eval_fn, params, eval_sets)
-    metric_writer = writer.MetricWriter(workdir, resume_step=step)
+    metric_writer = (
+        writer.MetricWriter(workdir, resume_step=step)
+        if primary
+        else writer.NullMetricWriter()
+    )
     try:
         state = _train(exp, state, manager, metric_writer, evaluate_now)
         final = evaluate_now(state.params)
         metric_writer.write_scalars(exp.total_steps, final)
         logging.info("final: %s", " ".join(f"{k} {v:.4f}" for k, v in final.items()))
-        if config.train.write_figures:
-            images = figures.write_run_figures(exp, state.params, workdir)
+        if config.train.write_figures and primary:
+            params = jax.device_get(state.params)  # host-local: this process alone
+            images = figures.write_run_figures(exp, params, workdir)
             metric_writer.write_images(exp.total_steps, images)
     finally:
         metric_writer.close()

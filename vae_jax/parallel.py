@@ -3,6 +3,9 @@
 Params, optimizer state and the training set are replicated; each step's batch is
 constrained to ``P("data")`` so XLA's SPMD partitioner splits the per-example work
 across devices and all-reduces the gradients. The program is the single-device one.
+Across hosts (``initialize_distributed``) the mesh spans every process's devices:
+each process loads the dataset, its devices compute their slice of every global
+batch, and the gradient all-reduce crosses hosts.
 """
 
 from __future__ import annotations
@@ -13,6 +16,37 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 CONFIG_AXIS = "configs"  # a vmapped sweep's stacked configs
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+    """``jax.distributed.initialize`` before any device is touched; None arguments are
+    detected from the environment (TPU pods, Slurm, Open MPI). CPU processes talk
+    through gloo collectives (a multi-process CPU run, e.g. to test on one machine)."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+
+
+def is_primary() -> bool:
+    """Whether this process writes the run's files (process 0; always on one host)."""
+    return jax.process_index() == 0
+
+
+def any_process(flag: bool) -> bool:
+    """True if ``flag`` is True on any process: one small all-gather across hosts, so
+    every process takes the same branch (e.g. stop on a signal one host received)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
 
 
 def data_mesh(devices=None) -> Mesh:

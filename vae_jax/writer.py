@@ -91,6 +91,20 @@ def read_metrics(path: str | pathlib.Path) -> list[dict]:
     return records
 
 
+class NullMetricWriter:
+    """``MetricWriter``'s interface, writing nothing (the non-primary processes of a
+    multi-host run)."""
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        del step, scalars
+
+    def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+        del step, images
+
+    def close(self) -> None:
+        pass
+
+
 def write_config(
     workdir: str | pathlib.Path, config: ml_collections.ConfigDict
 ) -> None:
