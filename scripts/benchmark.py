@@ -26,7 +26,10 @@ and input gradients, scan-fused, plain SGD update; ``make_step_matmuls``), which
 training loop of this model can beat on the machine. A second table gives examples per CPU-second of the process (all
 threads), which a busy machine disturbs less than wall-clock rates. ``--ablations``
 adds vae_jax without dynamic binarization and with SGD for Adam to the rounds and
-prints what share of a step those parts take. On a machine
+prints what share of a step those parts take. Last, ``--sweep_configs`` (8) vae_mnist
+configs at B = ``--sweep_batch_size`` (20) train one chunk per round vmapped in one
+program (``sweep_vmap``, as ``experiments.sweep --mode=vmap``) and one after another
+(``--mode=process``), alternated; the ratio tells which mode suits the backend. On a machine
 whose load exceeds its cores, OpenMP's spin-waiting can make torch's multi-threaded
 eager steps 50x slower: compare with --torch_threads=1 or OMP_WAIT_POLICY=PASSIVE.
 Real MNIST if found, else synthetic data (throughput does not depend on the pixel
@@ -72,6 +75,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Writes benchmark.json here if g
 _NLL_EXAMPLES = flags.DEFINE_integer(
     "nll_examples", 100, "Test images per round of the L_k NLL timing; 0 = skip it."
 )
+_SWEEP_CONFIGS = flags.DEFINE_integer(
+    "sweep_configs", 8,
+    "Configs of the timed sweep (learning rate x seed), vmapped vs one after another; "
+    "0 = skip it.")  # fmt: skip
+_SWEEP_BATCH = flags.DEFINE_integer("sweep_batch_size", 20, "B of the timed sweep.")
 _NLL_K = flags.DEFINE_integer("nll_samples", 5000, "k of the timed L_k (Burda et al.).")
 _NLL_CHUNK = flags.DEFINE_integer("nll_chunk", 500, "Importance samples per chunk.")
 
@@ -289,6 +297,76 @@ def benchmark_nll(dataset, matmul) -> dict:
             "pct_of_matmul": 100 * flops / mm}  # fmt: skip
 
 
+def make_sweep_contenders(num_configs: int, batch_size: int, dataset):
+    """Two ways to train ``num_configs`` vae_mnist configs (learning rates x seeds) for
+    one chunk of steps: ``sweep_vmap``'s vmapped chunk over stacked states (what
+    ``--mode=vmap`` runs) and each config's ``ChunkRunner`` one after another (what
+    ``--mode=process`` runs in one worker). Returns ({name: run() -> examples/s}, steps)."""
+    import jax
+
+    from vae_jax import experiment, sweep_spec, sweep_vmap
+
+    base = make_config(batch_size)
+    base.train.data_parallel = "off"
+    rates = (1e-3, 3e-4)
+    overrides = [{"optim.learning_rate": rates[i % 2], "seed": i // 2}
+                 for i in range(num_configs)]  # fmt: skip
+    exps = [experiment.build_experiment(run.config, dataset)
+            for run in sweep_spec.make_runs(base, overrides)]  # fmt: skip
+    steps = min(exps[0].config.train.steps_per_dispatch, exps[0].steps_per_epoch)
+    runners = [(e.chunk_runner(), e.init_state()) for e in exps]
+    sequential = [list(pair) for pair in runners]
+
+    tx, apply_fn = sweep_vmap.unit_rate_optimizer(exps[0]), exps[0].model.apply
+    members = [
+        sweep_vmap.SweepState(step=st.step, apply_fn=apply_fn, params=st.params,
+                              tx=tx, opt_state=tx.init(st.params), key=st.key,
+                              hyper=sweep_vmap.hyper_values(e.config))
+        for e, (_, st) in zip(exps, runners)
+    ]  # fmt: skip
+    stacked = [jax.tree.map(lambda *x: jax.numpy.stack(x), *members)]
+    data_keys = jax.numpy.stack([e.keys["data"] for e in exps])
+    orders = sweep_vmap.stacked_orders(data_keys, exps[0].train_x.shape[0], batch_size)
+    chunk = sweep_vmap.make_sweep_chunk(
+        sweep_vmap.make_sweep_step(exps[0]), steps, True
+    )
+
+    def run_vmapped() -> float:
+        start = time.perf_counter()
+        stacked[0], metrics = chunk(stacked[0], exps[0].train_x, orders(0))
+        jax.device_get(metrics)
+        return num_configs * steps * batch_size / (time.perf_counter() - start)
+
+    def run_sequential() -> float:
+        start = time.perf_counter()
+        for pair in sequential:
+            pair[1], metrics = pair[0](pair[1], 0, steps)
+            jax.device_get(metrics)
+        return num_configs * steps * batch_size / (time.perf_counter() - start)
+
+    for run in (run_vmapped, run_sequential):
+        run()  # compile
+    return {"vmapped": run_vmapped, "sequential": run_sequential}, steps
+
+
+def benchmark_sweep(dataset) -> dict:
+    """examples/s (all configs together) of a vmapped sweep vs the same configs trained
+    one after another, alternated for --rounds; medians and their ratio."""
+    num, batch_size = _SWEEP_CONFIGS.value, _SWEEP_BATCH.value
+    contenders, steps = make_sweep_contenders(num, batch_size, dataset)
+    rates = {name: [] for name in contenders}
+    for r in range(_ROUNDS.value):
+        for name, run in contenders.items():
+            rates[name].append(run())
+        print(f"  sweep of {num} configs, B={batch_size}, round {r + 1}: "
+              + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items())
+              + " ex/s", flush=True)  # fmt: skip
+    median = {name: statistics.median(v) for name, v in rates.items()}
+    return {"num_configs": num, "batch_size": batch_size, "steps_per_round": steps,
+            "rates": rates, "median": median,
+            "vmapped/sequential": median["vmapped"] / median["sequential"]}  # fmt: skip
+
+
 def make_matmul(size: int, reps: int = 3):
     """Compiles a float32 [size, size] @ [size, size] and returns rate() -> FLOP/s of
     ``reps`` back-to-back products (2 size^3 FLOPs each)."""
@@ -427,6 +505,12 @@ def print_ablations(result: dict) -> None:
     print(f"B={batch_size}: vae_jax step {step_us:.0f} us; of it " + ", ".join(parts))
 
 
+def jax_backend() -> str:
+    import jax
+
+    return jax.default_backend()
+
+
 def environment() -> dict:
     import jax
 
@@ -471,11 +555,18 @@ def main(argv):
               f"{nll['median']:.1f} examples/s, {nll['gflops']:.1f} GFLOP/s = "
               f"{nll['pct_of_matmul']:.0f}% of the matmul's {nll['matmul_flops'] / 1e9:.1f} "
               f"GFLOP/s (target >= 50%)")  # fmt: skip
+    sweep = benchmark_sweep(dataset) if _SWEEP_CONFIGS.value else None
+    if sweep:
+        print(f"\nsweep of {sweep['num_configs']} configs at B={sweep['batch_size']} "
+              f"({jax_backend()}): vmapped {sweep['median']['vmapped']:,.0f} ex/s, one "
+              f"after another {sweep['median']['sequential']:,.0f} ex/s, vmapped/"
+              f"sequential {sweep['vmapped/sequential']:.2f}x (GPU target >= 4x)")  # fmt: skip
     env["load_average_end"] = os.getloadavg()
     if _WORKDIR.value:
         workdir = pathlib.Path(_WORKDIR.value).expanduser()
         workdir.mkdir(parents=True, exist_ok=True)
-        record = {**env, "data": data_name, "results": results, "nll": nll}
+        record = {**env, "data": data_name, "results": results, "nll": nll,
+                  "sweep": sweep}  # fmt: skip
         (workdir / "benchmark.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"results: {workdir / 'benchmark.json'}")
 
