@@ -45,9 +45,8 @@ def main(argv):
         parallel.initialize_distributed(
             _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
-    logging.set_verbosity(
-        logging.INFO
-    )  # orbax's INFO is filtered in vae_jax.checkpoint
+    # Orbax's per-save INFO records are filtered in vae_jax.checkpoint.
+    logging.set_verbosity(logging.INFO)
     try:
         loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
     except preemption.Preempted as stop:

@@ -192,6 +192,8 @@ def calibrate(contender) -> int:
 
 def make_contenders(batch_size: int, dataset) -> tuple[dict, dict]:
     """{name: (warmed-up contender, steps per round)}, {name: why unavailable}."""
+    from vae_jax import sweep_spec
+
     config = make_config(batch_size)
     builders = {
         "vae_jax": lambda: JaxContender(config, dataset),
@@ -200,9 +202,7 @@ def make_contenders(batch_size: int, dataset) -> tuple[dict, dict]:
     if _COMPILE.value:
         builders["torch_compile"] = lambda: TorchContender(config, dataset, True)
     for name, (field, value, _) in ABLATIONS.items() if _ABLATIONS.value else ():
-        ablated = config.copy_and_resolve_references()
-        section, key = field.split(".")
-        ablated[section][key] = value
+        ablated = sweep_spec.apply_overrides(config, {field: value})
         builders[name] = lambda c=ablated: JaxContender(c, dataset)
     contenders, unavailable = {}, {}
     for name, build in builders.items():
@@ -317,14 +317,8 @@ def make_sweep_contenders(num_configs: int, batch_size: int, dataset):
     runners = [(e.chunk_runner(), e.init_state()) for e in exps]
     sequential = [list(pair) for pair in runners]
 
-    tx, apply_fn = sweep_vmap.unit_rate_optimizer(exps[0]), exps[0].model.apply
-    members = [
-        sweep_vmap.SweepState(step=st.step, apply_fn=apply_fn, params=st.params,
-                              tx=tx, opt_state=tx.init(st.params), key=st.key,
-                              hyper=sweep_vmap.hyper_values(e.config))
-        for e, (_, st) in zip(exps, runners)
-    ]  # fmt: skip
-    stacked = [jax.tree.map(lambda *x: jax.numpy.stack(x), *members)]
+    stacked = [sweep_vmap.stack_states(exps[0], [st for _, st in runners],
+                                       [e.config for e in exps])]  # fmt: skip
     data_keys = jax.numpy.stack([e.keys["data"] for e in exps])
     orders = sweep_vmap.stacked_orders(data_keys, exps[0].train_x.shape[0], batch_size)
     chunk = sweep_vmap.make_sweep_chunk(

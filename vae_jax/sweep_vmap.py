@@ -72,6 +72,18 @@ def unit_rate_optimizer(exp: experiment.Experiment):
     return train.make_optimizer(optim, exp.total_steps, exp.steps_per_epoch)
 
 
+def stack_states(exp: experiment.Experiment, states: Sequence[train.TrainState],
+                 configs: Sequence[ml_collections.ConfigDict]) -> SweepState:  # fmt: skip
+    """C configs' train states as one ``SweepState`` [C]: ``exp``'s unit-rate optimizer
+    and apply_fn, each config's ``hyper_values``."""
+    tx, apply_fn = unit_rate_optimizer(exp), exp.model.apply
+    members = [SweepState(step=st.step, apply_fn=apply_fn, params=st.params, tx=tx,
+                          opt_state=st.opt_state, key=st.key,
+                          hyper=hyper_values(config))
+               for st, config in zip(states, configs)]  # fmt: skip
+    return jax.tree.map(lambda *x: jnp.stack(x), *members)
+
+
 def hyper_loss_one(exp: experiment.Experiment, hyper) -> objectives.LossOne:
     """``objectives.make_objective`` with noise/sparsity levels from ``hyper`` (traced);
     beta comes through hparams."""
@@ -279,17 +291,14 @@ def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
 
 def _train_members(members: Sequence[_Member]) -> None:
     """Trains configs resumed at one step as one program; evaluates and marks them done."""
-    tx = unit_rate_optimizer(members[0].exp)
-    apply_fn = members[0].exp.model.apply
-    states = [SweepState(step=m.state.step, apply_fn=apply_fn, params=m.state.params,
-                         tx=tx, opt_state=m.state.opt_state, key=m.state.key,
-                         hyper=hyper_values(m.run.config)) for m in members]  # fmt: skip
+    state = stack_states(members[0].exp, [m.state for m in members],
+                         [m.run.config for m in members])  # fmt: skip
     step = int(members[0].state.step)
     logging.info("vmapped training of %d configs from step %d", len(members), step)
     for m in members:
         m.writer = writer.MetricWriter(m.dir, resume_step=step)
     try:
-        state = _train_group(members, jax.tree.map(lambda *x: jnp.stack(x), *states))
+        state = _train_group(members, state)
         for i, m in enumerate(members):
             if not m.failed:
                 _finish(m, _take(state.params, i))
