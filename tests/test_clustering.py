@@ -221,3 +221,35 @@ def test_apply_all_keeps_every_row_in_order(n):
         out = apply_all(params, xs)
         np.testing.assert_allclose(out["z"], x @ np.asarray(params["w"]).T, rtol=1e-5)
         np.testing.assert_allclose(out["norm"], np.sum(x * x, axis=1), rtol=1e-5)
+
+
+def test_dec_stopping_on_a_checkpoint_step_saves_once_and_resumes(tmp_path, monkeypatch):
+    """A fit whose stop falls on a periodic save's step (10 refreshes of T = 5 steps,
+    max_steps = 50) finishes, and a rerun resumes there and returns the same result
+    without training further."""
+    x, y = _blobs()
+    config = dec_mnist.get_config()
+    config.model.update(hidden=(32,), latent_dim=3)
+    config.train.batch_size = 64
+    model, params, _ = clustering.pretrain_autoencoder(config, x, tmp_path / "ae", 1)
+    cfg = config.clustering
+    cfg.update(update_interval=5, batch_size=64, kmeans_n_init=2, num_clusters=3)
+    cfg.update(tol=0.0, max_steps=50)  # the budget stops it, at a save step
+
+    def fit():
+        return clustering.run_clustering(
+            model, params, x, cfg, idec=False, seed=0, workdir=tmp_path / "dec"
+        )
+
+    first = fit()
+    assert first["history"][-1]["step"] == 50
+    assert sorted(int(p.name) for p in (tmp_path / "dec" / "checkpoints").iterdir()
+                  if p.name.isdigit())[-1] == 50  # fmt: skip
+    def no_training(*args, **kwargs):
+        return lambda *a: pytest.fail("the rerun trained")
+
+    monkeypatch.setattr(clustering, "make_dec_chunk", no_training)
+    again = fit()
+    np.testing.assert_array_equal(again["labels"], first["labels"])
+    jax.tree.map(np.testing.assert_array_equal, again["state"].params,
+                 first["state"].params)  # fmt: skip

@@ -274,9 +274,12 @@ def fit_dec(state, x: np.ndarray, *, assign_all: Callable, chunk: Callable, tol:
             logging.info("dec: resumed at step %d", int(state.step))
 
     def save(state, previous, history):
+        # A stop right after a periodic save (or at the step a rerun resumed from)
+        # finds this step on disk already, with the same state and labels.
         if manager is not None and previous is not None:
-            tree = {"state": state, "previous": np.asarray(previous, np.int32)}
-            checkpoint.save(manager, tree, int(state.step))
+            if manager.latest_step() != int(state.step):
+                tree = {"state": state, "previous": np.asarray(previous, np.int32)}
+                checkpoint.save(manager, tree, int(state.step))
             writer.write_text_atomic(history_path, json.dumps(history))
 
     start = time.time() - (history[-1]["wall_s"] if history else 0.0)
