@@ -171,9 +171,9 @@ def test_batch_indices_at_matches_one_permutation_per_step():
     )
 
 
-def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch):
-    """A fit stopped at max_steps and rerun with a larger budget from its checkpoint
-    ends bit-identical to one uninterrupted fit."""
+def _small_dec_setup(tmp_path):
+    """Blobs, a 1-epoch pretrained 16-32-3 AE and a DEC config (T = 5, tol = 0: the
+    budget alone stops a fit)."""
     x, y = _blobs()
     config = dec_mnist.get_config()
     config.model.update(hidden=(32,), latent_dim=3)
@@ -181,7 +181,14 @@ def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch):
     model, params, _ = clustering.pretrain_autoencoder(config, x, tmp_path / "ae", 1)
     cfg = config.clustering
     cfg.update(update_interval=5, batch_size=64, kmeans_n_init=2, num_clusters=3)
-    cfg.tol = 0.0  # never converged: the budget alone stops it
+    cfg.tol = 0.0
+    return x, y, model, params, cfg
+
+
+def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """A fit stopped at max_steps and rerun with a larger budget from its checkpoint
+    ends bit-identical to one uninterrupted fit."""
+    x, y, model, params, cfg = _small_dec_setup(tmp_path)
 
     def fit(max_steps, workdir):
         cfg.max_steps = max_steps
@@ -227,14 +234,8 @@ def test_dec_stop_on_a_saved_step_saves_once_and_resumes(tmp_path, monkeypatch):
     """A fit whose stop falls on a periodic save's step (10 refreshes of T = 5 steps,
     max_steps = 50) finishes, and a rerun resumes there and returns the same result
     without training further."""
-    x, _ = _blobs()
-    config = dec_mnist.get_config()
-    config.model.update(hidden=(32,), latent_dim=3)
-    config.train.batch_size = 64
-    model, params, _ = clustering.pretrain_autoencoder(config, x, tmp_path / "ae", 1)
-    cfg = config.clustering
-    cfg.update(update_interval=5, batch_size=64, kmeans_n_init=2, num_clusters=3)
-    cfg.update(tol=0.0, max_steps=50)  # the budget stops it, at a save step
+    x, _, model, params, cfg = _small_dec_setup(tmp_path)
+    cfg.max_steps = 50  # the budget stops it, at a save step (save_every = 10)
 
     def fit():
         return clustering.run_clustering(
