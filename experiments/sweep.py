@@ -42,12 +42,12 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["workdir"])
 
 
-def _sweep(sweep_spec, config):
+def _sweep(spec, config):
     """Override dicts from --sweep, else from the config file's get_sweep()."""
     if _SWEEP.value:
-        return sweep_spec.parse_sweep(_SWEEP.value, config)
+        return spec.parse_sweep(_SWEEP.value, config)
     path = config_flags.get_config_filename(flags.FLAGS["config"])
-    overrides = sweep_spec.load_get_sweep(path)
+    overrides = spec.load_get_sweep(path)
     if overrides is None:
         raise ValueError(f"No sweep: pass --sweep='field=v1,v2;...' or define "
                          f"get_sweep() in {path}.")  # fmt: skip
@@ -60,7 +60,8 @@ def main(argv):
     if _MAX_WORKERS.value > 1:  # processes share the GPU: allocate on demand
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # Imported after flag parsing.
-    from vae_jax import preemption, sweep, sweep_results, sweep_spec
+    from vae_jax import preemption
+    from vae_jax.sweep import launch, results, spec
 
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(  # orbax narrates every save at INFO
@@ -70,14 +71,14 @@ def main(argv):
     )
     workdir, config = os.path.expanduser(_WORKDIR.value), flags.FLAGS.config
     try:
-        overrides = _sweep(sweep_spec, config)
+        overrides = _sweep(spec, config)
         if _LIST.value:
-            for i, run in enumerate(sweep_spec.make_runs(config, overrides)):
-                done = " (finished)" if sweep_results.is_finished(run, workdir) else ""
+            for i, run in enumerate(spec.make_runs(config, overrides)):
+                done = " (finished)" if results.is_finished(run, workdir) else ""
                 print(f"{i}\t{run.name}{done}")
             return
-        index = sweep_spec.sweep_index(_INDEX.value, len(overrides))
-        rows = sweep.run_sweep(config, overrides, workdir, mode=_MODE.value,
+        index = spec.sweep_index(_INDEX.value, len(overrides))
+        rows = launch.run_sweep(config, overrides, workdir, mode=_MODE.value,
                                max_workers=_MAX_WORKERS.value, index=index)  # fmt: skip
     except preemption.Preempted as stop:
         logging.warning("%s", stop)

@@ -18,21 +18,18 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-import sys
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from vae_jax import anomaly, models
+from vae_jax import configs, models
 from vae_jax import data as data_lib
+from vae_jax.studies import anomaly
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", str(_REPO / "experiments/configs/anomaly_mnist.py"),
+    "config", configs.config_path("anomaly_mnist"),
     "One-class model config (model.kind is set per --kinds).", lock_config=True,
 )  # fmt: skip
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output root (never inside the repo).")

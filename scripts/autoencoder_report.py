@@ -12,14 +12,12 @@ import argparse
 import functools
 import json
 import pathlib
-import sys
 import time
 
 import jax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from experiments.configs import (
+from vae_jax import data as data_lib
+from vae_jax.configs import (
     ae_mnist,
     dae_mnist,
     linear_ae_mnist,
@@ -27,8 +25,7 @@ from experiments.configs import (
     vae_frey,
     vae_mnist,
 )  # fmt: skip
-from vae_jax import autoencoders, classifier, codes, latent
-from vae_jax import data as data_lib
+from vae_jax.studies import autoencoders, classifier, codes, latent
 
 PARTS = ("linear", "denoising", "sparse", "latent")
 

@@ -45,12 +45,9 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import time
 
 from absl import app, flags
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["20", "128", "1024"], "Batch sizes B.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds per batch size.")
@@ -119,7 +116,7 @@ def load_data():
 
 
 def make_config(batch_size: int):
-    from experiments.configs import vae_mnist
+    from vae_jax.configs import vae_mnist
 
     config = vae_mnist.get_config()
     config.train.batch_size = batch_size
@@ -135,9 +132,9 @@ class JaxContender:
     def __init__(self, config, dataset):
         import jax
 
-        from vae_jax import experiment
+        from vae_jax import build
 
-        self.jax, exp = jax, experiment.build_experiment(config, dataset)
+        self.jax, exp = jax, build.build_experiment(config, dataset)
         self.runner, self.state = exp.chunk_runner(), exp.init_state()
         self.step, self.block = 0, exp.steps_per_epoch
 
@@ -192,7 +189,7 @@ def calibrate(contender) -> int:
 
 def make_contenders(batch_size: int, dataset) -> tuple[dict, dict]:
     """{name: (warmed-up contender, steps per round)}, {name: why unavailable}."""
-    from vae_jax import sweep_spec
+    from vae_jax.sweep import spec
 
     config = make_config(batch_size)
     builders = {
@@ -202,7 +199,7 @@ def make_contenders(batch_size: int, dataset) -> tuple[dict, dict]:
     if _COMPILE.value:
         builders["torch_compile"] = lambda: TorchContender(config, dataset, True)
     for name, (field, value, _) in ABLATIONS.items() if _ABLATIONS.value else ():
-        ablated = sweep_spec.apply_overrides(config, {field: value})
+        ablated = spec.apply_overrides(config, {field: value})
         builders[name] = lambda c=ablated: JaxContender(c, dataset)
     contenders, unavailable = {}, {}
     for name, build in builders.items():
@@ -270,11 +267,11 @@ def benchmark_nll(dataset, matmul) -> dict:
     import jax
     import numpy as np
 
-    from experiments.configs import iwae_mnist
-    from vae_jax import evaluate, experiment, objectives
+    from vae_jax import build, evaluate, objectives
+    from vae_jax.configs import iwae_mnist
 
     config = iwae_mnist.get_config()
-    exp = experiment.build_experiment(config, dataset)
+    exp = build.build_experiment(config, dataset)
     params = exp.init_state().params
     log_weights = objectives.log_weights_for(exp.model)
     ll_fn = evaluate.make_log_likelihood_fn(log_weights, _NLL_K.value, _NLL_CHUNK.value)
@@ -304,26 +301,25 @@ def make_sweep_contenders(num_configs: int, batch_size: int, dataset):
     ``--mode=process`` runs in one worker). Returns ({name: run() -> examples/s}, steps)."""
     import jax
 
-    from vae_jax import experiment, sweep_spec, sweep_vmap
+    from vae_jax import build
+    from vae_jax.sweep import spec, vmapped
 
     base = make_config(batch_size)
     base.train.data_parallel = "off"
     rates = (1e-3, 3e-4)
     overrides = [{"optim.learning_rate": rates[i % 2], "seed": i // 2}
                  for i in range(num_configs)]  # fmt: skip
-    exps = [experiment.build_experiment(run.config, dataset)
-            for run in sweep_spec.make_runs(base, overrides)]  # fmt: skip
+    exps = [build.build_experiment(run.config, dataset)
+            for run in spec.make_runs(base, overrides)]  # fmt: skip
     steps = min(exps[0].config.train.steps_per_dispatch, exps[0].steps_per_epoch)
     runners = [(e.chunk_runner(), e.init_state()) for e in exps]
     sequential = [list(pair) for pair in runners]
 
-    stacked = [sweep_vmap.stack_states(exps[0], [st for _, st in runners],
+    stacked = [vmapped.stack_states(exps[0], [st for _, st in runners],
                                        [e.config for e in exps])]  # fmt: skip
     data_keys = jax.numpy.stack([e.keys["data"] for e in exps])
-    orders = sweep_vmap.stacked_orders(data_keys, exps[0].train_x.shape[0], batch_size)
-    chunk = sweep_vmap.make_sweep_chunk(
-        sweep_vmap.make_sweep_step(exps[0]), steps, True
-    )
+    orders = vmapped.stacked_orders(data_keys, exps[0].train_x.shape[0], batch_size)
+    chunk = vmapped.make_sweep_chunk(vmapped.make_sweep_step(exps[0]), steps, True)
 
     def run_vmapped() -> float:
         start = time.perf_counter()

@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from vae_jax import clustering, metrics
+from vae_jax import configs
 from vae_jax import data as data_lib
+from vae_jax.studies import cluster_metrics, clustering
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", str(_REPO / "experiments/configs/dec_mnist.py"),
+    "config", configs.config_path("dec_mnist"),
     "Autoencoder + clustering config.", lock_config=True,
 )  # fmt: skip
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output root (never inside the repo).")
@@ -84,7 +81,7 @@ def kmeans_pixels(x, y, seed: int, n_init: int) -> dict[str, float] | None:
     if n_init <= 0:
         return None
     _, labels = clustering.kmeans_init(x, 10, n_init, seed)
-    return metrics.clustering_scores(y, labels)
+    return cluster_metrics.clustering_scores(y, labels)
 
 
 def run_seed(name: str, seed: int, x, y, rundir: pathlib.Path) -> dict:
@@ -108,8 +105,10 @@ def run_seed(name: str, seed: int, x, y, rundir: pathlib.Path) -> dict:
         out = clustering.run_clustering(model, params, x, config.clustering, idec=idec,
                                         seed=seed, labels_true=y,
                                         workdir=rundir / method.lower())  # fmt: skip
-        result["AE + k-means"] = metrics.clustering_scores(y, out["kmeans_labels"])
-        result[method] = metrics.clustering_scores(y, out["labels"])
+        result["AE + k-means"] = cluster_metrics.clustering_scores(
+            y, out["kmeans_labels"]
+        )
+        result[method] = cluster_metrics.clustering_scores(y, out["labels"])
         result[f"{method}_steps"] = out["history"][-1]["step"]
         result[f"{method}_seconds"] = out["history"][-1]["wall_s"]
         embeddings["before"] = (out["codes"], out["kmeans_labels"])
@@ -151,7 +150,7 @@ def plot_embeddings(rundir: pathlib.Path, y: np.ndarray, path: pathlib.Path) -> 
         codes, labels = saved[f"{key}_0"][keep], saved[f"{key}_1"][keep]
         xy = _project(codes)
         ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=3)
-        acc = metrics.cluster_accuracy(y[keep], labels)
+        acc = cluster_metrics.cluster_accuracy(y[keep], labels)
         ax.set_title(f"{title} (ACC {100 * acc:.1f}% on these)")
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(

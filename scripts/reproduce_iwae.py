@@ -24,8 +24,6 @@ import time
 
 from absl import app, flags, logging
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
 NAMES = [f"{m}{l}_k{k}" for l in (1, 2) for m in ("vae", "iwae") for k in (1, 5, 50)]
 # Test NLL (nats), Table 1 as quoted by nbip/IWAE's README (see shared REFERENCES.md A1);
 # binarized_mnist: Appendix D (1 layer IWAE only).
@@ -81,7 +79,7 @@ def parse_name(name: str) -> tuple[str, int, int]:
 
 def make_config(name: str, data: str, seed: int):
     """iwae_mnist's config for ``name`` on ``data``."""
-    from experiments.configs import iwae_mnist
+    from vae_jax.configs import iwae_mnist
 
     objective, layers, k = parse_name(name)
     config = iwae_mnist.get_config()
@@ -104,9 +102,9 @@ def evaluate_stage(config, workdir: pathlib.Path, stage: int) -> dict:
     import jax
     import numpy as np
 
-    from vae_jax import checkpoint, evaluate, experiment, objectives
+    from vae_jax import build, checkpoint, evaluate, objectives
 
-    exp = experiment.build_experiment(config)
+    exp = build.build_experiment(config)
     manager = checkpoint.make_manager(
         workdir / "checkpoints", config.train.keep_checkpoints
     )
@@ -147,7 +145,7 @@ def eval_stage_set(last: int) -> set[int]:
 
 def run_one(name: str, root: pathlib.Path) -> None:
     """Trains ``name`` stage by stage (resuming), evaluating the chosen stages."""
-    from vae_jax import loop, train
+    from vae_jax import loop, optim
 
     workdir = root / name
     to_eval = eval_stage_set(_STAGES.value)
@@ -161,7 +159,7 @@ def run_one(name: str, root: pathlib.Path) -> None:
         steps_per_epoch = 59_600 // config.train.batch_size
         if config.data.name == "binarized_mnist":
             steps_per_epoch = 50_000 // config.train.batch_size
-        config.train.num_steps = train.burda_stage_end(stage, steps_per_epoch)
+        config.train.num_steps = optim.burda_stage_end(stage, steps_per_epoch)
         logging.info("%s: stage %d, to step %d", name, stage, config.train.num_steps)
         loop.train_and_evaluate(config, str(workdir))
         if stage in to_eval:

@@ -30,13 +30,10 @@ import datetime
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
 from absl import app, flags, logging
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root
 
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Training epochs for both frameworks.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Training batch size B.")
@@ -56,7 +53,7 @@ TOLERANCE = 1.0  # nats per image
 
 def make_config():
     """experiments/configs/vae_mnist.py with this script's flags applied."""
-    from experiments.configs import vae_mnist
+    from vae_jax.configs import vae_mnist
 
     config = vae_mnist.get_config()
     config.seed = _SEED.value
@@ -164,7 +161,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not _SKIP_TORCH.value:
         from scripts import _torch_vae  # noqa: F401  fail early if torch is missing
-    from vae_jax import experiment
+    from vae_jax import build
 
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(  # orbax narrates every save at INFO
@@ -175,7 +172,7 @@ def main(argv):
     workdir = pathlib.Path(_WORKDIR.value).expanduser()
     workdir.mkdir(parents=True, exist_ok=True)
     config = make_config()
-    exp = experiment.build_experiment(config)  # data + test bits, shared by both
+    exp = build.build_experiment(config)  # data + test bits, shared by both
     rows = [] if _SKIP_JAX.value else [run_jax(config, workdir)]
     rows += [] if _SKIP_TORCH.value else [run_torch(config, exp)]
     result = compare(rows)

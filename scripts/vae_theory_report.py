@@ -20,7 +20,6 @@ import functools
 import itertools
 import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -32,21 +31,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from experiments.configs import vae_frey, vae_mnist
-from vae_jax import (
-    autoencoders,
-    evaluate,
-    full_covariance,
-    generate,
-    objectives,
-    plots,
-    sweep,
-    theory,
-)
 from vae_jax import data as data_lib
-from vae_jax import gradient_estimators as ge
+from vae_jax import evaluate, generate, objectives, plots
+from vae_jax.configs import vae_frey, vae_mnist
+from vae_jax.models import full_covariance
+from vae_jax.studies import autoencoders, theory
+from vae_jax.studies import gradient_estimators as ge
+from vae_jax.sweep import launch
 
 PARTS = ("gradients", "full_covariance", "gaussian_mse", "rate_distortion", "vi")
 ESTIMATORS = ("reparameterised", "score_function", "score_function_loo")
@@ -304,8 +295,8 @@ def _rd_run(ctx, scale, **objective) -> dict:
 
 
 def _rd_sweep(ctx, scale, betas, workdir) -> list[dict]:
-    """The beta sweep trained as one vmapped program (``sweep.fit_sweep``; resumes)."""
-    fits = sweep.fit_sweep(_rd_config(scale), [{"objective.beta": b} for b in betas],
+    """The beta sweep trained as one vmapped program (``launch.fit_sweep``; resumes)."""
+    fits = launch.fit_sweep(_rd_config(scale), [{"objective.beta": b} for b in betas],
                            workdir, mode="vmap", dataset=ctx["mnist"])  # fmt: skip
     return [_rd_stats(ctx, scale, exp, params) for _, exp, params in fits]
 
@@ -366,7 +357,7 @@ def rate_distortion_part(ctx, workdir, scale):
         f"500 training images. Warm-up: beta 0 -> 1 over {steps // 2} steps; free "
         f"bits: lambda = {lam} nats per dim, on the batch-mean KL of each dim. The "
         f"{len(betas)} betas train together as one vmapped XLA program "
-        f"(`sweep.fit_sweep`, {sweep_seconds:.0f} s with evaluation; runs in "
+        f"(`launch.fit_sweep`, {sweep_seconds:.0f} s with evaluation; runs in "
         "beta_sweep/)."
     )
     md = ["## 4. Rate and distortion (MNIST, K = 50)", text, _table(rows)]

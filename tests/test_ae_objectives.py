@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from experiments.configs import default
-from vae_jax import (
-    ae_objectives,
-    autoencoders,
-    config_checks,
-    corruptions,
-    models,
-    objectives,
-)
+from vae_jax import ae_objectives, config_checks, corruptions, models, objectives
 from vae_jax import data as data_lib
+from vae_jax.configs import default
+from vae_jax.studies import autoencoders
 
 D, K = 12, 5
 
@@ -118,8 +112,8 @@ def test_config_checks_for_the_new_objectives():
 @pytest.mark.slow  # the in-memory fit above covers the step; this adds orbax + figures
 @pytest.mark.parametrize("name", ["sparse_mse", "denoising_mse", "linear_centred"])
 def test_runner_trains_the_new_autoencoders_on_digits(name, tmp_path):
-    from experiments.configs import quickstart
     from vae_jax import loop
+    from vae_jax.configs import quickstart
 
     config = quickstart.get_config()
     config.model.update(kind="ae", hidden=(), latent_dim=16)

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import default
-from vae_jax import anomaly, metrics, models, objectives, train
+from vae_jax import models, objectives, optim, train
+from vae_jax.configs import default
+from vae_jax.studies import anomaly, cluster_metrics
 
 
 def _config(kind):
@@ -35,7 +36,7 @@ def test_vmapped_one_class_training_equals_one_by_one(kind):
     xs, counts = anomaly.stack_by_class(x, y, range(3))
     assert xs.shape == (3, 20, 16) and list(counts) == [20, 13, 17]
     model = models.build_model(config.model, likelihood="bernoulli", image_shape=(4, 4))
-    tx = train.make_optimizer(config.optim, 10)
+    tx = optim.make_optimizer(config.optim, 10)
     step_fn = train.make_step_fn(objectives.make_objective(config, model),
                                  objectives.make_hparams(config))  # fmt: skip
     chunk = anomaly.make_one_class_chunk(step_fn, num_steps=5, batch_size=8)
@@ -108,9 +109,9 @@ def test_score_all_matches_per_example_scores_and_auroc():
 
 def test_auroc_perfect_reversed_and_chance():
     truth = np.array([0, 0, 0, 1, 1])
-    assert metrics.auroc(truth, np.array([0.1, 0.2, 0.3, 0.8, 0.9])) == 1.0
-    assert metrics.auroc(truth, -np.array([0.1, 0.2, 0.3, 0.8, 0.9])) == 0.0
-    assert metrics.auroc(truth, np.ones(5)) == 0.5
+    assert cluster_metrics.auroc(truth, np.array([0.1, 0.2, 0.3, 0.8, 0.9])) == 1.0
+    assert cluster_metrics.auroc(truth, -np.array([0.1, 0.2, 0.3, 0.8, 0.9])) == 0.0
+    assert cluster_metrics.auroc(truth, np.ones(5)) == 0.5
 
 
 def test_train_one_class_models_resumes(tmp_path):

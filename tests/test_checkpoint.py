@@ -10,8 +10,8 @@ import optax
 import pytest
 from absl import logging
 
-from experiments.configs import default
 from vae_jax import checkpoint, models, train
+from vae_jax.configs import default
 
 
 def _state(latent_dim=3, seed=0):

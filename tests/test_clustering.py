@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from experiments.configs import dec_mnist
-from vae_jax import clustering, metrics, models
+from vae_jax import models
+from vae_jax.configs import dec_mnist
+from vae_jax.studies import cluster_metrics, clustering
 
 
 def _q_numpy(z, mu, alpha=1.0):
@@ -71,14 +72,18 @@ def test_kl_gradient_matches_finite_differences():
 def test_cluster_accuracy_permuted_labels_and_known_confusion():
     labels = np.repeat(np.arange(5), 20)
     perm = np.array([3, 0, 4, 1, 2])
-    assert metrics.cluster_accuracy(labels, perm[labels]) == 1.0
-    assert metrics.clustering_scores(labels, perm[labels])["nmi"] == pytest.approx(1.0)
+    assert cluster_metrics.cluster_accuracy(labels, perm[labels]) == 1.0
+    assert cluster_metrics.clustering_scores(labels, perm[labels])[
+        "nmi"
+    ] == pytest.approx(1.0)
     # confusion (rows = clusters, cols = classes): best map 0->1, 1->0, 2->2: (40+30+25)/150
     conf = np.array([[10, 40, 0], [30, 5, 15], [0, 25, 25]])
     clusters = np.concatenate([np.full(conf[c].sum(), c) for c in range(3)])
     truth = np.concatenate([np.repeat(np.arange(3), conf[c]) for c in range(3)])
-    np.testing.assert_array_equal(metrics.confusion_matrix(truth, clusters), conf)
-    assert metrics.cluster_accuracy(truth, clusters) == pytest.approx(
+    np.testing.assert_array_equal(
+        cluster_metrics.confusion_matrix(truth, clusters), conf
+    )
+    assert cluster_metrics.cluster_accuracy(truth, clusters) == pytest.approx(
         (40 + 30 + 25) / 150
     )
 
@@ -141,7 +146,7 @@ def test_dec_end_to_end_on_blobs(idec, tmp_path):
     out = clustering.run_clustering(
         model, params, x, cfg, idec=idec, seed=0, labels_true=y
     )
-    assert metrics.cluster_accuracy(y, out["labels"]) > 0.95
+    assert cluster_metrics.cluster_accuracy(y, out["labels"]) > 0.95
     assert out["history"][-1]["step"] <= 30
     # resuming the pretraining from its checkpoint trains no further
     _, params2, seconds2 = clustering.pretrain_autoencoder(config, x, tmp_path, 3)

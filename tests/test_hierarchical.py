@@ -6,8 +6,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from experiments.configs import default, iwae_mnist
-from vae_jax import evaluate, experiment, hierarchical, models, objectives, train
+from vae_jax import build, evaluate, models, objectives, optim, train
+from vae_jax.configs import default, iwae_mnist
+from vae_jax.models import hierarchical
 
 D = 12
 
@@ -85,15 +86,17 @@ def test_two_layer_trains_and_reports_active_units_per_layer():
 
 
 def test_burda_schedule_boundaries_and_rates():
-    rates = train.burda_rates(1e-3)
+    rates = optim.burda_rates(1e-3)
     np.testing.assert_allclose(
         rates, [1e-3, 7.2e-4, 5.2e-4, 3.7e-4, 2.7e-4, 1.9e-4, 1.4e-4, 1e-4], rtol=1e-9
     )
     spe = 10
-    ends = [train.burda_stage_end(i, spe) for i in range(8)]
+    ends = [optim.burda_stage_end(i, spe) for i in range(8)]
     assert ends == [10, 40, 130, 400, 1210, 3640, 10930, 32800]  # 3280 epochs in all
-    optim = ml_collections.ConfigDict({"schedule": "burda", "learning_rate": 1e-3})
-    schedule = train.make_schedule(optim, total_steps=123, steps_per_epoch=spe)
+    optim_config = ml_collections.ConfigDict(
+        {"schedule": "burda", "learning_rate": 1e-3}
+    )
+    schedule = optim.make_schedule(optim_config, total_steps=123, steps_per_epoch=spe)
     for i, end in enumerate(ends):
         start = ends[i - 1] if i else 0
         np.testing.assert_allclose(
@@ -101,7 +104,7 @@ def test_burda_schedule_boundaries_and_rates():
         )
     np.testing.assert_allclose(schedule(10**6), 1e-4, rtol=1e-6)
     with np.testing.assert_raises(ValueError):
-        train.make_schedule(optim, total_steps=123)
+        optim.make_schedule(optim_config, total_steps=123)
 
 
 def test_iwae_config_builds_with_data_mean_bias_and_schedule(monkeypatch):
@@ -113,7 +116,7 @@ def test_iwae_config_builds_with_data_mean_bias_and_schedule(monkeypatch):
     )
     config.model.update(hidden=(8,), latent_dim=3)
     config.train.update(batch_size=16, num_epochs=1)
-    exp = experiment.build_experiment(config)
+    exp = build.build_experiment(config)
     state = exp.init_state()
     mean = np.clip(exp.dataset.train.mean(axis=0), 1e-3, 1 - 1e-3)
     np.testing.assert_allclose(state.params["params"]["decoder"]["output"]["bias"],

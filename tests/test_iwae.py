@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import default
 from vae_jax import distributions as dist
 from vae_jax import evaluate, linear_gaussian, models, objectives
+from vae_jax.configs import default
 
 D, K, SIGMA = 6, 2, 0.7
 

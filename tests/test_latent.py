@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments.configs import default
-from vae_jax import classifier, codes, generate, latent, models
 from vae_jax import data as data_lib
+from vae_jax import generate, models
+from vae_jax.configs import default
+from vae_jax.studies import classifier, codes, latent
 
 
 def _model(kind, image_shape=(4, 4), seed=0):

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import quickstart
 from vae_jax import checkpoint, loop, writer
+from vae_jax.configs import quickstart
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -157,9 +157,9 @@ def test_unwritable_workdir_is_reported_before_training(tmp_path):
 
 
 def test_wrongly_shaped_batch_gives_a_clear_error():
-    from vae_jax import experiment, objectives
+    from vae_jax import build, objectives
 
-    exp = experiment.build_experiment(_config(10))
+    exp = build.build_experiment(_config(10))
     state = exp.init_state()
     loss = objectives.batch_mean(exp.loss_one)
     with pytest.raises(ValueError, match=r"xs: \[B, D\]"):

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import default
 from vae_jax import models
+from vae_jax.configs import default
 
 
 def _model_config(**overrides):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from experiments.configs import default
 from vae_jax import linear_gaussian, models, objectives
+from vae_jax.configs import default
 
 D, K, SIGMA = 6, 2, 0.7
 

@@ -12,16 +12,16 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import quickstart
-from vae_jax import checkpoint, experiment, writer
+from vae_jax import build, checkpoint, writer
+from vae_jax.configs import quickstart
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent(
     """
     import jax, numpy as np
-    from experiments.configs import quickstart
-    from vae_jax import experiment, train, loop
+    from vae_jax.configs import quickstart
+    from vae_jax import build, loop, train
     assert jax.device_count() == 8, jax.devices()
 
     def run(mode):
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
         config.data.name = "synthetic"
         config.data.binarize = "dynamic"
         config.train.update(batch_size=64, data_parallel=mode)
-        exp = experiment.build_experiment(config)
+        exp = build.build_experiment(config)
         state = exp.init_state()
         runner = exp.chunk_runner()
         losses = []
@@ -55,8 +55,8 @@ SWEEP_SCRIPT = textwrap.dedent(
     """
     import sys, jax, numpy as np
     from absl import logging
-    from experiments.configs import quickstart
-    from vae_jax import sweep
+    from vae_jax.configs import quickstart
+    from vae_jax.sweep import launch
     assert jax.device_count() == 8, jax.devices()
     logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
@@ -69,7 +69,7 @@ SWEEP_SCRIPT = textwrap.dedent(
         config.train.update(num_steps=10, batch_size=64, steps_per_dispatch=10,
                             log_every=10, eval_every=0, write_figures=False,
                             data_parallel=mode)
-        return sweep.fit_sweep(config, grid, f"{sys.argv[1]}/{mode}", mode="vmap")
+        return launch.fit_sweep(config, grid, f"{sys.argv[1]}/{mode}", mode="vmap")
 
     one, split = fit("off"), fit("auto")
     for (run, _, p1), (_, _, p8) in zip(one, split):
@@ -155,7 +155,7 @@ def test_two_processes_train_like_one_process_with_their_devices(tmp_path):
     for a, b in zip(records["one"], records["two"]):
         assert a.keys() == b.keys()
         np.testing.assert_allclose(list(b.values()), list(a.values()), rtol=1e-4)
-    template = experiment.build_experiment(quickstart.get_config()).init_state()
+    template = build.build_experiment(quickstart.get_config()).init_state()
     restored = {
         name: checkpoint.restore_latest(
             checkpoint.make_manager(tmp_path / name / "checkpoints", 3), template

@@ -3,9 +3,9 @@
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.configs import default
-from vae_jax import autoencoders, pca
 from vae_jax import data as data_lib
+from vae_jax.configs import default
+from vae_jax.studies import autoencoders, pca
 
 
 def _low_rank(n=3000, d=20, scales=(3.0, 2.0, 1.0), noise=0.05, seed=0):
@@ -65,7 +65,7 @@ def test_linear_autoencoder_recovers_the_pca_subspace():
     dataset = data_lib.Dataset(
         "lowrank", x[:2500], x[2500:2500], x[2500:], None, None, None, shape
     )
-    centred, _ = pca.center_dataset(dataset)
+    centred, _ = data_lib.center_dataset(dataset)
     config = default.get_config()
     config.model.update(kind="ae", architecture="linear", latent_dim=k)
     config.objective.name = "mse"

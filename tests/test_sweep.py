@@ -11,17 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import quickstart
-from vae_jax import (
-    experiment,
-    loop,
-    objectives,
-    sweep,
-    sweep_results,
-    sweep_spec,
-    sweep_vmap,
-    train,
-)
+from vae_jax import build, loop, objectives, optim, train
+from vae_jax.configs import quickstart
+from vae_jax.sweep import launch, results, spec, vmapped
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Three configs differing in numeric hyper-parameters only; one warms beta up.
@@ -51,7 +43,7 @@ def sweeps(tmp_path_factory):
     """The same sweep trained vmapped and by separate ``loop.train_and_evaluate`` runs."""
     root = tmp_path_factory.mktemp("sweeps")
     rows = {
-        mode: sweep.run_sweep(_base(), SWEEP, root / mode, mode=mode)
+        mode: launch.run_sweep(_base(), SWEEP, root / mode, mode=mode)
         for mode in ("vmap", "process")
     }
     return root, rows
@@ -63,13 +55,13 @@ def _read_csv(path):
 
 
 def _final_params(workdir, run):
-    _, state = sweep.final_state(run, workdir)
+    _, state = launch.final_state(run, workdir)
     return int(state.step), state.params
 
 
 # ------------------------------------------------------------------ specification
 def test_parse_sweep_is_a_typed_cartesian_product():
-    runs = sweep_spec.parse_sweep(
+    runs = spec.parse_sweep(
         "optim.learning_rate=1e-3,3e-4; objective.beta=1,2 ;seed=0;"
         "model.hidden=(16,),(8,4);train.write_figures=false",
         quickstart.get_config(),
@@ -99,38 +91,38 @@ def test_parse_sweep_is_a_typed_cartesian_product():
 )
 def test_bad_sweeps_raise_one_clear_error(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        sweep_spec.parse_sweep(spec, quickstart.get_config())
+        spec.parse_sweep(spec, quickstart.get_config())
 
 
 def test_get_sweep_from_config_file(tmp_path):
     path = tmp_path / "my_sweep.py"
     path.write_text(
-        "from experiments.configs import quickstart\n"
+        "from vae_jax.configs import quickstart\n"
         "def get_config():\n    return quickstart.get_config()\n"
         "def get_sweep():\n"
         "    return [{'objective.beta': b, 'seed': s} for b in (0.5, 1.0) for s in (0, 1)]\n"
     )
-    overrides = sweep_spec.load_get_sweep(str(path))
+    overrides = spec.load_get_sweep(str(path))
     assert overrides[1] == {"objective.beta": 0.5, "seed": 1} and len(overrides) == 4
-    runs = sweep_spec.make_runs(quickstart.get_config(), overrides)
+    runs = spec.make_runs(quickstart.get_config(), overrides)
     assert [r.config.objective.beta for r in runs] == [0.5, 0.5, 1.0, 1.0]
     assert runs[0].name == "beta=0.5_seed=0"
     (tmp_path / "plain.py").write_text("def get_config():\n    return None\n")
-    assert sweep_spec.load_get_sweep(str(tmp_path / "plain.py")) is None
+    assert spec.load_get_sweep(str(tmp_path / "plain.py")) is None
 
 
 def test_make_runs_validates_every_config_and_names_are_safe():
     base = quickstart.get_config()
     with pytest.raises(ValueError, match="(?s)beta=-1.0.*objective.beta"):
-        sweep_spec.make_runs(base, [{"objective.beta": 1.0}, {"objective.beta": -1.0}])
+        spec.make_runs(base, [{"objective.beta": 1.0}, {"objective.beta": -1.0}])
     with pytest.raises(ValueError, match="Bad sweep value objective.beta='x'"):
-        sweep_spec.make_runs(base, [{"objective.beta": "x"}])
+        spec.make_runs(base, [{"objective.beta": "x"}])
     with pytest.raises(ValueError, match="twice"):
-        sweep_spec.make_runs(base, [{"seed": 1}, {"seed": 1}])
-    name = sweep_spec.run_name({"model.hidden": (64, 32), "data.name": "digits",
+        spec.make_runs(base, [{"seed": 1}, {"seed": 1}])
+    name = spec.run_name({"model.hidden": (64, 32), "data.name": "digits",
                                 "model.name": "a b/c", "optim.learning_rate": 3e-4})  # fmt: skip
     assert name == "hidden=64-32_data.name=digits_model.name=a-b-c_learning_rate=0.0003"
-    assert sweep_spec.run_name({}) == "base"
+    assert spec.run_name({}) == "base"
 
 
 # ------------------------------------------------------------------ vmap == separate runs
@@ -140,15 +132,15 @@ def test_make_runs_validates_every_config_and_names_are_safe():
      ("sgd", "burda")],
 )  # fmt: skip
 def test_rate_scaled_update_matches_optax_at_that_rate(name, schedule):
-    optim = quickstart.get_config().optim
-    optim.update(name=name, schedule=schedule, learning_rate=3e-3, warmup_steps=2,
+    optim_config = quickstart.get_config().optim
+    optim_config.update(name=name, schedule=schedule, learning_rate=3e-3, warmup_steps=2,
                  weight_decay=0.1, grad_clip_norm=1.0)  # fmt: skip
-    tx = train.make_optimizer(optim, total_steps=10, steps_per_epoch=1)
-    optim.learning_rate = 1.0
-    unit = train.make_optimizer(optim, 10, 1)
+    tx = optim.make_optimizer(optim_config, total_steps=10, steps_per_epoch=1)
+    optim_config.learning_rate = 1.0
+    unit = optim.make_optimizer(optim_config, 10, 1)
     params = {"w": jax.random.normal(jax.random.PRNGKey(0), (5, 3))}
     single = train.TrainState.create(apply_fn=None, params=params, tx=tx, key=None)
-    scaled = sweep_vmap.SweepState.create(
+    scaled = vmapped.SweepState.create(
         apply_fn=None, params=params, tx=unit, key=None,
         hyper={"learning_rate": jnp.float32(3e-3)},
     )  # fmt: skip
@@ -168,14 +160,14 @@ def test_traced_hyper_parameters_match_the_bound_objective(name):
                             sparsity_weight=0.5, kl_warmup_steps=7, beta=1.5)  # fmt: skip
     if name != "elbo":
         config.model.update(kind="ae", code_activation="sigmoid")
-    exp = experiment.build_experiment(config)
-    hyper = sweep_vmap.hyper_values(config)
+    exp = build.build_experiment(config)
+    hyper = vmapped.hyper_values(config)
     params, x, key = exp.init_state().params, exp.train_x[:32], jax.random.PRNGKey(3)
 
     @jax.jit
     def losses(step):
-        hparams = sweep_vmap.hyper_hparams_fn(hyper)(step)
-        loss_one = sweep_vmap.hyper_loss_one(exp, hyper)
+        hparams = vmapped.hyper_hparams_fn(hyper)(step)
+        loss_one = vmapped.hyper_loss_one(exp, hyper)
         got = objectives.batch_mean(loss_one)(params, x, key, hparams)
         bound = objectives.batch_mean(exp.loss_one)(
             params, x, key, exp.hparams_fn(step)
@@ -188,7 +180,7 @@ def test_traced_hyper_parameters_match_the_bound_objective(name):
 
 def test_vmapped_sweep_matches_separate_runs(sweeps):
     root, rows = sweeps
-    fitted = sweep.fit_sweep(_base(), SWEEP, root / "vmap")  # finished: no training
+    fitted = launch.fit_sweep(_base(), SWEEP, root / "vmap")  # finished: no training
     assert [run.name for run, _, _ in fitted] == [r["name"] for r in rows["vmap"]]
     for run, _, params_fit in fitted:
         step_v, params_v = _final_params(root / "vmap", run)
@@ -208,33 +200,33 @@ def test_vmapped_sweep_matches_separate_runs(sweeps):
 def test_vmap_refuses_configs_that_differ_in_shape_or_kind(tmp_path):
     base = _base()
     with pytest.raises(ValueError, match="differ in model.latent_dim"):
-        sweep.run_sweep(base, [{"model.latent_dim": 2}, {"model.latent_dim": 4}],
+        launch.run_sweep(base, [{"model.latent_dim": 2}, {"model.latent_dim": 4}],
                         tmp_path, mode="vmap")  # fmt: skip
-    runs = sweep_spec.make_runs(base, [{"objective.likelihood": "gaussian", "seed": 0},
+    runs = spec.make_runs(base, [{"objective.likelihood": "gaussian", "seed": 0},
                                        {"objective.likelihood": "bernoulli", "seed": 1}])  # fmt: skip
     with pytest.raises(ValueError, match="objective.likelihood"):
-        sweep_spec.check_vmappable(runs)
-    assert [len(g) for g in sweep_spec.vmap_groups(runs)] == [1, 1]
+        spec.check_vmappable(runs)
+    assert [len(g) for g in spec.vmap_groups(runs)] == [1, 1]
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 # ------------------------------------------------------------------ array jobs, results
 def test_sweep_index_from_flag_or_slurm(tmp_path, monkeypatch):
-    assert sweep_spec.sweep_index(None, 3, {}) is None
-    assert sweep_spec.sweep_index(1, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 1
-    assert sweep_spec.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 2
+    assert spec.sweep_index(None, 3, {}) is None
+    assert spec.sweep_index(1, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 1
+    assert spec.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 2
     for index, env, source in [(3, {}, "--sweep_index=3"), (-1, {}, "--sweep_index=-1"),
                                (None, {"SLURM_ARRAY_TASK_ID": "7"}, "SLURM_ARRAY_TASK_ID=7")]:  # fmt: skip
         with pytest.raises(ValueError, match=f"{source} is out of range.*3 configs"):
-            sweep_spec.sweep_index(index, 3, env)
+            spec.sweep_index(index, 3, env)
     with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_ID='x' is not an integer"):
-        sweep_spec.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "x"})
+        spec.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "x"})
     trained = []
     monkeypatch.setattr(
-        sweep, "train_run", lambda run, workdir: trained.append(run.name)
+        launch, "train_run", lambda run, workdir: trained.append(run.name)
     )
-    rows = sweep.run_sweep(_base(), SWEEP, tmp_path, mode="auto", index=2)
-    assert trained == [sweep_spec.run_name(SWEEP[2])]
+    rows = launch.run_sweep(_base(), SWEEP, tmp_path, mode="auto", index=2)
+    assert trained == [spec.run_name(SWEEP[2])]
     assert [r["status"] for r in rows] == ["pending"] * 3
 
 
@@ -242,7 +234,7 @@ def test_results_written_and_finished_configs_skipped(sweeps, monkeypatch):
     root, _ = sweeps
     for mode in ("vmap", "process"):
         table = _read_csv(root / mode / "results.csv")
-        assert [r["name"] for r in table] == [sweep_spec.run_name(o) for o in SWEEP]
+        assert [r["name"] for r in table] == [spec.run_name(o) for o in SWEEP]
         assert {
             "optim.learning_rate",
             "seed",
@@ -255,12 +247,12 @@ def test_results_written_and_finished_configs_skipped(sweeps, monkeypatch):
         assert (root / mode / "results.png").stat().st_size > 10_000
     refuse = lambda *args: pytest.fail("a finished config was trained again")
     monkeypatch.setattr(loop, "train_and_evaluate", refuse)
-    monkeypatch.setattr(sweep_vmap, "train_vmapped", refuse)
+    monkeypatch.setattr(vmapped, "train_vmapped", refuse)
     for mode in ("vmap", "process"):
-        rows = sweep.run_sweep(_base(), SWEEP, root / mode, mode=mode)
+        rows = launch.run_sweep(_base(), SWEEP, root / mode, mode=mode)
         assert [r["status"] for r in rows] == ["done"] * 3
-    longer = sweep_spec.make_runs(_base(num_steps=50), SWEEP)
-    assert not any(sweep_results.is_finished(run, root / "vmap") for run in longer)
+    longer = spec.make_runs(_base(num_steps=50), SWEEP)
+    assert not any(results.is_finished(run, root / "vmap") for run in longer)
 
 
 def test_app_trains_a_sweep_and_rejects_bad_input(tmp_path):
@@ -287,19 +279,19 @@ def test_app_trains_a_sweep_and_rejects_bad_input(tmp_path):
 def test_finished_run_survives_added_and_removed_config_fields(tmp_path):
     """A config field added to (or removed from) the library later does not make a
     finished run stale; a changed value of a field both configs have does."""
-    (run,) = sweep_spec.make_runs(_base(), SWEEP[:1])
+    (run,) = spec.make_runs(_base(), SWEEP[:1])
     (tmp_path / run.name).mkdir()
-    sweep_results.write_done(run, tmp_path / run.name, {"test/loss": 1.0})
-    assert sweep_results.is_finished(run, tmp_path)
+    results.write_done(run, tmp_path / run.name, {"test/loss": 1.0})
+    assert results.is_finished(run, tmp_path)
     done_path = tmp_path / run.name / "done.json"
     record = json.loads(done_path.read_text())
     del record["config"]["objective"]["beta"]  # a field the run predates
     record["config"]["train"]["retired_field"] = 3  # a field since removed
     done_path.write_text(json.dumps(record))
-    assert sweep_results.is_finished(run, tmp_path)
+    assert results.is_finished(run, tmp_path)
     record["config"]["optim"]["learning_rate"] *= 2
     done_path.write_text(json.dumps(record))
-    assert sweep_results.config_changes(record["config"], run.config) == [
+    assert results.config_changes(record["config"], run.config) == [
         "optim.learning_rate"
     ]
-    assert not sweep_results.is_finished(run, tmp_path)
+    assert not results.is_finished(run, tmp_path)

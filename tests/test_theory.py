@@ -8,19 +8,13 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
-from experiments.configs import default
-from vae_jax import (
-    autoencoders,
-    config_checks,
-    data,
-    full_covariance,
-    models,
-    objectives,
-    theory,
-)
+from vae_jax import config_checks, data, models, objectives
 from vae_jax import distributions as dist
-from vae_jax import gradient_estimators as ge
 from vae_jax import linear_gaussian as lg
+from vae_jax.configs import default
+from vae_jax.models import full_covariance
+from vae_jax.studies import autoencoders, theory
+from vae_jax.studies import gradient_estimators as ge
 
 D, K = 6, 3
 BETA1 = {"beta": jnp.float32(1.0)}

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from experiments.configs import default
 from vae_jax import data, evaluate, models, objectives, train
+from vae_jax.configs import default
 
 D = 16
 

@@ -398,3 +398,14 @@ def pad_to_batches(x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarr
     mask = (np.arange(num_batches * batch_size) < len(x)).astype(np.float32)
     xb = padded.reshape(num_batches, batch_size, *rest)
     return xb, mask.reshape(num_batches, batch_size)
+
+
+def center_dataset(dataset):
+    """The dataset with the training mean subtracted from every split (train mean only,
+    so test data sees no test statistics). Returns (dataset, mean [D])."""
+    mean = np.mean(dataset.train, axis=0, dtype=np.float64).astype(np.float32)
+    shifted = {
+        name: np.ascontiguousarray(getattr(dataset, name) - mean[None])
+        for name in ("train", "valid", "test")
+    }
+    return dataclasses.replace(dataset, binary=False, **shifted), mean

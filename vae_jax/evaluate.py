@@ -177,7 +177,7 @@ def posterior_means_fn(model) -> Callable:
     One layer: (mean(x),). Two layers: (E[z1|x], E[z2|z1]) with z1 ~ q(z1|x), as in
     yburda/iwae ``get_units_variances``.
     """
-    from vae_jax import hierarchical  # lazy: hierarchical imports models
+    from vae_jax.models import hierarchical  # lazy: hierarchical imports models
 
     if isinstance(model, hierarchical.HierarchicalVAE):
         return functools.partial(hierarchical.posterior_means, model=model)

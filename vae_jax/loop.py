@@ -12,9 +12,9 @@ import numpy as np
 from absl import logging
 
 from vae_jax import (
+    build,
     checkpoint,
     evaluate,
-    experiment,
     figures,
     parallel,
     preemption,
@@ -27,9 +27,7 @@ class NonFiniteLossError(FloatingPointError):
     """Training met a non-finite loss or gradient with ``on_nonfinite='stop'``."""
 
 
-def _next_boundary(
-    step: int, exp: experiment.Experiment, runner: train.ChunkRunner
-) -> int:
+def _next_boundary(step: int, exp: build.Experiment, runner: train.ChunkRunner) -> int:
     """End of the next chunk: no chunk crosses an epoch, log/eval/checkpoint step or
     the end."""
     cfg = exp.config.train
@@ -163,7 +161,7 @@ def train_and_evaluate(
     figures into ``workdir``; returns the final evaluation metrics (``test/...``).
     """
     workdir = pathlib.Path(workdir)
-    exp = experiment.build_experiment(config)
+    exp = build.build_experiment(config)
     fresh = exp.init_state()
     _check_workdir(workdir, fresh)
     manager = checkpoint.make_manager(

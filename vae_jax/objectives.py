@@ -79,7 +79,7 @@ def vae_log_weights(params, x, key, num_samples: int, *, model: nn.Module):
 
 def log_weights_for(model: nn.Module) -> Callable:
     """The model's ``log_weights(params, x [D], key, S) -> (log_w [S], log_px [S])``."""
-    from vae_jax import full_covariance, hierarchical  # lazy: they import models
+    from vae_jax.models import full_covariance, hierarchical  # lazy: they import models
 
     if isinstance(model, hierarchical.HierarchicalVAE):
         return functools.partial(hierarchical.log_weights, model=model)
@@ -90,7 +90,9 @@ def log_weights_for(model: nn.Module) -> Callable:
 
 def negative_elbo_for(model: nn.Module, num_samples: int = 1) -> LossOne:
     """The model's closed-form-KL ``negative_elbo`` (diagonal or full-covariance q)."""
-    from vae_jax import full_covariance  # lazy: full_covariance imports this module
+    from vae_jax.models import (
+        full_covariance,  # lazy: full_covariance imports this module
+    )
 
     if isinstance(model, full_covariance.FullCovarianceVAE):
         elbo = full_covariance.negative_elbo
@@ -188,7 +190,7 @@ def make_objective(
         raise ValueError(
             f"Unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}."
         )
-    from vae_jax import hierarchical  # lazy: hierarchical imports models
+    from vae_jax.models import hierarchical  # lazy: hierarchical imports models
 
     obj = config.objective
     level = lambda field: float(obj[field]) if levels is None else levels[field]

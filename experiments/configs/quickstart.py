@@ -1,15 +1,6 @@
-"""Quickstart: a VAE on scikit-learn's bundled digits; under a minute on 2 CPU cores."""
+"""Quickstart: a VAE on scikit-learn's bundled digits; under a minute on 2 CPU cores.
 
-import ml_collections
+The config lives in ``vae_jax/configs/quickstart.py`` (installed with the package).
+"""
 
-from experiments.configs import default
-
-
-def get_config() -> ml_collections.ConfigDict:
-    config = default.get_config()
-    config.model.hidden = (128,)
-    config.model.latent_dim = 8
-    config.train.num_epochs = 300
-    config.train.log_every = 500
-    config.train.eval_every = 1000
-    return config
+from vae_jax.configs.quickstart import get_config  # noqa: F401

@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 
 from vae_jax import writer
-from vae_jax.sweep_spec import Run, flatten, format_value
+from vae_jax.sweep.spec import Run, flatten, format_value
 
 
 def _config_json(config: ml_collections.ConfigDict) -> dict:

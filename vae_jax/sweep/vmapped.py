@@ -25,19 +25,20 @@ import optax
 from absl import logging
 
 from vae_jax import (
+    build,
     checkpoint,
     evaluate,
-    experiment,
     figures,
     objectives,
+    optim,
     parallel,
     preemption,
     train,
     writer,
 )
 from vae_jax import data as data_lib
-from vae_jax.sweep_results import write_done
-from vae_jax.sweep_spec import VMAPPABLE, Run, check_vmappable, flatten
+from vae_jax.sweep.results import write_done
+from vae_jax.sweep.spec import VMAPPABLE, Run, check_vmappable, flatten
 
 HYPER = {field.split(".")[-1]: field for field in VMAPPABLE[1:]}  # state.hyper keys
 
@@ -65,14 +66,14 @@ def hyper_values(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
     return {name: jnp.asarray(fields[f], jnp.float32) for name, f in HYPER.items()}
 
 
-def unit_rate_optimizer(exp: experiment.Experiment):
-    """``train.make_optimizer`` of the experiment at learning rate 1 (schedule shape f)."""
-    optim = copy.deepcopy(exp.config.optim)
-    optim.learning_rate = 1.0
-    return train.make_optimizer(optim, exp.total_steps, exp.steps_per_epoch)
+def unit_rate_optimizer(exp: build.Experiment):
+    """``optim.make_optimizer`` of the experiment at learning rate 1 (schedule shape f)."""
+    optim_config = copy.deepcopy(exp.config.optim)
+    optim_config.learning_rate = 1.0
+    return optim.make_optimizer(optim_config, exp.total_steps, exp.steps_per_epoch)
 
 
-def stack_states(exp: experiment.Experiment, states: Sequence[train.TrainState],
+def stack_states(exp: build.Experiment, states: Sequence[train.TrainState],
                  configs: Sequence[ml_collections.ConfigDict]) -> SweepState:  # fmt: skip
     """C configs' train states as one ``SweepState`` [C]: ``exp``'s unit-rate optimizer
     and apply_fn, each config's ``hyper_values``."""
@@ -84,7 +85,7 @@ def stack_states(exp: experiment.Experiment, states: Sequence[train.TrainState],
     return jax.tree.map(lambda *x: jnp.stack(x), *members)
 
 
-def hyper_loss_one(exp: experiment.Experiment, hyper) -> objectives.LossOne:
+def hyper_loss_one(exp: build.Experiment, hyper) -> objectives.LossOne:
     """``objectives.make_objective`` with noise/sparsity levels from ``hyper`` (traced);
     beta comes through hparams."""
     if exp.config.objective.name in ("denoising_mse", "sparse_mse"):
@@ -104,7 +105,7 @@ def hyper_hparams_fn(hyper) -> Callable:
     return hparams
 
 
-def make_sweep_step(exp: experiment.Experiment) -> Callable:
+def make_sweep_step(exp: build.Experiment) -> Callable:
     """step(state: SweepState, batch [B, D]) -> (state, metrics), hparams from state."""
 
     def step(state, batch):
@@ -123,7 +124,7 @@ def make_sweep_chunk(step_fn: Callable, num_steps: int, shared_x: bool) -> Calla
     return jax.jit(jax.vmap(chunk, in_axes=in_axes), donate_argnums=0)
 
 
-def _experiments(runs: Sequence[Run]) -> list[experiment.Experiment]:
+def _experiments(runs: Sequence[Run]) -> list[build.Experiment]:
     """One-device experiments; configs with equal data share one Dataset and train_x."""
     loaded, exps = {}, []
     for run in runs:
@@ -131,10 +132,10 @@ def _experiments(runs: Sequence[Run]) -> list[experiment.Experiment]:
         config.train.data_parallel = "off"  # configs, not batches, split over devices
         key = (config.data.to_json_best_effort(), config.seed)
         if key not in loaded:
-            data = experiment.load_data(config)
+            data = build.load_data(config)
             same = [d for d in loaded.values() if _same_data(d, data)]
             loaded[key] = same[0] if same else data
-        exp = experiment.build_experiment(config, loaded[key])
+        exp = build.build_experiment(config, loaded[key])
         twin = next((e for e in exps if e.dataset is exp.dataset), None)
         exps.append(
             exp if twin is None else dataclasses.replace(exp, train_x=twin.train_x)
@@ -149,7 +150,7 @@ def _same_data(a, b) -> bool:
     )
 
 
-def _evaluator(exp: experiment.Experiment, eval_fns: dict) -> Callable:
+def _evaluator(exp: build.Experiment, eval_fns: dict) -> Callable:
     """params -> {"valid/loss", "test/loss", ...} as ``loop.train_and_evaluate``; one
     compiled ``eval_fn`` per distinct loss in ``eval_fns`` (eval fixes beta = 1)."""
     obj = exp.config.objective
@@ -201,7 +202,7 @@ class _Member:
     """One config of a vmapped group and its run directory's writers."""
 
     run: Run
-    exp: experiment.Experiment
+    exp: build.Experiment
     dir: pathlib.Path  # <workdir>/<name>
     manager: Any  # orbax CheckpointManager of <name>/checkpoints
     state: train.TrainState  # restored or fresh, single-run layout

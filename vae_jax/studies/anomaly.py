@@ -21,9 +21,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import checkpoint, evaluate, objectives, train
+from vae_jax import checkpoint, evaluate, objectives, optim, train
 from vae_jax import data as data_lib
-from vae_jax.clustering import batch_indices_at, epochs_spanned
+from vae_jax.studies.clustering import batch_indices_at, epochs_spanned
 
 
 # ------------------------------------------------------------------ per-example scores
@@ -142,7 +142,7 @@ def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, 
     into ``workdir`` after each epoch and resumes from it. Returns (state, s/epoch)."""
     num_classes, capacity, dim = xs.shape
     steps_per_epoch = capacity // config.train.batch_size
-    tx = train.make_optimizer(
+    tx = optim.make_optimizer(
         config.optim, num_epochs * steps_per_epoch, steps_per_epoch
     )
     keys = train.split_root_key(config.seed)
@@ -183,10 +183,11 @@ def one_class_aurocs(
 ) -> dict[int, float]:
     """AUROC of model c's scores (``scores[:, i]`` for classes[i]) for "label != c"
     over all test rows; Ruff et al. 2018's protocol. scores: [N, C]; labels: [N]."""
-    from vae_jax import metrics  # lazy: sklearn import
+    from vae_jax.studies import cluster_metrics  # lazy: sklearn import
 
     return {
-        int(c): metrics.auroc(labels != c, scores[:, i]) for i, c in enumerate(classes)
+        int(c): cluster_metrics.auroc(labels != c, scores[:, i])
+        for i, c in enumerate(classes)
     }
 
 
@@ -212,13 +213,14 @@ def write_extremes_figure(scores: np.ndarray, labels: np.ndarray, images: np.nda
     scores: [N, C], column i from the model of classes[i]; labels: [N];
     images: [N, H, W]. Returns {c: {"least": [k] rows, "most": [k] rows, "auroc"}}.
     """
-    from vae_jax import metrics, plots  # lazy: sklearn and matplotlib imports
+    from vae_jax import plots  # lazy: sklearn and matplotlib imports
+    from vae_jax.studies import cluster_metrics
 
     rows, picked = [], {}
     for c in show:
         s, normal = scores[:, list(classes).index(c)], labels == c
         least, most = extreme_indices(s, k, normal)
-        auroc = metrics.auroc(~normal, s)
+        auroc = cluster_metrics.auroc(~normal, s)
         picked[int(c)] = {
             "least": least.tolist(),
             "most": most.tolist(),

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import config_checks, evaluate, models, objectives, parallel, train
+from vae_jax import config_checks, evaluate, models, objectives, optim, parallel, train
 from vae_jax import data as data_lib
 
 
@@ -94,9 +94,7 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
         download=config.data.download,
     )
     if config.data.get("center", False):  # linear AE = PCA needs centred data
-        from vae_jax import pca
-
-        dataset, _ = pca.center_dataset(dataset)
+        dataset, _ = data_lib.center_dataset(dataset)
     return dataset
 
 
@@ -131,7 +129,7 @@ def build_experiment(
         model=model,
         loss_one=objectives.make_objective(config, model),
         hparams_fn=objectives.make_hparams(config),
-        tx=train.make_optimizer(config.optim, total, steps_per_epoch),
+        tx=optim.make_optimizer(config.optim, total, steps_per_epoch),
         keys=train.split_root_key(config.seed),
         total_steps=int(total),
         steps_per_epoch=steps_per_epoch,

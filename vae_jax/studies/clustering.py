@@ -26,7 +26,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from vae_jax import checkpoint, experiment, writer
+from vae_jax import build, checkpoint, writer
 from vae_jax import data as data_lib
 
 
@@ -156,7 +156,7 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, x: np.ndarray, workd
     )
     config = config.copy_and_resolve_references()
     config.train.num_epochs = num_epochs
-    exp = experiment.build_experiment(config, dataset)
+    exp = build.build_experiment(config, dataset)
     state = exp.init_state()
     manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
     state = checkpoint.restore_latest(manager, state) or state
@@ -260,7 +260,9 @@ def fit_dec(state, x: np.ndarray, *, assign_all: Callable, chunk: Callable, tol:
     uninterrupted one does. Returns (state, hard labels [N], history: one dict per
     refresh, ``wall_s`` counting every process).
     """
-    from vae_jax import metrics as metrics_lib  # only for the optional progress log
+    from vae_jax.studies import (
+        cluster_metrics as metrics_lib,  # only for the optional progress log
+    )
 
     x_device, previous, history, manager = jnp.asarray(x), None, [], None
     if workdir is not None:

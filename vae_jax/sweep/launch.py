@@ -2,7 +2,7 @@
 
 ``run_sweep`` trains the configs of a sweep (``sweep_spec``) in ``<workdir>/<name>``
 exactly like single runs, plus ``done.json`` once finished, so a rerun skips them, then
-tabulates them (``sweep_results``). ``sweep_vmap.train_vmapped`` trains configs that
+tabulates them (``sweep_results``). ``vmapped.train_vmapped`` trains configs that
 differ only in numeric hyper-parameters as one program; ``train_processes`` runs
 ``loop.train_and_evaluate`` per config, here or in a spawn pool.
 """
@@ -21,9 +21,10 @@ import jax
 import ml_collections
 from absl import logging
 
-from vae_jax import checkpoint, experiment, loop, sweep_vmap
-from vae_jax.sweep_results import is_finished, write_done, write_results
-from vae_jax.sweep_spec import Run, check_vmappable, make_runs, sweep_index, vmap_groups
+from vae_jax import build, checkpoint, loop
+from vae_jax.sweep import vmapped
+from vae_jax.sweep.results import is_finished, write_done, write_results
+from vae_jax.sweep.spec import Run, check_vmappable, make_runs, sweep_index, vmap_groups
 
 MODES = ("auto", "vmap", "process")
 _FAILURES = (ValueError, OSError, checkpoint.CheckpointError, FloatingPointError)
@@ -128,15 +129,15 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]
                 failures.update(train_processes(group, workdir))
             else:
                 try:
-                    failures.update(sweep_vmap.train_vmapped(group, workdir))
+                    failures.update(vmapped.train_vmapped(group, workdir))
                 except _FAILURES as err:
                     failures.update({r.name: f"failed: {err}" for r in group})
     return write_results(runs, workdir, failures)
 
 
-def final_state(run: Run, workdir, dataset=None) -> tuple[experiment.Experiment, Any]:
+def final_state(run: Run, workdir, dataset=None) -> tuple[build.Experiment, Any]:
     """(experiment, last checkpointed TrainState) of ``run`` in ``<workdir>/<name>``."""
-    exp = experiment.build_experiment(run.config, dataset)
+    exp = build.build_experiment(run.config, dataset)
     run_dir = pathlib.Path(workdir) / run.name
     manager = checkpoint.make_manager(run_dir / "checkpoints", 1)
     state = checkpoint.restore_latest(manager, exp.init_state())
@@ -149,7 +150,7 @@ def final_state(run: Run, workdir, dataset=None) -> tuple[experiment.Experiment,
 
 def fit_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]],
               workdir, *, mode: str = "vmap",
-              dataset=None) -> list[tuple[Run, experiment.Experiment, Any]]:  # fmt: skip
+              dataset=None) -> list[tuple[Run, build.Experiment, Any]]:  # fmt: skip
     """``run_sweep`` for notebooks: trains (or resumes) every config, raises if one
     failed, and returns (run, experiment, final params) per config, in sweep order."""
     rows = run_sweep(base, sweep, workdir, mode=mode)

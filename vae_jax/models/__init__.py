@@ -262,7 +262,9 @@ def build_model(
             kernel_init=model_config.get("kernel_init", "lecun_normal"),
         )
     if model_config.kind == "vae" and model_config.get("stochastic_layers", 1) == 2:
-        from vae_jax import hierarchical  # lazy: hierarchical imports this module
+        from vae_jax.models import (
+            hierarchical,  # lazy: hierarchical imports this module
+        )
 
         return hierarchical.build(model_config, image_shape)
     if model_config.kind == "vae":
@@ -272,7 +274,7 @@ def build_model(
             )
         vae = VAE
         if model_config.get("posterior", "diagonal") == "full":
-            from vae_jax import full_covariance  # lazy: it imports this module
+            from vae_jax.models import full_covariance  # lazy: it imports this module
 
             vae = full_covariance.FullCovarianceVAE
         return vae(encoder, decoder, model_config.latent_dim, likelihood, sigma, dtype,

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import classifier, codes, generate, models, plots
+from vae_jax import generate, models, plots
+from vae_jax.studies import classifier, codes
 
 
 def interpolate(z0: jax.Array, z1: jax.Array, num_steps: int) -> jax.Array:

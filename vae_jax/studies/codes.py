@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import autoencoders, generate, models, plots
+from vae_jax import generate, models, plots
+from vae_jax.studies import autoencoders
 
 
 def encode_codes(model, params, x: np.ndarray) -> np.ndarray:

@@ -23,16 +23,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from vae_jax import (
-    autoencoders,
-    evaluate,
-    experiment,
-    full_covariance,
-    models,
-    objectives,
-)
+from vae_jax import build, evaluate, models, objectives
 from vae_jax import distributions as dist
 from vae_jax import linear_gaussian as lg
+from vae_jax.models import full_covariance
+from vae_jax.studies import autoencoders
 
 
 # --------------------------------------------------------------- Gaussian = MSE
@@ -68,7 +63,7 @@ def fit_with_loss(
 ):
     """``autoencoders.fit`` with ``make_loss(model) -> loss_one`` replacing the config's
     objective (None keeps it). Returns (experiment, params, last-chunk train means)."""
-    exp = experiment.build_experiment(config, dataset)
+    exp = build.build_experiment(config, dataset)
     if make_loss is not None:
         exp = dataclasses.replace(exp, loss_one=make_loss(exp.model))
     state, metrics = exp.chunk_runner().run(exp.init_state(), exp.total_steps)

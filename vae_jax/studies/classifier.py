@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vae_jax import autoencoders, models
+from vae_jax import models
+from vae_jax.studies import autoencoders
 
 
 def cross_entropy(params, x, y, *, model: models.MLP) -> jax.Array:

@@ -8,11 +8,9 @@ every invertible A. Compare subspaces (principal angles), not individual vectors
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax.numpy as jnp
-import numpy as np
 
 
 class PCA(NamedTuple):
@@ -83,14 +81,3 @@ def nearest_vector_angles(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
 def decoder_basis(params) -> jnp.ndarray:
     """Columns of the linear AE's decoder W_d: [D, K] (flax kernel is [K, D])."""
     return params["params"]["decoder"]["output"]["kernel"].T
-
-
-def center_dataset(dataset):
-    """The dataset with the training mean subtracted from every split (train mean only,
-    so test data sees no test statistics). Returns (dataset, mean [D])."""
-    mean = np.mean(dataset.train, axis=0, dtype=np.float64).astype(np.float32)
-    shifted = {
-        name: np.ascontiguousarray(getattr(dataset, name) - mean[None])
-        for name in ("train", "valid", "test")
-    }
-    return dataclasses.replace(dataset, binary=False, **shifted), mean

@@ -14,18 +14,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import corruptions, experiment, pca, plots
+from vae_jax import build, corruptions, plots
+from vae_jax import data as data_lib
+from vae_jax.studies import pca
 
 
 def fit(
     config: ml_collections.ConfigDict, dataset
-) -> tuple[experiment.Experiment, dict, dict]:
+) -> tuple[build.Experiment, dict, dict]:
     """Trains ``config`` on ``dataset`` in memory (no checkpoints, no files).
 
     Same steps as ``loop.train_and_evaluate`` (``make_step_fn`` in scan-fused chunks).
     Returns (experiment, params, mean train metrics of the last chunk).
     """
-    exp = experiment.build_experiment(config, dataset)
+    exp = build.build_experiment(config, dataset)
     state = exp.init_state()
     state, metrics = exp.chunk_runner().run(state, exp.total_steps)
     means = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
@@ -54,7 +56,7 @@ def linear_ae_vs_pca(config, dataset, ks=(2, 10, 32), workdir=None) -> list[dict
     vector (basis, not subspace), and MSE_AE / MSE_PCA on train (Eckart-Young optimum)
     and test (PCA's rank-K projection).
     """
-    centred, _ = pca.center_dataset(dataset)
+    centred, _ = data_lib.center_dataset(dataset)
     fitted = pca.fit_pca(centred.train)
     rows = []
     for k in ks:

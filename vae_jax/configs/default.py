@@ -1,0 +1,98 @@
+"""Default configuration: every field the runner knows, with its symbol and unit."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """A small MLP VAE on scikit-learn's bundled 8x8 digits (offline, seconds on CPU)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # root of every PRNG key (init, train, data, eval)
+
+    config.model = ml_collections.ConfigDict()
+    config.model.kind = "vae"  # "vae" | "ae"
+    config.model.architecture = "mlp"  # "mlp" | "conv" | "linear"
+    config.model.hidden = (128,)  # encoder hidden widths; the decoder mirrors them
+    config.model.latent_dim = 8  # K
+    config.model.activation = "relu"
+    config.model.code_activation = "linear"  # AE code layer ("sigmoid" for a sparse AE)
+    config.model.conv_features = 32  # channels of the first conv layer (conv only)
+    config.model.dtype = "float32"  # compute dtype; params stay float32
+    # Dense kernels: "lecun_normal" (Flax) | "glorot_uniform" (Keras) | "torch_default"
+    config.model.kernel_init = "lecun_normal"
+    config.model.stochastic_layers = 1  # 1 | 2 (Burda et al. 2015's two-layer MLP VAE)
+    config.model.hidden2 = (100, 100)  # z1 <-> z2 hidden widths (stochastic_layers=2)
+    config.model.latent_dim2 = (
+        50  # K2, top latent (stochastic_layers=2); K1 = latent_dim
+    )
+    config.model.output_bias = "zeros"  # "zeros" | "data_mean" (logit of train mean)
+    config.model.posterior = "diagonal"  # q(z|x): "diagonal" | "full" (Cholesky L(x))
+
+    config.objective = ml_collections.ConfigDict()
+    config.objective.name = (
+        "elbo"  # "elbo" (VAE) | "iwae" (L_k, k = num_samples) | "mse" (AE)
+    )
+    config.objective.likelihood = "bernoulli"  # "bernoulli" | "gaussian"
+    config.objective.sigma = 0.0  # Gaussian sigma of p(x|z); 0 = learned
+    config.objective.num_samples = 1  # S, Monte-Carlo samples of z per example
+    config.objective.beta = 1.0  # weight of KL(q||p); 1 = the ELBO
+    config.objective.kl_warmup_steps = 0  # beta ramps linearly from 0 over these steps
+    config.objective.free_bits = 0.0  # lambda, nats per latent dim ("elbo"); 0 = off
+    # "denoising_mse" (AE): corruption of the input, fresh every step (corruptions.py)
+    config.objective.corruption = (
+        "gaussian"  # "gaussian" | "masking" | "salt_and_pepper"
+    )
+    config.objective.noise_level = 0.3  # sigma (gaussian) or fraction of pixels hit
+    # "sparse_mse" (AE, sigmoid code): + sparsity_weight * sum_j KL(rho || rho_hat_j)
+    config.objective.sparsity_target = (
+        0.05  # rho, target mean activation of a code unit
+    )
+    config.objective.sparsity_weight = 0.03  # beta of the batch-level KL penalty
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "digits"  # digits | mnist | fashion_mnist | frey_faces | binarized_mnist | synthetic
+    config.data.data_dir = (
+        ""  # "" = $VAE_JAX_DATA, then ../shared/data, then the user cache
+    )
+    config.data.binarize = (
+        "none"  # "none" | "dynamic" (fresh Bernoulli sample each step)
+    )
+    config.data.valid_size = -1  # -1 = the dataset's default validation split
+    config.data.download = False  # fetch missing files (needs internet; checksummed)
+    config.data.center = (
+        False  # subtract the training mean from every split (linear AE = PCA)
+    )
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.name = "adam"  # "adam" | "adamw" | "sgd"
+    config.optim.learning_rate = 1e-3
+    config.optim.schedule = (
+        "constant"  # "constant" | "cosine" | "warmup_cosine" | "burda"
+    )
+    config.optim.warmup_steps = 0
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+    config.optim.momentum = 0.9  # sgd only
+    config.optim.weight_decay = 0.0  # adamw only
+    config.optim.grad_clip_norm = 0.0  # global-norm clipping; 0 = off
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 64  # B
+    config.train.num_epochs = (
+        30  # passes over the training set (ignored if num_steps > 0)
+    )
+    config.train.num_steps = 0  # total optimizer steps; 0 = from num_epochs
+    config.train.steps_per_dispatch = 100  # steps fused into one XLA call by lax.scan
+    config.train.log_every = 100  # steps between progress lines / metrics
+    config.train.eval_every = 0  # steps between evaluations; 0 = at the end only
+    config.train.checkpoint_every = 1000  # steps between checkpoints (and at the end)
+    config.train.keep_checkpoints = 3  # last N checkpoints kept
+    config.train.eval_batch_size = 500
+    config.train.data_parallel = (
+        "auto"  # "auto" (shard batches if >1 device) | "on" | "off"
+    )
+    config.train.on_nonfinite = (
+        "stop"  # "stop" | "skip" the update of a non-finite step
+    )
+    config.train.write_figures = True  # curves, reconstructions, samples (PNG)
+    return config
