@@ -267,13 +267,13 @@ def benchmark_nll(dataset, matmul) -> dict:
     import jax
     import numpy as np
 
-    from vae_jax import build, evaluate, objectives
+    from vae_jax import build, evaluate
     from vae_jax.configs import iwae_mnist
 
     config = iwae_mnist.get_config()
     exp = build.build_experiment(config, dataset)
     params = exp.init_state().params
-    log_weights = objectives.log_weights_for(exp.model)
+    log_weights = exp.model.log_weights
     ll_fn = evaluate.make_log_likelihood_fn(log_weights, _NLL_K.value, _NLL_CHUNK.value)
     n = _NLL_EXAMPLES.value
     x = (np.asarray(dataset.test[:n]) > 0.5).astype(np.float32)

@@ -102,7 +102,7 @@ def evaluate_stage(config, workdir: pathlib.Path, stage: int) -> dict:
     import jax
     import numpy as np
 
-    from vae_jax import build, checkpoint, evaluate, objectives
+    from vae_jax import build, checkpoint, evaluate
 
     exp = build.build_experiment(config)
     manager = checkpoint.make_manager(
@@ -113,7 +113,7 @@ def evaluate_stage(config, workdir: pathlib.Path, stage: int) -> dict:
     if _EVAL_EXAMPLES.value:
         test = test[: _EVAL_EXAMPLES.value]
     ll_fn = evaluate.make_log_likelihood_fn(
-        objectives.log_weights_for(exp.model), _EVAL_SAMPLES.value, _CHUNK.value
+        exp.model.log_weights, _EVAL_SAMPLES.value, _CHUNK.value
     )
     key = jax.random.fold_in(exp.keys["eval"], 5000)
     start = time.time()
@@ -124,7 +124,7 @@ def evaluate_stage(config, workdir: pathlib.Path, stage: int) -> dict:
     if exp.binarize:
         train_x = evaluate.fixed_binarization(train_x, jax.random.fold_in(key, 1))
     units = evaluate.active_units(
-        evaluate.posterior_means_fn(exp.model), state.params, train_x,
+        exp.model.posterior_means, state.params, train_x,
         jax.random.fold_in(key, 2), num_examples=_AU_EXAMPLES.value,
     )  # fmt: skip
     return {

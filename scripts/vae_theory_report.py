@@ -32,7 +32,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from vae_jax import data as data_lib
-from vae_jax import evaluate, generate, objectives, plots
+from vae_jax import evaluate, objectives, plots
 from vae_jax.configs import vae_frey, vae_mnist
 from vae_jax.models import full_covariance
 from vae_jax.studies import autoencoders, theory
@@ -132,7 +132,7 @@ def _evaluate_vae(exp, params, x, scale) -> dict:
     out = theory.rate_distortion(exp.model, params, x, key)
     out.pop("kl_per_dim", None)
     k, n = _n(500, scale, 50), _n(1000, scale, 200)
-    ll_fn = evaluate.make_log_likelihood_fn(objectives.log_weights_for(exp.model), k)
+    ll_fn = evaluate.make_log_likelihood_fn(exp.model.log_weights, k)
     nll = evaluate.evaluate_log_likelihood(ll_fn, params, x[:n], 100, key, k)
     return {**out, "iw_nll": nll["nll"], "iw_nll_stderr": nll["nll_stderr"],
             "iw_k": k, "iw_images": n}  # fmt: skip
@@ -190,7 +190,7 @@ def _frey_config(scale, sigma: float, beta: float = 1.0):
 def _frey_row(label, exp, params, frey) -> dict:
     rd = theory.rate_distortion(exp.model, params, frey.test, jax.random.key(2))
     mse = lambda x: float(np.mean(np.square(x - autoencoders.apply_batched(
-        lambda xb: generate.reconstruct(exp.model, params, xb), x))))  # fmt: skip
+        lambda xb: exp.model.reconstruct(params, xb), x))))  # fmt: skip
     sigma = exp.model.sigma or float(np.exp(params["params"]["log_sigma"]))
     return {"model": label, "sigma": sigma, "beta=2sigma^2": theory.beta_for_sigma(sigma),
             "test_elbo": rd["elbo"], "test_kl": rd["rate"],
@@ -248,9 +248,7 @@ def gaussian_mse_part(ctx, workdir, scale):
     rel = float(jnp.linalg.norm(flat(params) - flat(gauss_params)))
     rel /= float(jnp.linalg.norm(flat(gauss_params)))
     err = _identity_error(exp.model, gauss_params, jnp.asarray(frey.test[:256]), 0.1)
-    recons = [
-        generate.reconstruct(e.model, p, frey.test[:10]) for e, p in fits.values()
-    ]
+    recons = [e.model.reconstruct(p, frey.test[:10]) for e, p in fits.values()]
     grid = np.concatenate([frey.test[:10], *map(np.asarray, recons)])
     plots.image_grid(grid.reshape(-1, *frey.image_shape), workdir / "frey_sigma.png",
                      num_columns=10, title="test faces; sigma = 0.05, 0.1, 0.2, learned")  # fmt: skip
@@ -282,7 +280,7 @@ def _rd_stats(ctx, scale, exp, params) -> dict:
     """Test rate, distortion, KL per dim and active units of one trained VAE."""
     x = exp.eval_sets()["test"][: _n(10000, scale, 1000)]
     out = theory.rate_distortion(exp.model, params, x, jax.random.key(4))
-    means_fn = evaluate.posterior_means_fn(exp.model)
+    means_fn = exp.model.posterior_means
     au = evaluate.active_units(means_fn, params, exp.dataset.train, jax.random.key(5))
     out["kl_per_dim"] = out["kl_per_dim"].tolist()
     beta = exp.config.objective.beta

@@ -45,21 +45,21 @@ def test_shapes_and_parameter_count():
 def test_log_weights_match_their_definition_and_bounds_are_ordered():
     _, model, params = _two_layer()
     x = (jax.random.uniform(jax.random.PRNGKey(1), (D,)) > 0.5).astype(jnp.float32)
-    log_w, log_px = hierarchical.log_weights(
-        params, x, jax.random.PRNGKey(2), 6, model=model
-    )
+    log_w, log_px = model.log_weights(params, x, jax.random.PRNGKey(2), 6)
     assert log_w.shape == log_px.shape == (6,) and np.all(np.asarray(log_px) < 0)
     key = jax.random.PRNGKey(3)
     hp = {"beta": jnp.float32(1.0)}
-    lw = objectives.log_weights_for(model)
-    elbo = lambda k: -objectives.negative_sampled_elbo(params, x, k, hp, log_weights=lw,
-                                                       num_samples=1)[0]  # fmt: skip
-    bound = lambda k: -objectives.negative_iwae_bound(params, x, k, hp, log_weights=lw,
-                                                      num_samples=20)[0]  # fmt: skip
+    elbo = lambda k: -objectives.negative_elbo(
+        params, x, k, hp, model=model, num_samples=1
+    )[0]
+    bound = lambda k: -objectives.negative_iwae_bound(
+        params, x, k, hp, model=model, num_samples=20
+    )[0]
     np.testing.assert_allclose(
-        -objectives.negative_iwae_bound(params, x, key, hp, log_weights=lw, num_samples=1)[0],
-        elbo(key), rtol=1e-6,
-    )  # fmt: skip
+        -objectives.negative_iwae_bound(params, x, key, hp, model=model, num_samples=1)[0],
+        elbo(key),
+        rtol=1e-6,
+    )
     keys = jax.random.split(key, 4000)
     elbos = np.asarray(jax.jit(jax.vmap(elbo))(keys), np.float64)
     bounds = np.asarray(jax.jit(jax.vmap(bound))(keys), np.float64)
@@ -79,7 +79,7 @@ def test_two_layer_trains_and_reports_active_units_per_layer():
     x = jax.random.uniform(jax.random.PRNGKey(2), (16, D))
     state, metrics = step(state, x)
     assert np.isfinite(metrics["loss"]) and int(state.step) == 1
-    units = evaluate.active_units(evaluate.posterior_means_fn(model), state.params,
+    units = evaluate.active_units(model.posterior_means, state.params,
                                   np.asarray(x), jax.random.PRNGKey(3))  # fmt: skip
     assert [v.shape for v in units["variances"]] == [(5,), (3,)]
     assert all(0 <= c <= n for c, n in zip(units["active_units"], (5, 3)))

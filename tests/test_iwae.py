@@ -30,7 +30,7 @@ def _exact(params, x):
 
 def _mean_bound(model, params, xs, k, repeats, seed):
     """Means and standard errors of L_k(x) over `repeats` draws, per row of xs: [N, D]."""
-    log_weights = objectives.log_weights_for(model)
+    log_weights = model.log_weights
     keys = jax.random.split(jax.random.PRNGKey(seed), repeats)
     bound = lambda x, key: dist.log_mean_exp(log_weights(params, x, key, k)[0])
     per_x = jax.vmap(jax.vmap(bound, in_axes=(None, 0)), in_axes=(0, None))
@@ -84,7 +84,7 @@ def test_chunked_bound_converges_to_log_marginal():
     model, params = _linear_gaussian_vae(seed=1)
     params = _near_posterior_encoder(params, D)
     W, b, log_s = _exact(params, None)
-    log_weights = objectives.log_weights_for(model)
+    log_weights = model.log_weights
     xs = jax.random.uniform(jax.random.PRNGKey(4), (4, D)) * 2.0
     bound = lambda x, key: evaluate.iwae_bound(log_weights, params, x, key, 5000, 500)
     keys = jax.random.split(jax.random.PRNGKey(5), 4)
@@ -111,15 +111,12 @@ def _mlp_vae():
 
 def test_iwae_with_one_sample_is_the_single_sample_elbo():
     model, params, x = _mlp_vae()
-    log_weights = objectives.log_weights_for(model)
     key, hp = jax.random.PRNGKey(2), {"beta": jnp.float32(1.0)}
     iwae, aux = objectives.negative_iwae_bound(
-        params, x, key, hp, log_weights=log_weights, num_samples=1
+        params, x, key, hp, model=model, num_samples=1
     )
     _, elbo_aux = objectives.negative_elbo(params, x, key, hp, model=model)
-    sampled, _ = objectives.negative_sampled_elbo(
-        params, x, key, hp, log_weights=log_weights, num_samples=1
-    )
+    sampled = -jnp.mean(model.log_weights(params, x, key, 1)[0])
     np.testing.assert_allclose(iwae, sampled, rtol=1e-6)
     np.testing.assert_allclose(aux["recon"], elbo_aux["recon"], rtol=1e-6)  # same z
     mean, logvar = model.apply(params, x, method="encode")
@@ -129,7 +126,7 @@ def test_iwae_with_one_sample_is_the_single_sample_elbo():
     # In expectation the sampled KL is the analytic one: -L_1 == -ELBO on average.
     keys = jax.random.split(jax.random.PRNGKey(3), 20_000)
     one = lambda k: objectives.negative_iwae_bound(
-        params, x, k, hp, log_weights=log_weights, num_samples=1
+        params, x, k, hp, model=model, num_samples=1
     )[0]
     values = np.asarray(jax.jit(jax.vmap(one))(keys), np.float64)
     se = values.std() / np.sqrt(len(values))
@@ -154,7 +151,7 @@ def _exact_elbo(model, params, x):
 
 def test_chunked_bound_equals_unchunked_for_the_same_samples():
     model, params, x = _mlp_vae()
-    log_weights = jax.jit(objectives.log_weights_for(model), static_argnums=3)
+    log_weights = jax.jit(model.log_weights, static_argnums=3)
     key, k, chunk = jax.random.PRNGKey(4), 1234, 100  # 13 chunks, the last one partial
     bound = jax.jit(evaluate.iwae_bound, static_argnums=(0, 4, 5))
     chunked = bound(log_weights, params, x, key, k, chunk)
@@ -172,10 +169,10 @@ def test_chunked_bound_equals_unchunked_for_the_same_samples():
 def test_dataset_log_likelihood_masks_padding_and_reports_stderr():
     model, params, _ = _mlp_vae()
     xs = (jax.random.uniform(jax.random.PRNGKey(5), (7, 8)) > 0.5).astype(jnp.float32)
-    ll_fn = evaluate.make_log_likelihood_fn(objectives.log_weights_for(model), 50, 20)
+    ll_fn = evaluate.make_log_likelihood_fn(model.log_weights, 50, 20)
     key = jax.random.PRNGKey(6)
     out = evaluate.evaluate_log_likelihood(ll_fn, params, np.asarray(xs), 3, key, 50)
-    log_weights = objectives.log_weights_for(model)
+    log_weights = model.log_weights
     bound = jax.jit(lambda x, k: evaluate.iwae_bound(log_weights, params, x, k, 50, 20))
     rows = []
     for i in range(7):  # batch i // 3, position i % 3
@@ -199,7 +196,7 @@ def test_active_units_counts_units_the_encoder_uses():
     kernel = params["params"]["to_mean"]["kernel"]  # [D, K]
     params["params"]["to_mean"]["kernel"] = kernel.at[:, 0].set(0.0)  # unit 0 ignores x
     xs = jax.random.uniform(jax.random.PRNGKey(7), (300, D))
-    means_fn = evaluate.posterior_means_fn(model)
+    means_fn = model.posterior_means
     out = evaluate.active_units(means_fn, params, np.asarray(xs), jax.random.PRNGKey(0))
     (variances,) = out["variances"]
     assert out["active_units"] == [1] and variances[0] < 1e-10 and variances[1] > 1e-2

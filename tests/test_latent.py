@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from vae_jax import data as data_lib
-from vae_jax import generate, models
+from vae_jax import models
 from vae_jax.configs import default
 from vae_jax.studies import classifier, codes, latent
 
@@ -44,7 +44,7 @@ def test_interpolation_endpoints_are_reconstructions(kind):
     x = np.random.default_rng(0).uniform(size=(6, 16)).astype(np.float32)
     lines = latent.interpolation_images(model, params, x[:3], x[3:], 4)
     assert lines.shape == (3, 4, 16)
-    recon = np.clip(np.asarray(generate.reconstruct(model, params, x)), 0, 1)
+    recon = np.clip(np.asarray(model.reconstruct(params, x)), 0, 1)
     np.testing.assert_allclose(lines[:, 0], recon[:3], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(lines[:, -1], recon[3:], rtol=1e-5, atol=1e-6)
     assert lines.min() >= 0 and lines.max() <= 1

@@ -27,7 +27,7 @@ def denoising_squared_error(
     """
     del hparams
     x_tilde = corruptions.corrupt(corruption, key, x, level)
-    mse = jnp.mean(jnp.square(x - model.apply(params, x_tilde)))
+    mse = jnp.mean(jnp.square(x - model.reconstruct(params, x_tilde)))
     return mse, {"mse": mse}
 
 
@@ -48,7 +48,7 @@ def sparsity_penalty(
     of code unit j over the batch (Ng 2011, §3). xs: [B, D] -> (scalar, metrics).
     """
     del hparams
-    codes = jax.vmap(lambda x: model.apply(params, x, method="encode"))(xs)  # [B, K]
+    codes = jax.vmap(lambda x: model.code(params, x))(xs)  # [B, K]
     rho_hat = jnp.clip(jnp.mean(codes, axis=0), 1e-6, 1 - 1e-6)  # [K]
     kl = jnp.sum(bernoulli_kl(target, rho_hat))
     return weight * kl, {"sparsity_kl": kl, "mean_activation": jnp.mean(rho_hat)}

@@ -4,40 +4,33 @@ from __future__ import annotations
 
 import ml_collections
 
-CHOICES = {
-    "model.kind": ("vae", "ae"),
-    "model.architecture": ("mlp", "conv", "linear"),
-    "model.activation": (
-        "relu",
-        "tanh",
-        "elu",
-        "gelu",
-        "softplus",
-        "sigmoid",
-        "linear",
-    ),
-    "model.code_activation": ("linear", "sigmoid", "relu", "tanh"),
-    "model.dtype": ("float32", "bfloat16", "float16"),
-    "model.kernel_init": ("lecun_normal", "glorot_uniform", "torch_default"),
-    "model.stochastic_layers": (1, 2),
-    "model.output_bias": ("zeros", "data_mean"),
-    "objective.name": ("elbo", "iwae", "mse", "denoising_mse", "sparse_mse"),
-    "objective.likelihood": ("bernoulli", "gaussian"),
-    "objective.corruption": ("gaussian", "masking", "salt_and_pepper"),
-    "data.name": (
-        "digits",
-        "mnist",
-        "fashion_mnist",
-        "frey_faces",
-        "binarized_mnist",
-        "synthetic",
-    ),
-    "data.binarize": ("none", "dynamic"),
-    "optim.name": ("adam", "adamw", "sgd"),
-    "optim.schedule": ("constant", "cosine", "warmup_cosine", "burda"),
-    "train.on_nonfinite": ("stop", "skip"),
-    "train.data_parallel": ("auto", "on", "off"),
-}
+from vae_jax import corruptions, data, models, objectives, optim
+from vae_jax.models import layers, vae
+
+
+def choices() -> dict[str, tuple]:
+    """Allowed values of the name fields, read from the registries they select from."""
+    return {
+        "model.kind": tuple(models.MODELS),
+        "model.architecture": layers.ARCHITECTURES,
+        "model.activation": tuple(layers.ACTIVATIONS),
+        "model.code_activation": ("linear", "sigmoid", "relu", "tanh"),
+        "model.dtype": ("float32", "bfloat16", "float16"),
+        "model.kernel_init": tuple(layers.KERNEL_INITS),
+        "model.stochastic_layers": (1, 2),
+        "model.output_bias": ("zeros", "data_mean"),
+        "objective.name": tuple(objectives.OBJECTIVES),
+        "objective.likelihood": vae.LIKELIHOODS,
+        "objective.corruption": tuple(corruptions.CORRUPTIONS),
+        "data.name": data.DATASETS,
+        "data.binarize": ("none", "dynamic"),
+        "optim.name": tuple(optim.OPTIMIZERS),
+        "optim.schedule": tuple(optim.SCHEDULES),
+        "train.on_nonfinite": ("stop", "skip"),
+        "train.data_parallel": ("auto", "on", "off"),
+    }
+
+
 POSITIVE = (
     "model.latent_dim",
     "model.conv_features",
@@ -73,10 +66,10 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
 
 def _problems(config: ml_collections.ConfigDict) -> list[str]:
     problems = []
-    for field, choices in CHOICES.items():
+    for field, allowed in choices().items():
         value = _get(config, field)
-        if value not in choices:
-            problems.append(f"config.{field}={value!r} is not one of {choices}")
+        if value not in allowed:
+            problems.append(f"config.{field}={value!r} is not one of {allowed}")
     for field in POSITIVE:
         if not _get(config, field) > 0:
             problems.append(f"config.{field}={_get(config, field)!r} must be > 0")
@@ -90,8 +83,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append("config.optim.b1 and b2 must lie in [0, 1)")
     if config.train.num_epochs <= 0 and config.train.num_steps <= 0:
         problems.append("set config.train.num_epochs or config.train.num_steps > 0")
-    if config.model.kind == "vae" and config.objective.name not in ("elbo", "iwae"):
-        problems.append("model.kind='vae' trains with objective.name='elbo' or 'iwae'")
+    problems += _objective_problems(config)
     if config.model.stochastic_layers == 2 and (
         config.model.kind != "vae"
         or config.model.architecture != "mlp"
@@ -102,10 +94,6 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append(
             "model.stochastic_layers=2 (Burda et al.'s two-layer model) needs kind='vae', "
             "architecture='mlp', likelihood='bernoulli', latent_dim2 > 0, positive hidden2"
-        )
-    if config.model.kind == "ae" and config.objective.name not in AE_OBJECTIVES:
-        problems.append(
-            f"model.kind='ae' trains with objective.name in {AE_OBJECTIVES}"
         )
     problems += _autoencoder_problems(config)
     return problems + _posterior_problems(config)
@@ -137,7 +125,19 @@ def _posterior_problems(config: ml_collections.ConfigDict) -> list[str]:
 
 
 POSTERIORS = ("diagonal", "full")
-AE_OBJECTIVES = ("mse", "denoising_mse", "sparse_mse")
+
+
+def _objective_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """The objective must be one the model family (``models.MODELS``) trains with."""
+    kind, name = config.model.kind, config.objective.name
+    if kind not in models.MODELS:
+        return []  # reported with the choices
+    family = models.MODELS[models.family_name(config.model)]
+    if name not in family.objectives:
+        return [
+            f"model.kind={kind!r} trains with objective.name in {family.objectives}"
+        ]
+    return []
 
 
 def _autoencoder_problems(config: ml_collections.ConfigDict) -> list[str]:

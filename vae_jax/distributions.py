@@ -7,6 +7,7 @@ with positive diagonal; only triangular solves are used, never an inverse.
 """
 
 import math
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +66,22 @@ def gaussian_loglik(
     log_sigma = jnp.broadcast_to(jnp.asarray(log_sigma, jnp.float32), x.shape)
     sq = jnp.square((x - mean) * jnp.exp(-log_sigma))
     return -0.5 * jnp.sum(sq) - jnp.sum(log_sigma) - 0.5 * x.size * LOG_2PI
+
+
+def decoder_log_likelihood(x: jax.Array, decoded: Mapping[str, jax.Array]) -> jax.Array:
+    """log p(x|z) for a decoder's output: Bernoulli ``{"logits"}`` or Gaussian
+    ``{"mean", "log_sigma"}`` (Kingma & Welling 2013, App. C). x: [D] -> scalar."""
+    if "logits" in decoded:
+        return bernoulli_logpmf(x, decoded["logits"])
+    return gaussian_loglik(x, decoded["mean"], decoded["log_sigma"])
+
+
+def decoder_mean(decoded: Mapping[str, jax.Array]) -> jax.Array:
+    """E[x|z] of a decoder's output: sigmoid(logits) (Bernoulli) or the mean (Gaussian).
+    Each entry [..., D] -> [..., D]."""
+    if "logits" in decoded:
+        return jax.nn.sigmoid(decoded["logits"])
+    return decoded["mean"]
 
 
 def diag_normal_logpdf(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:

@@ -81,7 +81,7 @@ def iwae_bound(
 
     Args:
       log_weights: ``(params, x [D], key, S) -> (log_w [S], ...)``, e.g.
-        ``objectives.log_weights_for(model)``.
+        the model's ``log_weights``.
       params, x: the model's parameters and one example ``x: [D]``.
       key, num_samples, chunk_size: PRNG key, k, and samples per chunk.
 
@@ -171,19 +171,6 @@ def evaluate_log_likelihood(
     return out
 
 
-def posterior_means_fn(model) -> Callable:
-    """Per-example ``(params, x [D], key) -> (E_q[z_l | .] [K_l] for each stochastic layer)``.
-
-    One layer: (mean(x),). Two layers: (E[z1|x], E[z2|z1]) with z1 ~ q(z1|x), as in
-    yburda/iwae ``get_units_variances``.
-    """
-    from vae_jax.models import hierarchical  # lazy: hierarchical imports models
-
-    if isinstance(model, hierarchical.HierarchicalVAE):
-        return functools.partial(hierarchical.posterior_means, model=model)
-    return lambda params, x, key: (model.apply(params, x, method="encode")[0],)
-
-
 def active_units(
     means_fn: Callable,
     params,
@@ -195,7 +182,7 @@ def active_units(
     """A_u = Var_x(E_q[z_u | x]) >= threshold over the first ``num_examples`` rows of x.
 
     Burda et al. 2015, §5.2 (threshold 1e-2; their code uses 500 training examples).
-    ``means_fn`` is per example (``posterior_means_fn(model)``), vmapped here.
+    ``means_fn`` is per example (the model's ``posterior_means``), vmapped here.
     x: [N, D]. Returns {"active_units": [count per layer], "variances": [[K_l] arrays]}.
     """
     x = jnp.asarray(x[:num_examples])

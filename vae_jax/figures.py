@@ -7,7 +7,7 @@ import pathlib
 import jax
 import numpy as np
 
-from vae_jax import generate, models, plots, writer
+from vae_jax import plots, writer
 
 
 def write_run_figures(
@@ -26,7 +26,7 @@ def write_run_figures(
     plots.plot_curves(records, workdir / "curves.png", panels)
     shape = exp.dataset.image_shape
     x = exp.dataset.test[:num_images]
-    recon = np.asarray(generate.reconstruct(exp.model, params, x))
+    recon = np.asarray(exp.model.reconstruct(params, x))
     pairs = np.stack([x, recon], axis=1).reshape(
         -1, *shape
     )  # data, reconstruction, ...
@@ -37,11 +37,11 @@ def write_run_figures(
         num_columns=8,
     )
     images = {"reconstructions": pairs}
-    if isinstance(exp.model, models.VAE):
+    if exp.model.generative:
         key = jax.random.fold_in(exp.keys["eval"], 1_000_003)
-        samples = np.asarray(generate.sample_prior(exp.model, params, key, 64))
+        z = exp.model.sample_latents(params, key, 64)  # z ~ p(z)
+        samples = np.asarray(exp.model.decode_mean(params, z))
         images["samples"] = samples.reshape(-1, *shape)
-        plots.image_grid(
-            images["samples"], workdir / "samples.png", title="samples from p(z)"
-        )
+        title = "E[x|z], z ~ p(z)"
+        plots.image_grid(images["samples"], workdir / "samples.png", title=title)
     return images

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax.numpy as jnp
 import ml_collections
 import optax
@@ -39,27 +42,48 @@ def burda_schedule(learning_rate: float, steps_per_epoch: int) -> optax.Schedule
     return schedule
 
 
+SCHEDULES: dict[str, Callable[[ml_collections.ConfigDict, int], optax.Schedule]] = {
+    "constant": lambda optim, total: optax.constant_schedule(optim.learning_rate),
+    "cosine": lambda optim, total: optax.cosine_decay_schedule(
+        optim.learning_rate, max(total, 1)
+    ),
+    "warmup_cosine": lambda optim, total: optax.warmup_cosine_decay_schedule(
+        0.0,
+        optim.learning_rate,
+        optim.warmup_steps,
+        max(total, optim.warmup_steps + 1),
+    ),
+    "burda": None,  # needs steps_per_epoch: ``burda_schedule``
+}
+
+OPTIMIZERS: dict[str, Callable[[ml_collections.ConfigDict, optax.Schedule], Any]] = {
+    "adam": lambda optim, rate: optax.adam(
+        rate, b1=optim.b1, b2=optim.b2, eps=optim.eps
+    ),
+    "adamw": lambda optim, rate: optax.adamw(
+        rate, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay
+    ),
+    "sgd": lambda optim, rate: optax.sgd(rate, momentum=optim.momentum or None),
+}
+
+
 def make_schedule(
     optim: ml_collections.ConfigDict,
     total_steps: int,
     steps_per_epoch: int | None = None,
 ) -> optax.Schedule:
-    """Learning-rate schedule: constant, cosine decay, linear warm-up + cosine, or
-    "burda" (Burda et al. 2015's 8 stages; needs ``steps_per_epoch``)."""
-    lr = optim.learning_rate
+    """Learning-rate schedule by name (``SCHEDULES``): constant, cosine decay, linear
+    warm-up + cosine, or "burda" (Burda et al. 2015's 8 stages; needs
+    ``steps_per_epoch``)."""
+    if optim.schedule not in SCHEDULES:
+        raise ValueError(
+            f"Unknown schedule {optim.schedule!r}; choose one of {sorted(SCHEDULES)}."
+        )
     if optim.schedule == "burda":
         if not steps_per_epoch:
             raise ValueError("optim.schedule='burda' needs steps_per_epoch.")
-        return burda_schedule(lr, steps_per_epoch)
-    if optim.schedule == "constant":
-        return optax.constant_schedule(lr)
-    if optim.schedule == "cosine":
-        return optax.cosine_decay_schedule(lr, max(total_steps, 1))
-    if optim.schedule == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0, lr, optim.warmup_steps, max(total_steps, optim.warmup_steps + 1)
-        )
-    raise ValueError(f"Unknown schedule {optim.schedule!r}.")
+        return burda_schedule(optim.learning_rate, steps_per_epoch)
+    return SCHEDULES[optim.schedule](optim, total_steps)
 
 
 def make_optimizer(
@@ -67,24 +91,15 @@ def make_optimizer(
     total_steps: int,
     steps_per_epoch: int | None = None,
 ):
-    """optax optimizer from ``config.optim``, with optional global-norm clipping."""
-    schedule = make_schedule(optim, total_steps, steps_per_epoch)
-    if optim.name == "adam":
-        tx = optax.adam(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps)
-    elif optim.name == "adamw":
-        tx = optax.adamw(
-            schedule,
-            b1=optim.b1,
-            b2=optim.b2,
-            eps=optim.eps,
-            weight_decay=optim.weight_decay,
-        )
-    elif optim.name == "sgd":
-        tx = optax.sgd(schedule, momentum=optim.momentum or None)
-    else:
+    """optax optimizer by name (``OPTIMIZERS``) from ``config.optim``, with optional
+    global-norm clipping."""
+    if optim.name not in OPTIMIZERS:
         raise ValueError(
-            f"Unknown optimizer {optim.name!r}; choose adam, adamw or sgd."
+            f"Unknown optimizer {optim.name!r}; choose one of {sorted(OPTIMIZERS)}."
         )
+    tx = OPTIMIZERS[optim.name](
+        optim, make_schedule(optim, total_steps, steps_per_epoch)
+    )
     if optim.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
     return tx

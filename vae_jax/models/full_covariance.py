@@ -5,7 +5,7 @@ VAE's head) and the strict lower triangle of L (``distributions.scale_tril_from_
 z = mean + L eps (Kingma & Welling 2013, §2.4) and KL(q || p(z)) is the closed form
 of Doersch 2016, eq. 7 (``distributions.kl_full_normals`` at p(z) = N(0, I)). The
 off-diagonal head starts at zero: at initialisation the model is the diagonal VAE.
-Selected by ``config.model.posterior = "full"``.
+Selected by ``config.model.posterior = "full"`` (registry name "full_covariance_vae").
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax import distributions as dist
-from vae_jax import models, objectives
+from vae_jax.models import vae
 
 
 def scale_tril(log_diag: jax.Array, lower: jax.Array) -> jax.Array:
@@ -30,11 +30,11 @@ def scale_tril(log_diag: jax.Array, lower: jax.Array) -> jax.Array:
     return flat.reshape(*lead, k, k)
 
 
-class FullCovarianceVAE(models.VAE):
+class FullCovarianceVAE(vae.VAEBase):
     """q(z|x) = N(mean(x), L(x) L(x)^T), L lower-triangular with positive diagonal.
 
     ``encode``: [..., D] -> (mean [..., K], scale_tril [..., K, K]); ``decode`` as
-    ``models.VAE``. K (K - 1) / 2 extra encoder outputs (zero-initialised).
+    ``vae.VAEBase``. K (K - 1) / 2 extra encoder outputs (zero-initialised).
     """
 
     def setup(self):
@@ -51,53 +51,38 @@ class FullCovarianceVAE(models.VAE):
         log_diag = 0.5 * self.to_logvar(h).astype(jnp.float32)
         return mean, scale_tril(log_diag, self.to_lower(h).astype(jnp.float32))
 
+    # ------------------------------------------------------------ model protocol
+    @nn.nowrap
+    def elbo_terms(self, params, x: jax.Array, key: jax.Array, num_samples: int = 1):
+        """(-E_q[log p(x|z)] with z = mean + L eps, S draws; KL(q(z|x) || p(z)) in
+        closed form, Doersch 2016, eq. 7). x: [D] -> (scalar, scalar), nats."""
+        mean, tril = self.apply(params, x, method="encode")  # [K], [K, K]
+        z = dist.sample_full_normal(key, mean, tril, num_samples)  # [S, K]
+        recon = -jnp.mean(self.log_px(params, x, z))
+        return recon, dist.kl_full_normal_to_std_normal(mean, tril)
 
-def kl_to_prior(mean: jax.Array, scale_tril: jax.Array) -> jax.Array:
-    """KL(N(mean, L L^T) || N(0, I)) = 1/2 [||L||_F^2 + ||mean||^2 - K] - sum log L_kk.
+    @nn.nowrap
+    def log_weights(self, params, x: jax.Array, key: jax.Array, num_samples: int):
+        """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x), z_s = mean + L eps_s.
 
-    The general closed form ``dist.kl_full_normals`` (Doersch 2016, eq. 7) at mu1 = 0,
-    S1 = I (tests/test_theory.py checks they agree): no triangular solves, which on
-    CPU made a training step 5x slower. mean: [K]; scale_tril: [K, K]. Returns nats.
-    """
-    return dist.kl_full_normal_to_std_normal(mean, scale_tril)
+        Burda et al. 2015, eq. 8. log q(z_s|x) = log N(eps_s; 0, I) - sum_k log L_kk
+        (change of variables: no triangular solve); the same eps, hence z, as
+        ``dist.sample_full_normal`` and ``elbo_terms`` for the same key.
+        x: [D] -> (log_w [S], log p(x|z_s) [S]).
+        """
+        mean, tril = self.apply(params, x, method="encode")  # [K], [K, K]
+        eps = jax.random.normal(key, (num_samples, *mean.shape), jnp.float32)  # [S, K]
+        z = mean[None] + eps @ tril.T  # [S, K]
+        log_px = self.log_px(params, x, z)
+        log_pz = jax.vmap(dist.std_normal_logpdf)(z)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(tril)))
+        log_qz = jax.vmap(dist.std_normal_logpdf)(eps) - log_det
+        return log_px + log_pz - log_qz, log_px
 
-
-def negative_elbo(params, x, key, hparams, *, model: nn.Module, num_samples: int = 1):
-    """-ELBO = -E_q[log p(x|z)] + beta KL(q(z|x) || p(z)), z = mean + L eps, S draws.
-
-    Kingma & Welling 2013, eq. 10 with a full-covariance q (closed-form KL, Doersch
-    2016, eq. 7). x: [D] -> (scalar, {"recon", "kl", "elbo"}), nats per example.
-    """
-    mean, tril = model.apply(params, x, method="encode")  # [K], [K, K]
-    z = dist.sample_full_normal(key, mean, tril, num_samples)  # [S, K]
-    decoded = model.apply(params, z, method="decode")  # each [S, D]
-    log_px = jax.vmap(objectives.log_likelihood, in_axes=(None, 0))(x, decoded)
-    recon = -jnp.mean(log_px)
-    kl = kl_to_prior(mean, tril)
-    return recon + hparams["beta"] * kl, {
-        "recon": recon,
-        "kl": kl,
-        "elbo": -(recon + kl),
-    }
-
-
-def log_weights(params, x, key, num_samples: int, *, model: nn.Module):
-    """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x), z_s = mean + L eps_s.
-
-    Burda et al. 2015, eq. 8. log q(z_s|x) = log N(eps_s; 0, I) - sum_k log L_kk
-    (change of variables: no triangular solve); the same eps, hence z, as
-    ``dist.sample_full_normal`` and ``negative_elbo`` for the same key.
-    x: [D] -> (log_w [S], log p(x|z_s) [S]).
-    """
-    mean, tril = model.apply(params, x, method="encode")  # [K], [K, K]
-    eps = jax.random.normal(key, (num_samples, *mean.shape), jnp.float32)  # [S, K]
-    z = mean[None] + eps @ tril.T  # [S, K]
-    decoded = model.apply(params, z, method="decode")
-    log_px = jax.vmap(objectives.log_likelihood, in_axes=(None, 0))(x, decoded)
-    log_pz = jax.vmap(dist.std_normal_logpdf)(z)
-    log_det = jnp.sum(jnp.log(jnp.diagonal(tril)))
-    log_qz = jax.vmap(dist.std_normal_logpdf)(eps) - log_det
-    return log_px + log_pz - log_qz, log_px
+    @nn.nowrap
+    def gaussian_posterior(self, params, x: jax.Array):
+        """q(z|x) as (mean [K], scale_tril [K, K]). x: [D]."""
+        return self.apply(params, x, method="encode")
 
 
 def posterior_correlations(model: FullCovarianceVAE, params, x: jax.Array) -> jax.Array:

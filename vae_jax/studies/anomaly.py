@@ -35,8 +35,8 @@ def reconstruction_score(params, x, key, *, model: nn.Module) -> jax.Array:
 
 
 def negative_elbo_score(params, x, key, *, model: nn.Module, num_samples: int = 1):
-    """-ELBO(x) with S reparameterised samples (Kingma & Welling 2013, eq. 10), nats.
-    x: [D] -> scalar."""
+    """-ELBO(x) with S reparameterised samples (Kingma & Welling 2013, eq. 10; the
+    model's own KL, closed form where it has one), nats. x: [D] -> scalar."""
     return objectives.negative_elbo(
         params, x, key, {"beta": jnp.float32(1.0)}, model=model, num_samples=num_samples
     )[0]
@@ -45,8 +45,7 @@ def negative_elbo_score(params, x, key, *, model: nn.Module, num_samples: int = 
 def iwae_nll_score(params, x, key, *, model: nn.Module, num_samples: int = 100):
     """-L_k(x), the importance-weighted NLL bound (Burda et al. 2015, eq. 8), nats.
     x: [D] -> scalar."""
-    log_weights = objectives.log_weights_for(model)
-    return -evaluate.iwae_bound(log_weights, params, x, key, num_samples)
+    return -evaluate.iwae_bound(model.log_weights, params, x, key, num_samples)
 
 
 def make_score_fn(model: nn.Module, name: str, num_samples: int = 1) -> Callable:

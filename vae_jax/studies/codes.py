@@ -12,19 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import generate, models, plots
+from vae_jax import plots
 from vae_jax.studies import autoencoders
 
 
 def encode_codes(model, params, x: np.ndarray) -> np.ndarray:
     """Codes f(x) of an AE, or posterior means of a VAE. x: [N, D] -> [N, K]."""
-    if isinstance(model, models.VAE):
-        return autoencoders.apply_batched(
-            lambda xb: model.apply(params, xb, method="encode")[0], x
-        )
-    return autoencoders.apply_batched(
-        lambda xb: model.apply(params, xb, method="encode"), x
-    )
+    return autoencoders.apply_batched(lambda xb: model.code(params, xb), x)
 
 
 def linear_probe(train_x, train_y, test_x, test_y, max_iter: int = 300) -> float:
@@ -96,7 +90,7 @@ def write_manifold(
     model, params, image_shape, path, n: int = 20, title: str = ""
 ) -> None:
     """Decodes ``normal_quantile_grid(n)`` through a K = 2 VAE into one image grid."""
-    images = generate.decode_latents(model, params, normal_quantile_grid(n))  # [n*n, D]
+    images = model.decode_mean(params, normal_quantile_grid(n))  # [n*n, D]
     plots.image_grid(np.asarray(images).reshape(-1, *image_shape), path, title=title,
                      num_columns=n)  # fmt: skip
 

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from vae_jax import distributions as dist
-from vae_jax import objectives
 
 Grads = tuple[jax.Array, jax.Array]
 
@@ -92,7 +91,7 @@ def encoder_grad(
     (mean, logvar), vjp = jax.vjp(lambda p: model.apply(p, x, method="encode"), params)
 
     def log_px(z):  # [K] -> scalar
-        return objectives.log_likelihood(x, model.apply(params, z, method="decode"))
+        return dist.decoder_log_likelihood(x, model.apply(params, z, method="decode"))
 
     return vjp(estimator(log_px, mean, logvar, key, num_samples))[0]
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import generate, models, plots
+from vae_jax import plots
 from vae_jax.studies import classifier, codes
 
 
@@ -29,7 +29,7 @@ def interpolate(z0: jax.Array, z1: jax.Array, num_steps: int) -> jax.Array:
 
 def decode_images(model, params, z) -> np.ndarray:
     """Decoder means (AE outputs) clipped to [0, 1]: z [..., K] -> [..., D]."""
-    return np.clip(np.asarray(generate.decode_latents(model, params, z)), 0.0, 1.0)
+    return np.clip(np.asarray(model.decode_mean(params, z)), 0.0, 1.0)
 
 
 def interpolation_images(model, params, x0, x1, num_steps: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def samplers(fits: dict, dataset) -> dict[str, tuple[str, Callable]]:
     for name, (model, params) in fits.items():
         decode = lambda z, m=model, p=params: decode_images(m, p, z)
         out[name] = (f"{name}: decoded z ~ N(0, I)", decode)
-        if not isinstance(model, models.VAE):
+        if not model.generative:
             mean, chol = fit_gaussian(
                 codes.encode_codes(model, params, dataset.train[:5000])
             )
@@ -167,7 +167,7 @@ def grid_study(fits: dict, dataset, n: int = 20, workdir=None) -> dict:
     writes manifolds_<data>.png."""
     axes, panels = {}, {}
     for name, (model, params) in fits.items():
-        if isinstance(model, models.VAE):
+        if model.generative:
             q = np.asarray(jax.scipy.special.ndtri(jnp.linspace(0.05, 0.95, n)))
             axes[name], title = (q, q), f"{name}: z on Phi^-1(0.05 .. 0.95) grid"
         else:
@@ -189,7 +189,7 @@ def reconstruction_figure(fits: dict, dataset, path, num: int = 24) -> None:
     x = dataset.test[:num]
     panels = {"test images": x.reshape(-1, *dataset.image_shape)}
     for name, (model, params) in fits.items():
-        recon = np.clip(np.asarray(generate.reconstruct(model, params, x)), 0.0, 1.0)
+        recon = np.clip(np.asarray(model.reconstruct(params, x)), 0.0, 1.0)
         panels[f"{name} reconstructions"] = recon.reshape(-1, *dataset.image_shape)
     plots.image_panels(panels, path, num_columns=6,
                        suptitle=f"{dataset.name}: test images and reconstructions")  # fmt: skip

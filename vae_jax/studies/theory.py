@@ -79,9 +79,9 @@ def rate_distortion(
     eval_fn = evaluate.make_eval_fn(objectives.negative_elbo_for(model), {"beta": 1.0})
     means = evaluate.evaluate_dataset(eval_fn, params, x, batch_size, key)
     out = {"rate": means["kl"], "distortion": means["recon"], "elbo": means["elbo"]}
-    if not isinstance(model, full_covariance.FullCovarianceVAE):
+    if model.kl_per_dimension(params, x[:1]) is not None:  # q factorises over dims
         per_dim = autoencoders.apply_batched(
-            lambda xb: objectives.kl_per_dimension(params, xb, model=model), x
+            lambda xb: model.kl_per_dimension(params, xb), x
         )  # [N, K]
         out["kl_per_dim"] = per_dim.mean(axis=0)
     return out
@@ -92,7 +92,7 @@ def elbo_full(x, W, b, log_s, q_mean, q_scale_tril) -> jax.Array:
     """E_q[log p(x|z)] - KL(q || p(z)) in closed form for q = N(q_mean, L L^T).
 
     E_q ||x - W z - b||^2 = ||x - W m - b||^2 + ||W L||_F^2 (Kingma & Welling 2013,
-    eq. 3); the KL is ``full_covariance.kl_to_prior``. x: [D]; W: [D, K]; b: [D];
+    eq. 3); the KL is ``dist.kl_full_normal_to_std_normal``. x: [D]; W: [D, K]; b: [D];
     log_s: []; q_mean: [K]; q_scale_tril: [K, K]. Returns a scalar <= log p(x).
     """
     d = x.shape[0]
@@ -101,7 +101,7 @@ def elbo_full(x, W, b, log_s, q_mean, q_scale_tril) -> jax.Array:
         jnp.exp(-2.0 * log_s)
     )
     expected_loglik = -0.5 * sq - d * log_s - 0.5 * d * dist.LOG_2PI
-    return expected_loglik - full_covariance.kl_to_prior(q_mean, q_scale_tril)
+    return expected_loglik - dist.kl_full_normal_to_std_normal(q_mean, q_scale_tril)
 
 
 def kl_to_posterior_full(x, W, b, log_s, q_mean, q_scale_tril) -> jax.Array:
@@ -138,10 +138,7 @@ def diagonal_gap_floor(x, W, b, log_s) -> jax.Array:
 
 def q_of(model: nn.Module, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(mean [K], scale_tril [K, K]) of the VAE's q(z|x), diagonal or full. x: [D]."""
-    mean, second = model.apply(params, x, method="encode")
-    if isinstance(model, full_covariance.FullCovarianceVAE):
-        return mean, second
-    return mean, jnp.diag(jnp.exp(0.5 * second))
+    return model.gaussian_posterior(params, x)
 
 
 def exact_terms(model: nn.Module, params, x, W, b, log_s) -> dict[str, jax.Array]:
@@ -165,11 +162,10 @@ def _summary(model, params, x_eval, W, b, log_s, key, iw_samples) -> dict:
     out["identity_error"] = jnp.max(jnp.abs(gap))  # float32: ~1e-7 (|ELBO| + KL)
     size = jnp.abs(terms["elbo"]) + terms["kl_to_posterior"]
     out["identity_rel_error"] = jnp.max(jnp.abs(gap) / size)
-    log_weights = objectives.log_weights_for(model)
     keys = jax.random.split(key, x_eval.shape[0])
     for k in iw_samples:
         bound = jax.vmap(evaluate.iwae_bound, in_axes=(None, None, 0, 0, None))
-        out[f"iwae_{k}"] = jnp.mean(bound(log_weights, params, x_eval, keys, k))
+        out[f"iwae_{k}"] = jnp.mean(bound(model.log_weights, params, x_eval, keys, k))
     return out
 
 

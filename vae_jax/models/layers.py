@@ -1,0 +1,179 @@
+"""Layers shared by the model families: MLP and conv trunks/heads, activations and
+kernel initialisers by name.
+
+Every module takes any leading dims (``[D]`` under ``vmap`` or ``[B, D]``) and works on
+flat data; conv modules reshape to ``image_shape`` inside.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
+    "relu": nn.relu,
+    "tanh": jnp.tanh,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "softplus": nn.softplus,
+    "sigmoid": nn.sigmoid,
+    "linear": lambda x: x,
+}
+
+
+# Dense-layer kernel initialisers by name; biases start at zero in every case.
+KERNEL_INITS: dict[str, Callable[..., Any]] = {
+    "lecun_normal": nn.initializers.lecun_normal(),  # Flax's default
+    "glorot_uniform": nn.initializers.glorot_uniform(),  # Keras's default
+    # U(+-1/sqrt(fan_in)) = VarianceScaling(1/3, fan_in, uniform): PyTorch's nn.Linear
+    # default and XifengGuo/DEC-keras's autoencoder init.
+    "torch_default": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+}
+
+
+def get_kernel_init(name: str) -> Callable[..., Any]:
+    """Looks up a Dense kernel initialiser by name; unknown names raise with the choices."""
+    if name not in KERNEL_INITS:
+        raise ValueError(
+            f"Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}."
+        )
+    return KERNEL_INITS[name]
+
+
+def get_activation(name: str) -> Callable[[Any], Any]:
+    """Looks up an activation by name; unknown names raise with the choices."""
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}."
+        )
+    return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation after each, then an optional linear output layer.
+
+    [..., D_in] -> [..., output_dim] (or [..., widths[-1]] when ``output_dim`` is None).
+    """
+
+    widths: Sequence[int]
+    activation: str = "relu"
+    output_dim: int | None = None
+    dtype: Any = jnp.float32
+    kernel_init: str = "lecun_normal"
+
+    @nn.compact
+    def __call__(self, x):
+        act = get_activation(self.activation)
+        dense = functools.partial(
+            nn.Dense, dtype=self.dtype, kernel_init=get_kernel_init(self.kernel_init)
+        )
+        for width in self.widths:
+            x = act(dense(width)(x))
+        if self.output_dim is not None:
+            x = dense(self.output_dim, name="output")(x)
+        return x
+
+
+class ConvTrunk(nn.Module):
+    """Two stride-2 3x3 convolutions, flattened: [..., H*W] -> [..., H/4*W/4*2F]."""
+
+    image_shape: Sequence[int]
+    features: int = 32
+    activation: str = "relu"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        act = get_activation(self.activation)
+        lead = x.shape[:-1]
+        h = x.reshape(*lead, *self.image_shape, 1)
+        for mult in (1, 2):
+            conv = nn.Conv(
+                self.features * mult, (3, 3), strides=(2, 2), dtype=self.dtype
+            )
+            h = act(conv(h))
+        return h.reshape(*lead, -1)
+
+
+class ConvHead(nn.Module):
+    """Dense to a (H/4, W/4, 2F) map, two stride-2 transposed convs: [..., K] -> [..., H*W]."""
+
+    image_shape: Sequence[int]
+    features: int = 32
+    activation: str = "relu"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, z):
+        act = get_activation(self.activation)
+        height, width = self.image_shape
+        lead = z.shape[:-1]
+        h = act(
+            nn.Dense(
+                (height // 4) * (width // 4) * 2 * self.features, dtype=self.dtype
+            )(z)
+        )
+        h = h.reshape(*lead, height // 4, width // 4, 2 * self.features)
+        h = act(
+            nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), dtype=self.dtype)(h)
+        )
+        h = nn.ConvTranspose(1, (3, 3), strides=(2, 2), dtype=self.dtype)(h)
+        return h.reshape(*lead, height * width)
+
+
+ARCHITECTURES = ("mlp", "conv", "linear")
+
+
+def encoder_decoder(
+    config: ml_collections.ConfigDict, image_shape: Sequence[int], dtype
+):
+    """Encoder trunk [..., D] -> [..., F] and full decoder [..., K] -> [..., D]."""
+    arch = config.architecture
+    data_dim = math.prod(image_shape)
+    init = config.get("kernel_init", "lecun_normal")
+    if arch == "mlp":
+        hidden = tuple(config.hidden)
+        return (
+            MLP(hidden, config.activation, dtype=dtype, kernel_init=init),
+            MLP(hidden[::-1], config.activation, data_dim, dtype, init),
+        )
+    if arch == "linear":
+        return (
+            MLP((), dtype=dtype, kernel_init=init),
+            MLP((), output_dim=data_dim, dtype=dtype, kernel_init=init),
+        )
+    if arch == "conv":
+        if len(image_shape) != 2 or image_shape[0] % 4 or image_shape[1] % 4:
+            raise ValueError(
+                f"architecture='conv' needs 2-D images with sides divisible by 4, "
+                f"got image_shape={tuple(image_shape)}."
+            )
+        shape = tuple(image_shape)
+        feats = config.conv_features
+        return (
+            ConvTrunk(shape, feats, config.activation, dtype),
+            ConvHead(shape, feats, config.activation, dtype),
+        )
+    raise ValueError(f"Unknown architecture {arch!r}; choose one of {ARCHITECTURES}.")
+
+
+def output_bias_from_data(train_x, clip: float = 1e-3) -> jnp.ndarray:
+    """logit of the clipped training-set mean, the Bernoulli decoder's initial output
+    bias (Burda et al. 2015; yburda/iwae ``get_train_bias_np``). train_x: [N, D] -> [D]."""
+    mean = jnp.clip(
+        jnp.mean(jnp.asarray(train_x, jnp.float32), axis=0), clip, 1.0 - clip
+    )
+    return jnp.log(mean) - jnp.log1p(-mean)
+
+
+def with_output_bias(params, bias):
+    """``params`` with the decoder's output bias (``decoder/output/bias``) set to ``bias`` [D]."""
+    decoder = dict(params["params"]["decoder"])
+    decoder["output"] = {**decoder["output"], "bias": jnp.asarray(bias, jnp.float32)}
+    return {**params, "params": {**params["params"], "decoder": decoder}}
