@@ -39,14 +39,13 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from vae_jax import checkpoint, loop, parallel, preemption  # after flag parsing
+    from vae_jax import checkpoint, loop, parallel, preemption, runtime  # after flags
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(
             _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
-    # Orbax's per-save INFO records are filtered in vae_jax.checkpoint.
-    logging.set_verbosity(logging.INFO)
+    runtime.configure()  # INFO logs without orbax's per-save records; Agg figures
     try:
         loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
     except preemption.Preempted as stop:

@@ -60,15 +60,10 @@ def main(argv):
     if _MAX_WORKERS.value > 1:  # processes share the GPU: allocate on demand
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # Imported after flag parsing.
-    from vae_jax import preemption
+    from vae_jax import preemption, runtime
     from vae_jax.sweep import launch, results, spec
 
-    logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(  # orbax narrates every save at INFO
-        lambda r: (
-            r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname
-        )
-    )
+    runtime.configure()  # INFO logs without orbax's per-save records; Agg figures
     workdir, config = os.path.expanduser(_WORKDIR.value), flags.FLAGS.config
     try:
         overrides = _sweep(spec, config)

@@ -10,7 +10,7 @@ import optax
 import pytest
 from absl import logging
 
-from vae_jax import checkpoint, models, train
+from vae_jax import checkpoint, models, runtime, train
 from vae_jax.configs import default
 
 
@@ -82,6 +82,7 @@ def test_shape_mismatch_names_the_field(tmp_path):
 
 
 def test_saving_keeps_logs_free_of_orbax_info(tmp_path, caplog):
+    runtime.configure()  # what every entry point does
     previous = logging.get_verbosity()
     logging.set_verbosity(logging.INFO)
     try:

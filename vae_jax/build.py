@@ -37,7 +37,7 @@ class Experiment:
         state = train.create_train_state(
             self.model, self.tx, example, self.keys["init"], self.keys["train"]
         )
-        if self.config.model.get("output_bias", "zeros") == "data_mean":
+        if self.config.model.output_bias == "data_mean":
             bias = models.output_bias_from_data(self.dataset.train)  # Burda et al. 2015
             state = state.replace(params=models.with_output_bias(state.params, bias))
         return (
@@ -93,7 +93,7 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
         seed=config.seed,
         download=config.data.download,
     )
-    if config.data.get("center", False):  # linear AE = PCA needs centred data
+    if config.data.center:  # linear AE = PCA needs centred data
         dataset, _ = data_lib.center_dataset(dataset)
     return dataset
 

@@ -7,7 +7,6 @@ ever unpickled and a mismatched config is caught before any array is read.
 
 from __future__ import annotations
 
-import logging as std_logging
 import pathlib
 
 import flax.serialization
@@ -15,25 +14,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-
-
-class _DropOrbaxInfo(std_logging.Filter):
-    """Drops orbax's per-save INFO records (~40 lines a checkpoint); warnings pass."""
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        from_orbax = "orbax" in record.pathname.replace("\\", "/").split("/")
-        return record.levelno > std_logging.INFO or not from_orbax
-
-
-def _quiet_orbax_info() -> None:
-    """Installs the filter once on absl's logger (orbax logs through absl)."""
-    absl_logger = logging.get_absl_logger()
-    if not any(isinstance(f, _DropOrbaxInfo) for f in absl_logger.filters):
-        absl_logger.addFilter(_DropOrbaxInfo())
-    std_logging.getLogger("orbax").setLevel(std_logging.WARNING)
-
-
-_quiet_orbax_info()
 
 
 class CheckpointError(RuntimeError):
@@ -95,6 +75,20 @@ def _restore_step(manager: ocp.CheckpointManager, template, step: int):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
     restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return flax.serialization.from_state_dict(template, restored)
+
+
+def restore_step(manager: ocp.CheckpointManager, template, step: int):
+    """Restores the checkpoint at ``step`` onto ``template``'s structure.
+
+    Raises FileNotFoundError (naming the steps there are) if there is none at
+    ``step``, and ``CheckpointError`` on a shape mismatch with the config.
+    """
+    steps = sorted(manager.all_steps())
+    if int(step) not in steps:
+        raise FileNotFoundError(
+            f"No checkpoint at step {step} in {manager.directory}; steps: {steps}."
+        )
+    return _restore_step(manager, template, int(step))
 
 
 def restore_latest(manager: ocp.CheckpointManager, template):

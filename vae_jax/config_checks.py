@@ -100,11 +100,10 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def _posterior_problems(config: ml_collections.ConfigDict) -> list[str]:
-    """Full-covariance posterior and free bits (one-layer VAEs); older configs without
-    these fields mean "diagonal" and 0."""
+    """Full-covariance posterior and free bits (one-layer VAEs)."""
     model, problems = config.model, []
-    posterior = model.get("posterior", "diagonal")
-    free_bits = config.objective.get("free_bits", 0.0)
+    posterior = model.posterior
+    free_bits = config.objective.free_bits
     if posterior not in POSTERIORS:
         problems.append(
             f"config.model.posterior={posterior!r} is not one of {POSTERIORS}"
@@ -156,7 +155,7 @@ def _autoencoder_problems(config: ml_collections.ConfigDict) -> list[str]:
             problems.append(
                 "objective.name='sparse_mse' needs model.code_activation='sigmoid'"
             )
-    centred = config.data.get("center", False)
+    centred = config.data.center
     if centred and (config.model.kind != "ae" or config.data.binarize != "none"):
         problems.append(
             "data.center=True needs model.kind='ae' and data.binarize='none'"

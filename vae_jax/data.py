@@ -349,35 +349,12 @@ def epoch_batches(
 ) -> jax.Array:
     """The batches of ``epoch``: its permutation cut into [N // B, B] (tail dropped).
 
-    Row j is the example indices of global step ``epoch * (N // B) + j``; the same
-    order as ``batch_indices``. ``epoch`` may be traced.
+    Row j is the example indices of global step ``epoch * (N // B) + j``. ``epoch``
+    may be traced.
     """
     steps_per_epoch = num_examples // batch_size
     perm = epoch_permutation(key, epoch, num_examples)
     return perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-
-
-def batch_indices(
-    key: jax.Array, start_step, num_steps: int, num_examples: int, batch_size: int
-) -> jax.Array:
-    """Example indices [num_steps, B] of global steps start_step .. + num_steps - 1.
-
-    Step s reads batch s % (N // B) of epoch s // (N // B) (ragged tail dropped),
-    so the order depends only on (key, s): a resumed run sees the same batches.
-    ``start_step`` may be traced; needs num_steps <= N // B (two epochs at most).
-    """
-    steps_per_epoch = num_examples // batch_size
-    if not 1 <= num_steps <= steps_per_epoch:
-        raise ValueError(
-            f"num_steps={num_steps} must be in [1, N // B = {steps_per_epoch}] "
-            f"(N={num_examples}, B={batch_size})."
-        )
-    steps = jnp.asarray(start_step, jnp.int32) + jnp.arange(num_steps, dtype=jnp.int32)
-    epochs, positions = steps // steps_per_epoch, steps % steps_per_epoch  # [num_steps]
-    perms = [epoch_permutation(key, epochs[0] + e, num_examples) for e in (0, 1)]
-    perms = jnp.stack(perms)  # [2, N]: the first epoch touched and the next
-    batches = perms[:, : steps_per_epoch * batch_size].reshape(2, steps_per_epoch, -1)
-    return batches[epochs - epochs[0], positions]
 
 
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:

@@ -136,7 +136,7 @@ def make_objective(
     if name == "mse":
         return functools.partial(squared_error, model=model)
     loss = functools.partial(OBJECTIVES[name], model=model, num_samples=obj.num_samples)
-    free_bits = float(obj.get("free_bits", 0.0))
+    free_bits = float(obj.free_bits)
     if name == "elbo" and free_bits > 0:  # Kingma et al. 2016
         return with_free_bits(loss, model=model, free_bits=free_bits)
     return loss

@@ -95,9 +95,9 @@ def family_name(model_config: ml_collections.ConfigDict) -> str:
     """The registry name of ``config.model``: its ``kind``, where a VAE's
     ``stochastic_layers=2`` or ``posterior="full"`` names the family it selects."""
     kind = model_config.kind
-    if kind == "vae" and model_config.get("stochastic_layers", 1) == 2:
+    if kind == "vae" and model_config.stochastic_layers == 2:
         return "hierarchical_vae"
-    if kind == "vae" and model_config.get("posterior", "diagonal") == "full":
+    if kind == "vae" and model_config.posterior == "full":
         return "full_covariance_vae"
     if kind not in MODELS:
         raise ValueError(

@@ -84,5 +84,5 @@ def build(
         model_config.latent_dim,
         code_activation=model_config.code_activation,
         dtype=dtype,
-        kernel_init=model_config.get("kernel_init", "lecun_normal"),
+        kernel_init=model_config.kernel_init,
     )

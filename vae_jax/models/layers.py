@@ -136,7 +136,7 @@ def encoder_decoder(
     """Encoder trunk [..., D] -> [..., F] and full decoder [..., K] -> [..., D]."""
     arch = config.architecture
     data_dim = math.prod(image_shape)
-    init = config.get("kernel_init", "lecun_normal")
+    init = config.kernel_init
     if arch == "mlp":
         hidden = tuple(config.hidden)
         return (

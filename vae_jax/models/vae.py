@@ -182,5 +182,5 @@ def build(
         likelihood,
         sigma,
         dtype,
-        kernel_init=model_config.get("kernel_init", "lecun_normal"),
+        kernel_init=model_config.kernel_init,
     )

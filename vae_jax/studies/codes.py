@@ -95,15 +95,6 @@ def write_manifold(
                      num_columns=n)  # fmt: skip
 
 
-def latent_maps(
-    ae_config, vae_config, dataset, num_points: int = 5000, workdir=None
-) -> dict:
-    """K = 2 AE and VAE trained on the same data, then ``latent_maps_of``."""
-    ae = autoencoders.fit(ae_config, dataset)
-    vae = autoencoders.fit(vae_config, dataset)
-    return latent_maps_of(ae, vae, dataset, num_points, workdir)
-
-
 def latent_maps_of(ae, vae, dataset, num_points: int = 5000, workdir=None) -> dict:
     """``ae``, ``vae``: (experiment, params, metrics) of ``autoencoders.fit``. Scatter of
     test codes (by label, if any; latent_ae_vs_vae_<data>.png), the VAE's manifold

@@ -21,7 +21,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from vae_jax import build, checkpoint, loop
+from vae_jax import build, checkpoint, loop, runtime
 from vae_jax.sweep import vmapped
 from vae_jax.sweep.results import is_finished, write_done, write_results
 from vae_jax.sweep.spec import Run, check_vmappable, make_runs, sweep_index, vmap_groups
@@ -47,11 +47,9 @@ def _train_child(run: Run, workdir: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = std_logging.FileHandler(run_dir / "log.txt")
     handler.setFormatter(logging.PythonFormatter())
-    handler.addFilter(
-        lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname
-    )
+    runtime.quiet_orbax(handler)
     std_logging.getLogger().handlers = [handler]
-    logging.set_verbosity(logging.INFO)
+    runtime.configure()
     train_run(run, workdir)
 
 
