@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae_jax import configs, models
+from vae_jax import configs, models, runtime, train, writer
 from vae_jax import data as data_lib
 from vae_jax.studies import anomaly
 
@@ -90,7 +90,7 @@ def run_kind(ds: data_lib.Dataset, kind: str, rundir: pathlib.Path) -> dict[str,
             state.params, ds.test, jax.random.PRNGKey(1)
         )
         out[name] = {"auroc": anomaly.one_class_aurocs(s, ds.test_labels, classes),
-                     "seconds_per_epoch": float(np.median(seconds[1:] or seconds)) if seconds else None}  # fmt: skip
+                     "seconds_per_epoch": train.median_epoch_seconds(seconds)}  # fmt: skip
         slug = re.sub(r"\W+", "_", name).strip("_")  # "VAE -ELBO" -> "VAE_ELBO"
         out[name]["figure"] = anomaly.write_extremes_figure(
             s, ds.test_labels, ds.test.reshape(-1, *ds.image_shape), classes,
@@ -101,36 +101,33 @@ def run_kind(ds: data_lib.Dataset, kind: str, rundir: pathlib.Path) -> dict[str,
 
 
 def write_table(results: dict, path: pathlib.Path) -> None:
-    head = "| score | " + " | ".join(map(str, range(10))) + " | mean |"
+    header = ["score", *range(10), "mean"]
     lines = ["# One-class anomaly detection, AUROC % (normal class = column)", "",
              (f"{_EPOCHS.value} epochs (of the largest class), MLP "
               f"{tuple(_CONFIG.value.model.hidden)}-{_CONFIG.value.model.latent_dim}, "
               "pixels in [0, 1] (no global contrast normalisation), one seed."), ""]  # fmt: skip
     for name, rows in results.items():
-        lines += [f"## {name}", "", head, "|" + "---|" * 12]
+        table = []
         for score, r in rows.items():
             values = [100 * r["auroc"][c] for c in range(10)]
             secs = r["seconds_per_epoch"]
             label = f"{score} (ours" + (
                 f", {secs:.1f} s/epoch, all 10)" if secs else ")"
             )
-            lines.append(_row(label, values))
-        for ref, values in REFERENCE.get(name, {}).items():
-            lines.append(_row(ref, values))
-        lines.append("")
+            table.append(_row(label, values))
+        table += [_row(ref, values) for ref, values in REFERENCE.get(name, {}).items()]
+        lines += [f"## {name}", "", writer.markdown_table(header, table), ""]
     path.write_text("\n".join(lines))
 
 
-def _row(label: str, values) -> str:
-    return (
-        f"| {label} | "
-        + " | ".join(f"{v:.1f}" for v in values)
-        + f" | {np.mean(values):.1f} |"
-    )
+def _row(label: str, values) -> list[str]:
+    """label, the 10 AUROCs and their mean, to one decimal."""
+    return [label, *(f"{v:.1f}" for v in values), f"{np.mean(values):.1f}"]
 
 
 def main(argv):
     del argv
+    runtime.configure()
     root = pathlib.Path(_WORKDIR.value).expanduser()
     results = {}
     for name in _DATASETS.value:

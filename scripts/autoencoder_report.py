@@ -17,6 +17,7 @@ import time
 import jax
 
 from vae_jax import data as data_lib
+from vae_jax import runtime, writer
 from vae_jax.configs import (
     ae_mnist,
     dae_mnist,
@@ -59,12 +60,9 @@ def sparse_configs(scale: float) -> dict:
 
 
 def _table(rows: list[dict]) -> str:
+    """Markdown table of dicts with the same keys (the header); floats to .6g."""
     keys = list(rows[0])
-    fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    return "\n".join(
-        lines + ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
-    )
+    return writer.markdown_table(keys, [[r[k] for k in keys] for r in rows], ".6g")
 
 
 def linear_part(mnist, workdir, scale):
@@ -227,6 +225,7 @@ def _write(workdir: pathlib.Path, results: dict, md: list[str]) -> None:
 
 
 def main():
+    runtime.configure()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", required=True, type=pathlib.Path)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies num_steps")

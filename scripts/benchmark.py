@@ -154,7 +154,7 @@ class TorchContender:
     block = 1
 
     def __init__(self, config, dataset, compile_step: bool):
-        from scripts import _torch_vae as tv
+        import _torch_vae as tv
 
         model, optimizer = tv.new_model_and_optimizer(config.seed)
         self.step = tv.make_train_step(model, optimizer, compile_step)
@@ -502,9 +502,8 @@ def jax_backend() -> str:
 
 
 def environment() -> dict:
+    import _torch_vae as tv
     import jax
-
-    from scripts import _torch_vae as tv
 
     return {
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -521,8 +520,11 @@ def environment() -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from scripts import _torch_vae as tv  # exits with a message if torch is missing
+    import _torch_vae as tv  # exits with a message if torch is missing
 
+    from vae_jax import runtime
+
+    runtime.configure(plot_backend=None)
     tv.set_threads(_THREADS.value)
     env = environment()
     print(" ".join(f"{k}={v}" for k, v in env.items()), flush=True)

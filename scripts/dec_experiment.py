@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae_jax import configs
+from vae_jax import configs, runtime, train, writer
 from vae_jax import data as data_lib
 from vae_jax.studies import cluster_metrics, clustering
 
@@ -98,7 +98,7 @@ def run_seed(name: str, seed: int, x, y, rundir: pathlib.Path) -> dict:
         config, x, rundir / "ae", _EPOCHS.value
     )
     result = {"pretrain_epochs": _EPOCHS.value, "num_examples": len(x),
-              "seconds_per_epoch": _steady_seconds(seconds),
+              "seconds_per_epoch": train.median_epoch_seconds(seconds),
               "k-means (pixels)": kmeans_pixels(x, y, seed, _KM_PIXELS.value)}  # fmt: skip
     embeddings = {}
     for method, idec in (("DEC", False), ("IDEC", True)):
@@ -126,16 +126,8 @@ def run_seed(name: str, seed: int, x, y, rundir: pathlib.Path) -> dict:
     return result
 
 
-def _steady_seconds(seconds: list[float]) -> float | None:
-    """Median wall time of an epoch, leaving out the first of a process (it compiles)."""
-    return float(np.median(seconds[1:] or seconds)) if seconds else None
-
-
 def plot_embeddings(rundir: pathlib.Path, y: np.ndarray, path: pathlib.Path) -> None:
     """2-D map of AE codes (k-means clusters) and DEC / IDEC codes (their clusters)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     saved = np.load(rundir / "embeddings.npz")
@@ -171,15 +163,16 @@ def _project(codes: np.ndarray) -> np.ndarray:
     return PCA(2).fit_transform(codes)
 
 
-def _cell(results: list[dict], method: str) -> str:
+def _cells(results: list[dict], method: str) -> list[str]:
+    """ACC, NMI, ARI of ``method`` as "mean ± std" % over seeds ("--" if not run)."""
     runs = [r[method] for r in results if r.get(method)]
     if not runs:
-        return "-- | -- | --"
+        return ["--"] * 3
     cells = []
     for m in ("acc", "nmi", "ari"):
         values = 100 * np.array([r[m] for r in runs])
         cells.append(f"{values.mean():.1f} ± {values.std():.1f}")
-    return " | ".join(cells)
+    return cells
 
 
 def write_table(all_results: dict[str, list[dict]], path: pathlib.Path) -> None:
@@ -188,12 +181,11 @@ def write_table(all_results: dict[str, list[dict]], path: pathlib.Path) -> None:
         r0 = results[0]
         lines += [(f"## {name}: {r0['num_examples']} images, {len(results)} seed(s), "
                    f"{r0['pretrain_epochs']} pretraining epochs "
-                   f"({r0['seconds_per_epoch'] or float('nan'):.1f} s/epoch)"), "",
-                  "| method | ACC | NMI | ARI | published |", "|---|---|---|---|---|"]  # fmt: skip
-        for method in METHODS:
-            lines.append(
-                f"| {method} | {_cell(results, method)} | {REFERENCE[name][method]} |"
-            )
+                   f"({r0['seconds_per_epoch'] or float('nan'):.1f} s/epoch)"), ""]  # fmt: skip
+        rows = [[method, *_cells(results, method), REFERENCE[name][method]]
+                for method in METHODS]  # fmt: skip
+        header = ["method", "ACC", "NMI", "ARI", "published"]
+        lines.append(writer.markdown_table(header, rows))
         steps = ", ".join(
             f"DEC {r['DEC_steps']} / IDEC {r['IDEC_steps']}" for r in results
         )
@@ -204,6 +196,7 @@ def write_table(all_results: dict[str, list[dict]], path: pathlib.Path) -> None:
 
 def main(argv):
     del argv
+    runtime.configure()
     root = pathlib.Path(_WORKDIR.value).expanduser()
     all_results = {}
     for name in _DATASETS.value:

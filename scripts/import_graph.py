@@ -39,7 +39,9 @@ def imports(path: pathlib.Path, known: set[str]) -> set[str]:
     """vae_jax modules imported anywhere in ``path`` (module level or inside functions)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vae_jax"):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "vae_jax"
+        ):
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
                 found.add(full if full in known else node.module)

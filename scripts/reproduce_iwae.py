@@ -1,12 +1,13 @@
 """Reproduces Burda, Grosse & Salakhutdinov 2015 (IWAE), Table 1, on MNIST.
 
 Trains VAE and IWAE with k in {1, 5, 50} and 1 or 2 stochastic layers
-(``experiments/configs/iwae_mnist.py``) through the 8-stage schedule, each
-configuration in its own process (``--one=NAME`` runs one in-process; without it the
-script launches ``--max_parallel`` such processes). Every configuration trains in
-``<workdir>/<NAME>`` with ``loop.train_and_evaluate`` and resumes from there: rerun
-the same command. After each evaluated stage it writes ``<NAME>/stage<i>.json``
-(test NLL = -L_5000 in nats per image, its standard error over the test set, active
+(``experiments/configs/iwae_mnist.py``) through the 8-stage schedule, one after
+another here, or ``--max_parallel`` at once in spawned processes (logs in
+``<NAME>/log.txt``; ``vae_jax.sweep.launch.train_processes``); ``--one=NAME`` trains
+just that one here. Every configuration trains in ``<workdir>/<NAME>`` with
+``loop.train_and_evaluate`` and resumes from there: rerun the same command. After
+each evaluated stage it writes ``<NAME>/stage<i>.json`` (``evaluate.evaluate_model``:
+test NLL = -L_5000 in nats per image, its standard error over the test set, active
 units); ``<workdir>/results.md`` puts them beside the paper's values.
 
   python scripts/reproduce_iwae.py --workdir=~/runs/iwae --configs=vae1_k1 --stages=5
@@ -15,12 +16,12 @@ units); ``<workdir>/results.md`` puts them beside the paper's values.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import time
 
 from absl import app, flags, logging
 
@@ -97,65 +98,74 @@ def make_config(name: str, data: str, seed: int):
     return config
 
 
-def evaluate_stage(config, workdir: pathlib.Path, stage: int) -> dict:
-    """Test NLL (-L_k) and active units of the latest checkpoint in ``workdir``."""
-    import jax
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The flags that training and evaluating a config read (spawned training
+    processes parse no flags: they get this)."""
+
+    data: str
+    seed: int
+    stages: int
+    eval_stages: tuple[str, ...]
+    eval_samples: int
+    eval_examples: int
+    chunk_size: int
+    active_examples: int
+
+    @classmethod
+    def from_flags(cls) -> Settings:
+        return cls(_DATA.value, _SEED.value, _STAGES.value, tuple(_EVAL_STAGES.value),
+                   _EVAL_SAMPLES.value, _EVAL_EXAMPLES.value, _CHUNK.value,
+                   _AU_EXAMPLES.value)  # fmt: skip
+
+
+def evaluate_stage(workdir: pathlib.Path, stage: int, settings: Settings) -> dict:
+    """Test NLL (-L_k) and active units of the latest checkpoint in ``workdir``
+    (``evaluate.evaluate_model``), as ``stage<i>.json`` records them."""
     import numpy as np
 
-    from vae_jax import build, checkpoint, evaluate
+    from vae_jax import evaluate, runs
 
-    exp = build.build_experiment(config)
-    manager = checkpoint.make_manager(
-        workdir / "checkpoints", config.train.keep_checkpoints
-    )
-    state = checkpoint.restore_latest(manager, exp.init_state())
+    exp, state = runs.load_run(workdir)
     test = exp.eval_sets()["test"]
-    if _EVAL_EXAMPLES.value:
-        test = test[: _EVAL_EXAMPLES.value]
-    ll_fn = evaluate.make_log_likelihood_fn(
-        exp.model.log_weights, _EVAL_SAMPLES.value, _CHUNK.value
-    )
-    key = jax.random.fold_in(exp.keys["eval"], 5000)
-    start = time.time()
-    nll = evaluate.evaluate_log_likelihood(ll_fn, state.params, test, 20, key,
-                                           _EVAL_SAMPLES.value, log_every=50)  # fmt: skip
-    seconds = time.time() - start
-    train_x = exp.dataset.train[: _AU_EXAMPLES.value]
-    if exp.binarize:
-        train_x = evaluate.fixed_binarization(train_x, jax.random.fold_in(key, 1))
-    units = evaluate.active_units(
-        exp.model.posterior_means, state.params, train_x,
-        jax.random.fold_in(key, 2), num_examples=_AU_EXAMPLES.value,
+    if settings.eval_examples:
+        test = test[: settings.eval_examples]
+    out = evaluate.evaluate_model(
+        exp, state.params, test, settings.eval_samples, chunk_size=settings.chunk_size,
+        batch_size=20, active_examples=settings.active_examples, log_every=50,
     )  # fmt: skip
+    units, variances = out.pop("active_units"), out.pop("unit_variances")
+    seconds = out.pop("seconds")
     return {
         "stage": stage, "step": int(state.step), "epochs": int(state.step) / exp.steps_per_epoch,
-        **nll, "estimator": f"-L_k, k={_EVAL_SAMPLES.value}, nats per image",
-        "active_units": units["active_units"], "active_examples": _AU_EXAMPLES.value,
-        "unit_variances": [np.round(v, 5).tolist() for v in units["variances"]],
+        **out, "estimator": f"-L_k, k={settings.eval_samples}, nats per image",
+        "active_units": units, "active_examples": settings.active_examples,
+        "unit_variances": [np.round(v, 5).tolist() for v in variances],
         "eval_seconds": seconds,
     }  # fmt: skip
 
 
-def eval_stage_set(last: int) -> set[int]:
-    values = _EVAL_STAGES.value
-    if values == ["all"]:
+def eval_stage_set(last: int, values) -> set[int]:
+    """Stage indices of ``--eval_stages`` values ('last', 'all' or indices)."""
+    if list(values) == ["all"]:
         return set(range(last + 1))
     return {last if v == "last" else int(v) for v in values}
 
 
-def run_one(name: str, root: pathlib.Path) -> None:
+def run_one(name: str, root: pathlib.Path, settings: Settings) -> None:
     """Trains ``name`` stage by stage (resuming), evaluating the chosen stages."""
     from vae_jax import loop, optim
 
     workdir = root / name
-    to_eval = eval_stage_set(_STAGES.value)
+    to_eval = eval_stage_set(settings.stages, settings.eval_stages)
     # The learning rate is a function of the step, so training straight to a later
     # stage's end passes through the stages in between: only evaluated ones stop.
-    for stage in sorted({s for s in to_eval if s <= _STAGES.value} | {_STAGES.value}):
+    last = settings.stages
+    for stage in sorted({s for s in to_eval if s <= last} | {last}):
         result_path = workdir / f"stage{stage}.json"
         if result_path.exists():
             continue
-        config = make_config(name, _DATA.value, _SEED.value)
+        config = make_config(name, settings.data, settings.seed)
         steps_per_epoch = 59_600 // config.train.batch_size
         if config.data.name == "binarized_mnist":
             steps_per_epoch = 50_000 // config.train.batch_size
@@ -163,43 +173,43 @@ def run_one(name: str, root: pathlib.Path) -> None:
         logging.info("%s: stage %d, to step %d", name, stage, config.train.num_steps)
         loop.train_and_evaluate(config, str(workdir))
         if stage in to_eval:
-            result = evaluate_stage(config, workdir, stage)
+            result = evaluate_stage(workdir, stage, settings)
             result_path.write_text(json.dumps(result, indent=1))
             logging.info("%s stage %d: test NLL %.2f +- %.2f nats, active units %s",
                          name, stage, result["nll"], result["nll_stderr"],
                          result["active_units"])  # fmt: skip
 
 
-def launch_all(names: list[str], root: pathlib.Path) -> None:
-    """Runs ``--one=NAME`` children, at most ``--max_parallel`` at once."""
-    env = dict(os.environ)
+def _train_config(run, workdir, settings: Settings) -> None:
+    """``train_processes``'s train_fn: ``run_one`` of the config ``run.name``."""
+    run_one(run.name, pathlib.Path(workdir), settings)
+
+
+def launch_all(names: list[str], root: pathlib.Path, settings: Settings) -> dict:
+    """Trains ``names`` by ``launch.train_processes``, ``--max_parallel`` at once;
+    returns {name: "failed: ..."} for failures."""
+    from vae_jax.sweep import launch, spec
+
+    env = {}
     if _MAX_PARALLEL.value > 1 and _SINGLE_THREAD.value:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
                             " intra_op_parallelism_threads=1").strip()  # fmt: skip
-    passthrough = [
-        a for a in sys.argv[1:] if not a.startswith(("--configs", "--max_parallel"))
+    runs = [
+        spec.Run(n, {}, make_config(n, settings.data, settings.seed)) for n in names
     ]
-    pending, running = list(names), []
-    while pending or running:
-        while pending and len(running) < _MAX_PARALLEL.value:
-            name = pending.pop(0)
-            (root / name).mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, __file__, *passthrough, f"--one={name}"]
-            with open(root / name / "log.txt", "a") as log:  # the child keeps its copy
-                proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
-            running.append((name, proc))
-            logging.info("started %s (pid %d)", name, running[-1][1].pid)
-        time.sleep(5)
-        for name, proc in list(running):
-            if proc.poll() is not None:
-                logging.info("%s exited with %d", name, proc.returncode)
-                running.remove((name, proc))
+    train_fn = functools.partial(_train_config, settings=settings)
+    return launch.train_processes(
+        runs, root, _MAX_PARALLEL.value, train_fn=train_fn, env=env
+    )
 
 
 def write_table(root: pathlib.Path, names: list[str], data: str) -> str:
     """``results.md``: the newest evaluated stage of each config beside the paper."""
-    rows = [("| config | stage (epochs) | test NLL = -L_5000 (nats) | paper NLL | diff | "
-             "active units | paper AU (unverified) |"), "|---|---|---|---|---|---|---|"]  # fmt: skip
+    from vae_jax import writer
+
+    header = ["config", "stage (epochs)", "test NLL = -L_5000 (nats)", "paper NLL",
+              "diff", "active units", "paper AU (unverified)"]  # fmt: skip
+    rows = []
     for name in names:
         stages = sorted(
             (root / name).glob("stage*.json"), key=lambda p: int(p.stem[5:])
@@ -212,19 +222,19 @@ def write_table(root: pathlib.Path, names: list[str], data: str) -> str:
         paper_nll = paper[KS.index(k)] if paper else None
         au = PAPER_AU.get(f"{model}{layers}") if data == "mnist" else None
         diff = f"{r['nll'] - paper_nll:+.2f}" if paper_nll else "n/a"
-        rows.append(
-            f"| {name} | {r['stage']} ({r['epochs']:.0f}) | {r['nll']:.2f} ± "
-            f"{r['nll_stderr']:.2f} (k={int(r['num_samples'])}, N={int(r['num_examples'])}) | "
-            f"{paper_nll if paper_nll else 'n/a'} | "
-            f"{diff} | "
-            f"{'/'.join(map(str, r['active_units']))} | {au[KS.index(k)] if au else 'n/a'} |"
-        )
+        rows.append([
+            name, f"{r['stage']} ({r['epochs']:.0f})",
+            (f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} "
+             f"(k={int(r['num_samples'])}, N={int(r['num_examples'])})"),
+            paper_nll if paper_nll else "n/a", diff,
+            "/".join(map(str, r["active_units"])), au[KS.index(k)] if au else "n/a",
+        ])  # fmt: skip
     text = (
         f"# IWAE reproduction ({data})\n\nTest NLL = -mean_x L_k(x), nats per image, "
         "lower is better; ± is the standard error over test images. Paper: Burda et al. "
         "2015, Table 1 (full 3,280-epoch schedule = stage 7); earlier stages are not "
         "comparable to it. Active units: Var_x E_q[z_u|x] >= 0.01 on training images "
-        "(per stochastic layer).\n\n" + "\n".join(rows) + "\n"
+        "(per stochastic layer).\n\n" + writer.markdown_table(header, rows) + "\n"
     )
     (root / "results.md").write_text(text)
     return text
@@ -233,21 +243,23 @@ def write_table(root: pathlib.Path, names: list[str], data: str) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.INFO)
+    from vae_jax import preemption, runtime
+
+    runtime.configure()
     root = pathlib.Path(os.path.expanduser(_WORKDIR.value))
     root.mkdir(parents=True, exist_ok=True)
-    if _ONE.value:
-        from vae_jax import preemption
 
-        parse_name(_ONE.value)
-        try:
-            run_one(_ONE.value, root)
-        except preemption.Preempted as stop:  # SIGTERM: checkpoint saved, rerun resumes
-            logging.warning("%s", stop)
-            sys.exit(0)
-    else:
-        names = [n for n in _CONFIGS.value if parse_name(n)]
-        launch_all(names, root)
+    settings = Settings.from_flags()
+    try:
+        if _ONE.value:
+            parse_name(_ONE.value)
+            run_one(_ONE.value, root, settings)
+        else:
+            names = [n for n in _CONFIGS.value if parse_name(n)]
+            launch_all(names, root, settings)
+    except preemption.Preempted as stop:  # SIGTERM: checkpoint saved, rerun resumes
+        logging.warning("%s", stop)
+        sys.exit(0)
     print(write_table(root, NAMES, _DATA.value))
 
 

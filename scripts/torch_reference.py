@@ -77,7 +77,7 @@ def run_jax(config, workdir: pathlib.Path) -> dict:
 
 def run_torch(config, exp) -> dict:
     """Trains the torch twin on the same train split, evaluates on the same test bits."""
-    from scripts import _torch_vae
+    import _torch_vae
 
     threads = _torch_vae.set_threads(_THREADS.value)
     logging.info("torch %s, %d threads", _torch_vae.torch.__version__, threads)
@@ -125,6 +125,8 @@ def write_results(
     workdir: pathlib.Path, config, rows: list[dict], result: dict
 ) -> None:
     """torch_reference.json (this run) and a Markdown row appended to .md."""
+    from vae_jax import writer
+
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     record = {
         "time": stamp,
@@ -138,10 +140,8 @@ def write_results(
     (workdir / "torch_reference.json").write_text(json.dumps(record, indent=2) + "\n")
     md = workdir / "torch_reference.md"
     if not md.exists():
-        md.write_text(
-            "| time | epochs | seed | vae_jax | pytorch | diff | ok |\n"
-            "|---|---|---|---|---|---|---|\n"
-        )
+        header = ["time", "epochs", "seed", "vae_jax", "pytorch", "diff", "ok"]
+        md.write_text(writer.markdown_table(header, []) + "\n")
     losses = {r["framework"]: f"{r['loss']:.3f}" for r in rows}
     cells = [
         stamp,
@@ -153,22 +153,17 @@ def write_results(
         result.get("within_tolerance", "-"),
     ]
     with md.open("a") as f:
-        f.write("| " + " | ".join(str(c) for c in cells) + " |\n")
+        f.write(writer.markdown_row(cells) + "\n")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not _SKIP_TORCH.value:
-        from scripts import _torch_vae  # noqa: F401  fail early if torch is missing
-    from vae_jax import build
+        import _torch_vae  # noqa: F401  fail early if torch is missing
+    from vae_jax import build, runtime
 
-    logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(  # orbax narrates every save at INFO
-        lambda r: (
-            r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname
-        )
-    )
+    runtime.configure()
     workdir = pathlib.Path(_WORKDIR.value).expanduser()
     workdir.mkdir(parents=True, exist_ok=True)
     config = make_config()

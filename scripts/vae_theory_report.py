@@ -24,15 +24,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from vae_jax import data as data_lib
-from vae_jax import evaluate, objectives, plots
+from vae_jax import evaluate, objectives, plots, runtime, writer
 from vae_jax.configs import vae_frey, vae_mnist
 from vae_jax.models import full_covariance
 from vae_jax.studies import autoencoders, theory
@@ -55,11 +52,9 @@ def _mnist_config(steps: int, scale: float, **model):
 
 
 def _table(rows: list[dict]) -> str:
+    """Markdown table of dicts with the same keys (the header); floats to .4g."""
     keys = list(rows[0])
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    rows = ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines + rows)
+    return writer.markdown_table(keys, [[r[k] for k in keys] for r in rows], ".4g")
 
 
 def _figure(*shape, size):
@@ -217,7 +212,7 @@ def _squared_error_fit(frey, scale, sigma):
     """The squared-error beta-VAE, beta = 2 sigma^2, same init and batches."""
     config = _frey_config(scale, sigma, beta=theory.beta_for_sigma(sigma))
     make = lambda m: functools.partial(theory.negative_elbo_squared_error, model=m)
-    return theory.fit_with_loss(config, frey, make)
+    return autoencoders.fit(config, frey, make)
 
 
 def _identity_error(model, params, x, sigma) -> float:
@@ -475,6 +470,7 @@ def run(workdir: pathlib.Path, scale: float, parts) -> dict:
 
 
 def main():
+    runtime.configure()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", required=True, type=pathlib.Path)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies steps")

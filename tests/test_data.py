@@ -248,48 +248,6 @@ def test_binarized_mnist():
 
 
 # ---------------------------------------------------------------- batching
-def test_batch_indices_chunks_equal_epochs():
-    key, n, b = jax.random.key(7), 100, 8  # 12 steps per epoch, 4 examples dropped
-    spe = n // b
-    chunks, step = [], 0
-    for size in (7, 5, 12, 3, 9):  # 36 steps = 3 epochs, crossing epoch boundaries
-        chunks.append(data.batch_indices(key, step, size, n, b))
-        step += size
-    got = np.concatenate(chunks).reshape(3, spe * b)
-    for e in range(3):
-        want = np.asarray(data.epoch_permutation(key, e, n))[: spe * b]
-        np.testing.assert_array_equal(got[e], want)
-        assert (
-            len(np.unique(got[e])) == spe * b and got[e].min() >= 0 and got[e].max() < n
-        )
-    assert not np.array_equal(got[0], got[1])
-
-
-def test_batch_indices_jit_and_traced_step():
-    key = jax.random.key(0)
-    fn = jax.jit(data.batch_indices, static_argnums=(2, 3, 4))
-    for start in (0, 9, 11, 25):
-        eager = data.batch_indices(key, start, 4, 50, 4)
-        np.testing.assert_array_equal(fn(key, jnp.int32(start), 4, 50, 4), eager)
-        assert eager.shape == (4, 4) and eager.dtype == jnp.int32
-
-    @jax.jit
-    def scanned(start):  # start_step as traced scan carry, like a train loop
-        def body(s, _):
-            return s + 3, data.batch_indices(key, s, 3, 50, 4)
-
-        return jax.lax.scan(body, start, None, length=4)[1].reshape(12, 4)
-
-    np.testing.assert_array_equal(
-        scanned(jnp.int32(5)), data.batch_indices(key, 5, 12, 50, 4)
-    )
-
-
-def test_batch_indices_rejects_too_many_steps():
-    with pytest.raises(ValueError, match="num_steps"):
-        data.batch_indices(jax.random.key(0), 0, 13, 100, 8)
-
-
 def test_dynamic_binarize():
     x = jnp.linspace(0.0, 1.0, 64, dtype=jnp.float32)
     draws = jax.vmap(data.dynamic_binarize, in_axes=(0, None))(

@@ -12,8 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from vae_jax import build, checkpoint, writer
-from vae_jax.configs import quickstart
+from vae_jax import runs, writer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -155,13 +154,7 @@ def test_two_processes_train_like_one_process_with_their_devices(tmp_path):
     for a, b in zip(records["one"], records["two"]):
         assert a.keys() == b.keys()
         np.testing.assert_allclose(list(b.values()), list(a.values()), rtol=1e-4)
-    template = build.build_experiment(quickstart.get_config()).init_state()
-    restored = {
-        name: checkpoint.restore_latest(
-            checkpoint.make_manager(tmp_path / name / "checkpoints", 3), template
-        )
-        for name in ("one", "two")
-    }
+    restored = {name: runs.load_run(tmp_path / name)[1] for name in ("one", "two")}
     assert int(restored["one"].step) == int(restored["two"].step) == 60
     for a, b in zip(
         jax.tree.leaves(restored["one"].params), jax.tree.leaves(restored["two"].params)

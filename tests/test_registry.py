@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from vae_jax import build, checkpoint, evaluate, loop, models, objectives
 from vae_jax import distributions as dist
+from vae_jax import evaluate, loop, models, objectives, runs
 from vae_jax.configs import quickstart
 from vae_jax.models import vae
 from vae_jax.studies import anomaly
@@ -82,9 +82,7 @@ def test_laplace_log_prior_matches_scipy():
 
 def test_registered_family_trains_evaluates_sweeps_and_scores(laplace_config, tmp_path):
     final = loop.train_and_evaluate(laplace_config, str(tmp_path / "run"))
-    exp = build.build_experiment(laplace_config)
-    manager = checkpoint.make_manager(tmp_path / "run" / "checkpoints", 1)
-    state = checkpoint.restore_latest(manager, exp.init_state())
+    exp, state = runs.load_run(tmp_path / "run")
     assert isinstance(exp.model, LaplacePriorVAE)
     assert int(state.step) == 300 and np.isfinite(final["test/loss"])
     x = np.asarray(exp.eval_sets()["test"][:40])

@@ -77,7 +77,7 @@ def test_parse_sweep_is_a_typed_cartesian_product():
 
 
 @pytest.mark.parametrize(
-    "spec, message",
+    "sweep, message",
     [
         ("objective.betta=1,2", "did you mean 'objective.beta'"),
         ("seed=abc", "Cannot parse 'abc' as seed"),
@@ -89,9 +89,9 @@ def test_parse_sweep_is_a_typed_cartesian_product():
         (" ; ", "Empty sweep"),
     ],
 )
-def test_bad_sweeps_raise_one_clear_error(spec, message):
+def test_bad_sweeps_raise_one_clear_error(sweep, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        spec.parse_sweep(spec, quickstart.get_config())
+        spec.parse_sweep(sweep, quickstart.get_config())
 
 
 def test_get_sweep_from_config_file(tmp_path):
@@ -166,7 +166,7 @@ def test_traced_hyper_parameters_match_the_bound_objective(name):
 
     @jax.jit
     def losses(step):
-        hparams = vmapped.hyper_hparams_fn(hyper)(step)
+        hparams = objectives.make_hparams(config, levels=hyper)(step)
         loss_one = vmapped.hyper_loss_one(exp, hyper)
         got = objectives.batch_mean(loss_one)(params, x, key, hparams)
         bound = objectives.batch_mean(exp.loss_one)(

@@ -92,3 +92,9 @@ def test_eval_masked_mean_counts_every_example_once():
         mean, logvar
     )
     np.testing.assert_allclose(got["kl"], float(jnp.mean(kl)), rtol=1e-5)
+
+
+def test_median_epoch_seconds_leaves_out_the_compiling_epoch():
+    assert train.median_epoch_seconds([9.0, 1.0, 3.0, 2.0]) == 2.0
+    assert train.median_epoch_seconds([9.0]) == 9.0
+    assert train.median_epoch_seconds([]) is None

@@ -4,7 +4,8 @@ Numbers are per example: nats per image for VAE terms (``loss`` = negative ELBO,
 single-sample estimate unless the objective uses S > 1; ``kl`` >= 0), squared error
 per pixel for autoencoders. ``iwae_bound`` / ``evaluate_log_likelihood`` give the
 importance-weighted bound L_k and the test NLL = -mean L_k (Burda et al. 2015, k =
-5000), ``active_units`` the count of units with Var_x E_q[z_u|x] >= 0.01.
+5000), ``active_units`` the count of units with Var_x E_q[z_u|x] >= 0.01;
+``evaluate_model`` both for a trained experiment.
 """
 
 from __future__ import annotations
@@ -191,3 +192,49 @@ def active_units(
     variances = [np.asarray(jnp.var(m, axis=0)) for m in jax.device_get(means)]  # [K_l]
     counts = [int(np.sum(v >= threshold)) for v in variances]
     return {"active_units": counts, "variances": variances}
+
+
+def evaluate_model(
+    exp,
+    params,
+    x: np.ndarray,
+    num_samples: int = 5000,
+    *,
+    chunk_size: int = 500,
+    batch_size: int = 20,
+    active_examples: int = 500,
+    key: jax.Array | None = None,
+    log_every: int = 0,
+) -> dict[str, Any]:
+    """Test NLL = -mean_x L_k(x) over ``x: [N, D]`` and active units of a latent-variable
+    model (Burda et al. 2015, Table 1 and §5.2).
+
+    ``exp``: a ``build.Experiment`` (its model's ``log_weights`` and
+    ``posterior_means``, its ``eval`` key, training data and binarization). L_k uses
+    k = ``num_samples`` drawn ``chunk_size`` at a time, ``batch_size`` images per vmap;
+    active units use the first ``active_examples`` training images (one fixed
+    binarization if the run binarizes dynamically). ``key``: default
+    ``fold_in(exp.keys["eval"], 5000)``; the units use ``fold_in(key, 1)`` (binarization)
+    and ``fold_in(key, 2)``. ``log_every``: see ``evaluate_log_likelihood``.
+
+    Returns ``evaluate_log_likelihood``'s dict (nats per image: ``nll``,
+    ``nll_stderr``, ...) plus ``active_units`` [count per stochastic layer],
+    ``unit_variances`` ([K_l] arrays of Var_x E_q[z_u|x]) and ``seconds`` (wall time of
+    the L_k estimate).
+    """
+    if key is None:
+        key = jax.random.fold_in(exp.keys["eval"], 5000)
+    ll_fn = make_log_likelihood_fn(exp.model.log_weights, num_samples, chunk_size)
+    start = time.time()
+    out = evaluate_log_likelihood(
+        ll_fn, params, x, batch_size, key, num_samples, log_every=log_every
+    )
+    seconds = time.time() - start
+    train_x = exp.dataset.train[:active_examples]
+    if exp.binarize:
+        train_x = fixed_binarization(train_x, jax.random.fold_in(key, 1))
+    units = active_units(exp.model.posterior_means, params, train_x,
+                         jax.random.fold_in(key, 2), num_examples=active_examples)  # fmt: skip
+    out.update(active_units=units["active_units"], unit_variances=units["variances"])
+    out["seconds"] = seconds
+    return out

@@ -1,10 +1,17 @@
-"""``train_and_evaluate``: the outer loop of a run, resumable from its workdir."""
+"""``train_and_evaluate``: the outer loop of a run, resumable from its workdir.
+
+``run_loop`` is the one step loop: a single run drives it with its ``ChunkRunner``
+and the vmapped sweep (``sweep/vmapped.py``) with C configs' stacked state.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import shutil
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import jax
 import ml_collections
@@ -18,30 +25,123 @@ from vae_jax import (
     figures,
     parallel,
     preemption,
-    train,
     writer,
 )
+
+Metrics = dict[str, np.ndarray]  # a chunk's host metrics: [n] each ([C, n] stacked)
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training met a non-finite loss or gradient with ``on_nonfinite='stop'``."""
 
 
-def _next_boundary(step: int, exp: build.Experiment, runner: train.ChunkRunner) -> int:
+class Runner(Protocol):
+    """``train.ChunkRunner``'s interface: ``runner(state, step, n) -> (state,
+    metrics)`` runs n steps from ``step`` in one call, n <= ``max_steps(step)``."""
+
+    def __call__(self, state, step: int, num_steps: int) -> tuple[Any, Metrics]: ...
+
+    def max_steps(self, step: int) -> int: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+    """``run_loop``'s schedule, fields as in ``config.train``: chunks of at most
+    ``steps_per_dispatch`` steps; log and checkpoint every ``log_every`` and
+    ``checkpoint_every`` steps (> 0), evaluate every ``eval_every`` (0: never)."""
+
+    steps_per_dispatch: int
+    log_every: int
+    checkpoint_every: int
+    eval_every: int = 0
+
+    @classmethod
+    def epochs(cls, steps_per_epoch: int) -> Cadence:
+        """One chunk per epoch, logged and checkpointed at its end."""
+        return cls(steps_per_epoch, steps_per_epoch, steps_per_epoch)
+
+
+@dataclasses.dataclass
+class LoopHooks:
+    """What ``run_loop`` does with its state at each event.
+
+    check(metrics, first_step): after each chunk; raises (or marks configs failed) on
+      non-finite steps. log(chunks, step): the chunks' metrics since the last log.
+    save(state, step): every ``checkpoint_every`` steps, at the end and on a stop.
+    saved_in: where ``save`` writes (for the preemption message).
+    evaluate(state, step): every ``eval_every`` steps before the end. running(): False
+      ends the loop early (a sweep whose configs all failed).
+    """
+
+    check: Callable[[Metrics, int], None]
+    log: Callable[[Sequence[Metrics], int], None]
+    save: Callable[[Any, int], None]
+    saved_in: str
+    evaluate: Callable[[Any, int], None] = lambda state, step: None
+    running: Callable[[], bool] = lambda: True
+
+
+def _next_boundary(step: int, total_steps: int, cfg: Cadence, runner: Runner) -> int:
     """End of the next chunk: no chunk crosses an epoch, log/eval/checkpoint step or
     the end."""
-    cfg = exp.config.train
-    stops = [
-        exp.total_steps,
-        step + min(cfg.steps_per_dispatch, runner.max_steps(step)),
-    ]
+    stops = [total_steps, step + min(cfg.steps_per_dispatch, runner.max_steps(step))]
     for every in (cfg.log_every, cfg.checkpoint_every, cfg.eval_every):
         if every > 0:
             stops.append((step // every + 1) * every)
     return min(stops)
 
 
-def _check_workdir(workdir: pathlib.Path, state) -> None:
+def run_loop(state, step: int, total_steps: int, cfg: Cadence, runner: Runner,
+             hooks: LoopHooks):  # fmt: skip
+    """Trains ``state`` (at global ``step``) to ``total_steps`` in ``runner``'s chunks,
+    calling ``hooks`` at ``cfg``'s log/eval/checkpoint steps (``cfg``: a ``Cadence``
+    or ``config.train``, which has its fields).
+
+    One host sync per chunk. On SIGTERM/SIGINT to any process every host finishes its
+    chunk, logs, saves and raises ``preemption.Preempted``. Returns the final state.
+    """
+    window = []
+    with preemption.PreemptionGuard() as guard:
+        while step < total_steps and hooks.running():
+            n = _next_boundary(step, total_steps, cfg, runner) - step
+            state, metrics = runner(state, step, n)
+            metrics = jax.device_get(metrics)  # the one host sync per chunk
+            hooks.check(metrics, step)
+            step += n
+            window.append(metrics)
+            stop = parallel.any_process(guard.requested)  # every host stops together
+            if step % cfg.log_every == 0 or step == total_steps or stop:
+                hooks.log(window, step)
+                window = []
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
+                hooks.evaluate(state, step)
+            if step % cfg.checkpoint_every == 0 or step == total_steps or stop:
+                hooks.save(state, step)
+            if stop and step < total_steps:
+                raise preemption.Preempted(
+                    f"Stopped by {guard.signal_name or 'a signal to another process'} "
+                    f"at step {step}; checkpoint saved in {hooks.saved_in}. "
+                    "Rerun the same command to resume."
+                )
+    return state
+
+
+def window_means(window: Sequence[Metrics], index=()) -> dict[str, float]:
+    """Mean of each metric over the chunks in ``window``; ``index`` picks one config's
+    row [n] of stacked [C, n] metrics."""
+    return {
+        k: float(np.mean(np.concatenate([w[k][index] for w in window])))
+        for k in window[0]
+    }
+
+
+def nonfinite_step(nonfinite: np.ndarray, first_step: int) -> int | None:
+    """The first step of a chunk whose ``nonfinite`` [n] flag is set, or None."""
+    flags = np.asarray(nonfinite) > 0
+    return int(np.argmax(flags)) + first_step if flags.any() else None
+
+
+def check_workdir(workdir: pathlib.Path, state) -> None:
     """Fails before training if ``workdir`` cannot be written or cannot hold checkpoints."""
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -59,18 +159,28 @@ def _check_workdir(workdir: pathlib.Path, state) -> None:
         )
 
 
-def _evaluate(exp, eval_fn, params, eval_sets) -> dict[str, float]:
-    metrics = {}
-    for name, x in eval_sets.items():
-        means = evaluate.evaluate_dataset(
-            eval_fn, params, x, exp.config.train.eval_batch_size, exp.keys["eval"]
-        )
-        metrics.update({f"{name}/{k}": v for k, v in means.items()})
-    return metrics
+def make_evaluator(exp: build.Experiment, eval_fn=None) -> Callable:
+    """params -> {"valid/loss", "test/loss", ...} on ``exp.eval_sets()`` with
+    ``eval_fn`` (default: ``exp.loss_one`` at beta = 1)."""
+    if eval_fn is None:
+        eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
+    sets, batch_size = exp.eval_sets(), exp.config.train.eval_batch_size
+
+    def evaluate_now(params) -> dict[str, float]:
+        metrics = {}
+        for name, x in sets.items():
+            means = evaluate.evaluate_dataset(
+                eval_fn, params, x, batch_size, exp.keys["eval"]
+            )
+            metrics.update({f"{name}/{k}": v for k, v in means.items()})
+        return metrics
+
+    return evaluate_now
 
 
 class ProgressLog:
-    """Averages chunk metrics between log steps; prints progress and writes them."""
+    """``LoopHooks.log`` of a single run: logs ``step, means, examples/s, ETA`` and
+    writes ``train/...`` scalars."""
 
     def __init__(
         self, metric_writer, total_steps: int, batch_size: int, start_step: int
@@ -81,20 +191,11 @@ class ProgressLog:
             batch_size,
         )
         self.start_step, self.start_time = start_step, time.time()
-        self.window, self.window_time = [], time.time()
+        self.window_time = time.time()
 
-    def add(self, metrics: dict[str, np.ndarray]) -> None:
-        self.window.append(metrics)
-
-    def flush(self, step: int) -> None:
-        """Logs ``step, means, examples/s, ETA`` and writes ``train/...`` scalars."""
-        if not self.window:
-            return
-        means = {
-            k: float(np.mean(np.concatenate([w[k] for w in self.window])))
-            for k in self.window[0]
-        }
-        num_steps = sum(len(w["loss"]) for w in self.window)
+    def __call__(self, window: Sequence[Metrics], step: int) -> None:
+        means = window_means(window)
+        num_steps = sum(len(w["loss"]) for w in window)
         rate = num_steps * self.batch_size / max(time.time() - self.window_time, 1e-9)
         done = max(step - self.start_step, 1)
         eta = (time.time() - self.start_time) / done * (self.total - step)
@@ -108,48 +209,34 @@ class ProgressLog:
             time.strftime("%H:%M:%S", time.gmtime(eta)),
         )
         self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-        self.window, self.window_time = [], time.time()
-
-
-def _raise_nonfinite(metrics, first_step, manager) -> None:
-    bad = int(np.argmax(np.asarray(metrics["nonfinite"]) > 0)) + first_step
-    raise NonFiniteLossError(
-        f"Non-finite loss or gradient at step {bad}; the update was not applied. "
-        f"Last good checkpoint: step {manager.latest_step()} in {manager.directory}. "
-        "Lower optim.learning_rate, set optim.grad_clip_norm, or set "
-        "train.on_nonfinite='skip' to skip such updates."
-    )
+        self.window_time = time.time()
 
 
 def _train(exp, state, manager, metric_writer, evaluate_now):
-    """The step loop: scan-fused chunks, logging, evaluation, checkpoints, signals."""
+    """``run_loop`` of one run: raises ``NonFiniteLossError``, writes metrics and
+    checkpoints."""
     cfg = exp.config.train
     step = int(state.step)
-    runner = exp.chunk_runner()
-    progress = ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step)
-    with preemption.PreemptionGuard() as guard:
-        while step < exp.total_steps:
-            n = _next_boundary(step, exp, runner) - step
-            state, metrics = runner(state, step, n)
-            metrics = jax.device_get(metrics)  # the one host sync per chunk
-            if np.any(metrics["nonfinite"]) and cfg.on_nonfinite == "stop":
-                _raise_nonfinite(metrics, step, manager)
-            step += n
-            progress.add(metrics)
-            stop = parallel.any_process(guard.requested)  # every host stops together
-            if step % cfg.log_every == 0 or step == exp.total_steps or stop:
-                progress.flush(step)
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < exp.total_steps:
-                metric_writer.write_scalars(step, evaluate_now(state.params))
-            if step % cfg.checkpoint_every == 0 or step == exp.total_steps or stop:
-                checkpoint.save(manager, state, step)
-            if stop and step < exp.total_steps:
-                raise preemption.Preempted(
-                    f"Stopped by {guard.signal_name or 'a signal to another process'} "
-                    f"at step {step}; checkpoint saved in "
-                    f"{manager.directory}. Rerun the same command to resume."
-                )
-    return state
+
+    def check(metrics, first_step):
+        bad = nonfinite_step(metrics["nonfinite"], first_step)
+        if bad is not None and cfg.on_nonfinite == "stop":
+            raise NonFiniteLossError(
+                f"Non-finite loss or gradient at step {bad}; the update was not "
+                f"applied. Last good checkpoint: step {manager.latest_step()} in "
+                f"{manager.directory}. Lower optim.learning_rate, set "
+                "optim.grad_clip_norm, or set train.on_nonfinite='skip' to skip such "
+                "updates."
+            )
+
+    hooks = LoopHooks(
+        check=check,
+        log=ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step),
+        evaluate=lambda s, at: metric_writer.write_scalars(at, evaluate_now(s.params)),
+        save=lambda s, at: checkpoint.save(manager, s, at),
+        saved_in=str(manager.directory),
+    )
+    return run_loop(state, step, exp.total_steps, cfg, exp.chunk_runner(), hooks)
 
 
 def train_and_evaluate(
@@ -163,7 +250,7 @@ def train_and_evaluate(
     workdir = pathlib.Path(workdir)
     exp = build.build_experiment(config)
     fresh = exp.init_state()
-    _check_workdir(workdir, fresh)
+    check_workdir(workdir, fresh)
     manager = checkpoint.make_manager(
         workdir / "checkpoints", config.train.keep_checkpoints
     )
@@ -184,9 +271,7 @@ def train_and_evaluate(
         step,
         exp.total_steps,
     )
-    eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
-    eval_sets = exp.eval_sets()
-    evaluate_now = lambda params: _evaluate(exp, eval_fn, params, eval_sets)
+    evaluate_now = make_evaluator(exp)
     metric_writer = (
         writer.MetricWriter(workdir, resume_step=step)
         if primary

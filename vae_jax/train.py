@@ -9,11 +9,12 @@ so a run resumed from a checkpoint at step ``s`` repeats an uninterrupted run.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -211,3 +212,9 @@ class ChunkRunner:
             state, metrics = self(state, step, n)
             step += n
         return state, metrics
+
+
+def median_epoch_seconds(seconds: Sequence[float]) -> float | None:
+    """Median wall time of an epoch from per-epoch ``seconds`` [E], leaving out the
+    first of a process (it compiles) when there are others; None if none ran."""
+    return float(np.median(seconds[1:] or seconds)) if seconds else None

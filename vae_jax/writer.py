@@ -1,4 +1,5 @@
-"""Run records: ``metrics.jsonl`` (one JSON object per write) and ``config.json``."""
+"""Run records: ``metrics.jsonl`` (one JSON object per write) and ``config.json``;
+``markdown_table`` for the reports that tabulate them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import math
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -115,6 +116,42 @@ def write_config(
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Loads a run's ``config.json`` as a ConfigDict."""
+    """Loads a run's ``config.json`` as a ConfigDict; JSON arrays come back as tuples,
+    as the configs write sequences (``model.hidden``)."""
     text = (pathlib.Path(workdir) / "config.json").read_text()
-    return ml_collections.ConfigDict(json.loads(text))
+    return ml_collections.ConfigDict(_lists_to_tuples(json.loads(text)))
+
+
+def _lists_to_tuples(tree):
+    if isinstance(tree, dict):
+        return {k: _lists_to_tuples(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return tuple(_lists_to_tuples(v) for v in tree)
+    return tree
+
+
+def markdown_row(cells: Sequence[Any], float_format: str | None = None) -> str:
+    """``| c1 | c2 | ... |``: ``str(cell)``, or ``format(cell, float_format)`` for floats
+    when given (e.g. ".4g"). Cells are not escaped: a "|" in one splits it."""
+    text = [
+        format(c, float_format) if float_format and isinstance(c, float) else str(c)
+        for c in cells
+    ]
+    return "| " + " | ".join(text) + " |"
+
+
+def markdown_table(
+    header: Sequence[Any],
+    rows: Iterable[Sequence[Any]],
+    float_format: str | None = None,
+) -> str:
+    """A Markdown (GitHub) table: the header row, ``|---|---|``, then a line per row
+    (``markdown_row``), with no trailing newline. Each row has len(header) cells."""
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(
+                f"Row {row!r} has {len(row)} cells; the header has {len(header)}."
+            )
+        lines.append(markdown_row(row, float_format))
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import checkpoint, evaluate, objectives, optim, train
+from vae_jax import checkpoint, evaluate, loop, objectives, optim, train
 from vae_jax import data as data_lib
 from vae_jax.studies.clustering import batch_indices_at, epochs_spanned
 
@@ -137,8 +137,9 @@ def vmap_chunk(chunk: Callable) -> Callable:
 def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, xs, counts,
                            num_epochs: int, workdir=None):  # fmt: skip
     """Trains C one-class models on ``xs: [C, M, D]`` (``counts: [C]``) for
-    ``num_epochs`` x (M // B) steps each, one vmapped chunk per epoch; checkpoints
-    into ``workdir`` after each epoch and resumes from it. Returns (state, s/epoch)."""
+    ``num_epochs`` x (M // B) steps each (``loop.run_loop``, one vmapped chunk per
+    epoch); checkpoints into ``workdir`` after each epoch and resumes from it.
+    Non-finite steps are skipped (``train.make_step_fn``). Returns (state, s/epoch)."""
     num_classes, capacity, dim = xs.shape
     steps_per_epoch = capacity // config.train.batch_size
     tx = optim.make_optimizer(
@@ -163,18 +164,42 @@ def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, 
         jnp.asarray(counts),
         class_keys(keys["data"]),
     )
-    seconds = []
-    while int(state.step[0]) < num_epochs * steps_per_epoch:
-        start = time.time()
-        state, metrics = chunk(state, xs, counts, data_keys)
-        loss = np.asarray(jax.device_get(metrics["loss"])).mean(axis=1)  # [C]
-        seconds.append(time.time() - start)
-        epoch = int(state.step[0]) // steps_per_epoch
-        logging.info("one-class epoch %d/%d loss per class %s (%.1f s)", epoch, num_epochs,
+    seconds, start = [], [time.time()]  # start: the epoch's, after the last save
+
+    def log(window, step):
+        seconds.append(time.time() - start[0])
+        loss = np.concatenate([w["loss"] for w in window], axis=1).mean(axis=1)  # [C]
+        logging.info("one-class epoch %d/%d loss per class %s (%.1f s)",
+                     step // steps_per_epoch, num_epochs,
                      np.array2string(loss, precision=4), seconds[-1])  # fmt: skip
+
+    def save(state, step):
         if manager is not None:
-            checkpoint.save(manager, state, int(state.step[0]))
+            checkpoint.save(manager, state, step)
+        start[0] = time.time()
+
+    saved_in = str(manager.directory) if manager is not None else "no workdir"
+    hooks = loop.LoopHooks(check=lambda metrics, step: None, log=log, save=save,
+                           saved_in=saved_in)  # fmt: skip
+    runner = _EpochRunner(lambda s: chunk(s, xs, counts, data_keys), steps_per_epoch)
+    total, cadence = num_epochs * steps_per_epoch, loop.Cadence.epochs(steps_per_epoch)
+    state = loop.run_loop(state, int(state.step[0]), total, cadence, runner, hooks)
     return state, seconds
+
+
+class _EpochRunner:
+    """``loop.Runner`` of ``chunk(state) -> (state, metrics)``: one epoch per call."""
+
+    def __init__(self, chunk: Callable, steps_per_epoch: int):
+        self.chunk, self.steps_per_epoch = chunk, steps_per_epoch
+
+    def max_steps(self, step: int) -> int:
+        return self.steps_per_epoch - step % self.steps_per_epoch
+
+    def __call__(self, state, step: int, num_steps: int):
+        if step % self.steps_per_epoch or num_steps != self.steps_per_epoch:
+            raise ValueError(f"{num_steps} steps from step {step} are not one epoch.")
+        return self.chunk(state)
 
 
 def one_class_aurocs(

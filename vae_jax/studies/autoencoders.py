@@ -6,8 +6,10 @@ Importable from a notebook; each study returns plain numbers (dicts) and, with a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,14 +22,17 @@ from vae_jax.studies import pca
 
 
 def fit(
-    config: ml_collections.ConfigDict, dataset
+    config: ml_collections.ConfigDict, dataset, make_loss: Callable | None = None
 ) -> tuple[build.Experiment, dict, dict]:
     """Trains ``config`` on ``dataset`` in memory (no checkpoints, no files).
 
     Same steps as ``loop.train_and_evaluate`` (``make_step_fn`` in scan-fused chunks).
+    ``make_loss(model) -> loss_one``, if given, replaces the config's objective.
     Returns (experiment, params, mean train metrics of the last chunk).
     """
     exp = build.build_experiment(config, dataset)
+    if make_loss is not None:
+        exp = dataclasses.replace(exp, loss_one=make_loss(exp.model))
     state = exp.init_state()
     state, metrics = exp.chunk_runner().run(state, exp.total_steps)
     means = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}

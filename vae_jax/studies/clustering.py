@@ -26,7 +26,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from vae_jax import build, checkpoint, writer
+from vae_jax import build, checkpoint, loop, writer
 from vae_jax import data as data_lib
 
 
@@ -149,8 +149,9 @@ def make_apply_all(fn_one: Callable, batch_size: int) -> Callable:
 def pretrain_autoencoder(config: ml_collections.ConfigDict, x: np.ndarray, workdir,
                          num_epochs: int) -> tuple[nn.Module, dict, list[float]]:  # fmt: skip
     """Trains ``config``'s autoencoder on all rows of ``x: [N, D]`` for ``num_epochs``
-    epochs (one scan-fused chunk each), checkpointing into ``workdir`` after every
-    epoch; a rerun resumes there. Returns (model, params, seconds per new epoch)."""
+    epochs (``loop.run_loop``, one scan-fused chunk each), checkpointing into
+    ``workdir`` after every epoch; a rerun resumes there. Non-finite steps are skipped
+    (``train.make_step_fn``). Returns (model, params, seconds per new epoch)."""
     dataset = data_lib.Dataset(
         "pretrain", x, x[:0], x[:0], None, None, None, (x.shape[1], 1)
     )
@@ -160,22 +161,23 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, x: np.ndarray, workd
     state = exp.init_state()
     manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
     state = checkpoint.restore_latest(manager, state) or state
-    runner = exp.chunk_runner()
-    seconds = []
-    while int(state.step) < exp.total_steps:
-        start = time.time()
-        state, metrics = runner(state, int(state.step), exp.steps_per_epoch)
-        mse = float(np.mean(jax.device_get(metrics["mse"])))
-        seconds.append(time.time() - start)
-        epoch = int(state.step) // exp.steps_per_epoch
-        logging.info(
-            "pretrain epoch %d/%d mse %.5f (%.1f s)",
-            epoch,
-            num_epochs,
-            mse,
-            seconds[-1],
-        )
-        checkpoint.save(manager, state, int(state.step))
+    seconds, start = [], [time.time()]  # start: the epoch's, after the last save
+
+    def log(window, step):
+        seconds.append(time.time() - start[0])
+        mse, epoch = loop.window_means(window)["mse"], step // exp.steps_per_epoch
+        logging.info("pretrain epoch %d/%d mse %.5f (%.1f s)", epoch, num_epochs, mse,
+                     seconds[-1])  # fmt: skip
+
+    def save(state, step):
+        checkpoint.save(manager, state, step)
+        start[0] = time.time()
+
+    hooks = loop.LoopHooks(check=lambda metrics, step: None, log=log, save=save,
+                           saved_in=str(manager.directory))  # fmt: skip
+    cadence = loop.Cadence.epochs(exp.steps_per_epoch)
+    state = loop.run_loop(state, int(state.step), exp.total_steps, cadence,
+                          exp.chunk_runner(), hooks)  # fmt: skip
     return exp.model, state.params, seconds
 
 

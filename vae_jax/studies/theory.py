@@ -12,19 +12,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from vae_jax import build, evaluate, models, objectives
 from vae_jax import distributions as dist
+from vae_jax import evaluate, models, objectives
 from vae_jax import linear_gaussian as lg
 from vae_jax.models import full_covariance
 from vae_jax.studies import autoencoders
@@ -58,19 +56,6 @@ def gaussian_constant(sigma: float, dim: int) -> float:
 
 
 # ------------------------------------------------------------- rate and distortion
-def fit_with_loss(
-    config: ml_collections.ConfigDict, dataset, make_loss: Callable | None = None
-):
-    """``autoencoders.fit`` with ``make_loss(model) -> loss_one`` replacing the config's
-    objective (None keeps it). Returns (experiment, params, last-chunk train means)."""
-    exp = build.build_experiment(config, dataset)
-    if make_loss is not None:
-        exp = dataclasses.replace(exp, loss_one=make_loss(exp.model))
-    state, metrics = exp.chunk_runner().run(exp.init_state(), exp.total_steps)
-    means = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
-    return exp, state.params, means
-
-
 def rate_distortion(
     model: nn.Module, params, x: np.ndarray, key: jax.Array, batch_size: int = 500
 ) -> dict:

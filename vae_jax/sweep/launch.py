@@ -4,7 +4,8 @@
 exactly like single runs, plus ``done.json`` once finished, so a rerun skips them, then
 tabulates them (``sweep_results``). ``vmapped.train_vmapped`` trains configs that
 differ only in numeric hyper-parameters as one program; ``train_processes`` runs
-``loop.train_and_evaluate`` per config, here or in a spawn pool.
+``loop.train_and_evaluate`` (or another ``train_fn``) per config, here or in a spawn
+pool.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import multiprocessing
 import os
 import pathlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -22,6 +23,7 @@ import ml_collections
 from absl import logging
 
 from vae_jax import build, checkpoint, loop, runtime
+from vae_jax.runs import load_run
 from vae_jax.sweep import vmapped
 from vae_jax.sweep.results import is_finished, write_done, write_results
 from vae_jax.sweep.spec import Run, check_vmappable, make_runs, sweep_index, vmap_groups
@@ -38,10 +40,21 @@ def train_run(run: Run, workdir) -> dict[str, float]:
     return final
 
 
-def _train_child(run: Run, workdir: str) -> None:
-    """Pool worker: logs into ``<name>/log.txt``, GPU memory on demand, then train_run."""
+# (run, workdir) -> anything: trains the config in <workdir>/<name>.
+TrainFn = Callable[[Run, Any], Any]
+
+
+def _train_child(
+    run: Run,
+    workdir: str,
+    train_fn: TrainFn | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Pool worker: ``env`` set (before JAX starts a backend), logs into
+    ``<name>/log.txt``, GPU memory on demand, then ``train_fn(run, workdir)``."""
     import logging as std_logging
 
+    os.environ.update(env or {})
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # shared GPU
     run_dir = pathlib.Path(workdir) / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -50,20 +63,28 @@ def _train_child(run: Run, workdir: str) -> None:
     runtime.quiet_orbax(handler)
     std_logging.getLogger().handlers = [handler]
     runtime.configure()
-    train_run(run, workdir)
+    (train_fn or train_run)(run, workdir)
 
 
 def train_processes(
-    runs: Sequence[Run], workdir, max_workers: int = 1
+    runs: Sequence[Run],
+    workdir,
+    max_workers: int = 1,
+    *,
+    train_fn: TrainFn | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Each config by ``train_run``: one after another here (max_workers <= 1), else in
-    a pool of fresh spawned processes. Returns {name: "failed: ..."} for failures."""
+    """Each config by ``train_fn(run, workdir)`` (default ``train_run``): one after
+    another here (max_workers <= 1), else in a pool of fresh spawned processes, each
+    logging into ``<workdir>/<name>/log.txt`` with the variables ``env`` set (a pool
+    pickles ``train_fn``: a module-level function or a partial of one). Returns
+    {name: "failed: ..."} for failures."""
     failures = {}
     if max_workers <= 1:
         for run in runs:
             logging.info("training %s", run.name)
             try:
-                train_run(run, workdir)
+                (train_fn or train_run)(run, workdir)
             except _FAILURES as err:
                 failures[run.name] = f"failed: {type(err).__name__}: {err}"
                 logging.error("%s %s", run.name, failures[run.name])
@@ -73,7 +94,10 @@ def train_processes(
     with concurrent.futures.ProcessPoolExecutor(
         max_workers, mp_context=context, **fresh
     ) as pool:
-        futures = {pool.submit(_train_child, run, str(workdir)): run for run in runs}
+        futures = {
+            pool.submit(_train_child, run, str(workdir), train_fn, env): run
+            for run in runs
+        }
         for future in concurrent.futures.as_completed(futures):
             run = futures[future]
             try:
@@ -134,16 +158,9 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]
 
 
 def final_state(run: Run, workdir, dataset=None) -> tuple[build.Experiment, Any]:
-    """(experiment, last checkpointed TrainState) of ``run`` in ``<workdir>/<name>``."""
-    exp = build.build_experiment(run.config, dataset)
-    run_dir = pathlib.Path(workdir) / run.name
-    manager = checkpoint.make_manager(run_dir / "checkpoints", 1)
-    state = checkpoint.restore_latest(manager, exp.init_state())
-    if state is None:
-        raise FileNotFoundError(
-            f"No checkpoint of sweep config {run.name} in {run_dir}."
-        )
-    return exp, state
+    """(experiment, last checkpointed TrainState) of ``run`` in ``<workdir>/<name>``
+    (``load_run``; FileNotFoundError if it has no checkpoint)."""
+    return load_run(pathlib.Path(workdir) / run.name, dataset=dataset)
 
 
 def fit_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]],

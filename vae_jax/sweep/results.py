@@ -116,10 +116,9 @@ def write_results(
     cell = lambda c, v: (
         f"{v:.4g}" if isinstance(v, float) and c not in keys else format_value(v)
     )
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(c, r[c]) if c in r else "" for c in columns) + " |"
-              for r in rows]  # fmt: skip
-    writer.write_text_atomic(workdir / "results.md", "\n".join(lines) + "\n")
+    cells = [[cell(c, r[c]) if c in r else "" for c in columns] for r in rows]
+    table_md = writer.markdown_table(columns, cells)
+    writer.write_text_atomic(workdir / "results.md", table_md + "\n")
     plot_results(rows, keys, workdir / "results.png")
     return rows
 

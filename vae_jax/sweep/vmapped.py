@@ -5,7 +5,8 @@ C configs differing only in ``sweep_spec.VMAPPABLE`` fields: ``jax.vmap`` of
 (init, train, data: its own batch order), data split and ``hyper`` values. The
 optimizer runs at rate 1 and ``SweepState`` scales its update by the state's rate:
 lr * (-f(t) u_t) = optax's -(lr f(t)) u_t for adam/adamw/sgd (f the unit schedule),
-bitwise for a constant schedule, so checkpoints keep a single run's layout.
+bitwise for a constant schedule, so checkpoints keep a single run's layout. The step
+loop is ``loop.run_loop`` over the stacked state, with per-config hooks.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from vae_jax import (
     checkpoint,
     evaluate,
     figures,
+    loop,
     objectives,
     optim,
     parallel,
-    preemption,
     train,
     writer,
 )
@@ -93,24 +94,12 @@ def hyper_loss_one(exp: build.Experiment, hyper) -> objectives.LossOne:
     return exp.loss_one
 
 
-def hyper_hparams_fn(hyper) -> Callable:
-    """``objectives.make_hparams`` with traced beta and warm-up: beta min(1, t / w)
-    (Bowman et al. 2016), beta if w = 0."""
-
-    def hparams(step):
-        warmup = hyper["kl_warmup_steps"]
-        ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 1.0))
-        return {"beta": hyper["beta"] * jnp.where(warmup > 0, ramp, 1.0)}
-
-    return hparams
-
-
 def make_sweep_step(exp: build.Experiment) -> Callable:
     """step(state: SweepState, batch [B, D]) -> (state, metrics), hparams from state."""
 
     def step(state, batch):
         loss_one = hyper_loss_one(exp, state.hyper)
-        hparams_fn = hyper_hparams_fn(state.hyper)
+        hparams_fn = objectives.make_hparams(exp.config, levels=state.hyper)
         return train.make_step_fn(loss_one, hparams_fn, exp.binarize)(state, batch)
 
     return step
@@ -151,25 +140,13 @@ def _same_data(a, b) -> bool:
 
 
 def _evaluator(exp: build.Experiment, eval_fns: dict) -> Callable:
-    """params -> {"valid/loss", "test/loss", ...} as ``loop.train_and_evaluate``; one
-    compiled ``eval_fn`` per distinct loss in ``eval_fns`` (eval fixes beta = 1)."""
+    """``loop.make_evaluator`` with one compiled ``eval_fn`` per distinct loss in
+    ``eval_fns`` (eval fixes beta = 1)."""
     obj = exp.config.objective
     level = obj.noise_level if obj.name == "denoising_mse" else None
     if level not in eval_fns:
         eval_fns[level] = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
-    eval_fn = eval_fns[level]
-    sets, batch = exp.eval_sets(), exp.config.train.eval_batch_size
-
-    def evaluate_now(params):
-        out = {}
-        for name, x in sets.items():
-            means = evaluate.evaluate_dataset(
-                eval_fn, params, x, batch, exp.keys["eval"]
-            )
-            out.update({f"{name}/{k}": v for k, v in means.items()})
-        return out
-
-    return evaluate_now
+    return loop.make_evaluator(exp, eval_fns[level])
 
 
 def stacked_orders(
@@ -181,15 +158,6 @@ def stacked_orders(
                               batch_size=batch_size)  # fmt: skip
     order_fn = jax.jit(jax.vmap(order, in_axes=(0, None)))
     return train.EpochBatches(data_keys, num_examples, batch_size, order_fn=order_fn)
-
-
-def _next_stop(step: int, cfg, total: int, order: train.EpochBatches) -> int:
-    """End of the next chunk: no chunk crosses an epoch, log/eval/checkpoint step or end."""
-    stops = [total, step + min(cfg.steps_per_dispatch, order.steps_left(step))]
-    for every in (cfg.log_every, cfg.checkpoint_every, cfg.eval_every):
-        if every > 0:
-            stops.append((step // every + 1) * every)
-    return min(stops)
 
 
 def _take(tree, i: int):
@@ -217,41 +185,68 @@ class _Member:
         checkpoint.save(self.manager, single, step)
 
 
-def _log_window(window, members, step: int, total: int) -> None:
-    """Writes each live config's mean train metrics over ``window`` ([C, n] chunks)."""
-    terms = []
-    for i, m in enumerate(members):
-        if m.failed:
-            continue
-        means = {
-            k: float(np.mean(np.concatenate([w[k][i] for w in window])))
-            for k in window[0]
-        }
-        m.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-        terms.append(f"{m.run.name} loss {means['loss']:.4g}")
-    logging.info("step %d/%d | %s", step, total, " | ".join(terms))
+class _StackedRunner:
+    """``train.ChunkRunner`` over a stacked state [C]: ``runner(state, step, n)`` runs
+    ``make_sweep_chunk`` on ``train_x`` with the configs' epoch orders [C, N // B, B]."""
+
+    def __init__(self, step_fn, train_x, shared: bool, orders, place: Callable):
+        self.step_fn, self.train_x, self.shared = step_fn, train_x, shared
+        self.orders, self.place, self.chunks = orders, place, {}
+
+    def max_steps(self, step: int) -> int:
+        return self.orders.steps_left(step)
+
+    def __call__(self, state: SweepState, step: int, num_steps: int):
+        if num_steps not in self.chunks:
+            self.chunks[num_steps] = make_sweep_chunk(self.step_fn, num_steps,
+                                                      self.shared)  # fmt: skip
+        batches = self.place(self.orders(step))
+        return self.chunks[num_steps](state, self.train_x, batches)
 
 
-def _check_finite(metrics, members, step: int) -> None:
-    """Marks configs with a non-finite step failed (``on_nonfinite='stop'``)."""
-    for i in np.flatnonzero(np.asarray(metrics["nonfinite"]).any(axis=1)):
-        m = members[i]
-        if m.exp.config.train.on_nonfinite == "stop" and not m.failed:
-            bad = step + int(np.argmax(metrics["nonfinite"][i]))
-            m.failed = f"failed: non-finite loss or gradient at step {bad}"
-            logging.error("%s %s", m.run.name, m.failed)
+def _hooks(members: Sequence[_Member]) -> loop.LoopHooks:
+    """``loop.run_loop``'s hooks for a stacked state [C]: per-config logs, evaluations,
+    checkpoints; a config with a non-finite step (``on_nonfinite='stop'``) is marked
+    failed and no longer logged or saved."""
+    live = lambda: [(i, m) for i, m in enumerate(members) if not m.failed]
+
+    def check(metrics, first_step):
+        for i, m in live():
+            bad = loop.nonfinite_step(metrics["nonfinite"][i], first_step)
+            if bad is not None and m.exp.config.train.on_nonfinite == "stop":
+                m.failed = f"failed: non-finite loss or gradient at step {bad}"
+                logging.error("%s %s", m.run.name, m.failed)
+
+    def log(window, step):
+        terms = []
+        for i, m in live():
+            means = loop.window_means(window, i)
+            m.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+            terms.append(f"{m.run.name} loss {means['loss']:.4g}")
+        total = members[0].exp.total_steps
+        logging.info("step %d/%d | %s", step, total, " | ".join(terms))
+
+    def evaluate_now(state, step):
+        for i, m in live():
+            m.writer.write_scalars(step, m.evaluate(_take(state.params, i)))
+
+    def save(state, step):
+        for i, m in live():
+            m.save(state, i, step)
+
+    return loop.LoopHooks(check=check, log=log, evaluate=evaluate_now, save=save,
+                          saved_in=str(members[0].dir.parent / "*" / "checkpoints"),
+                          running=lambda: bool(live()))  # fmt: skip
 
 
 def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
-    """The step loop of ``loop.train_and_evaluate``, vmapped over ``state`` [C]."""
+    """``loop.run_loop`` over the stacked ``state`` [C]: each chunk one vmapped call."""
     exp = members[0].exp
-    cfg, total, step = exp.config.train, exp.total_steps, int(state.step[0])
+    cfg = exp.config.train
     data_keys = jnp.stack([m.exp.keys["data"] for m in members])
     orders = stacked_orders(data_keys, exp.train_x.shape[0], cfg.batch_size)
     shared = all(m.exp.dataset is exp.dataset for m in members)
     train_x = exp.train_x if shared else jnp.stack([m.exp.train_x for m in members])
-    step_fn, chunks, window = make_sweep_step(exp), {}, []
-    live = lambda: [(i, m) for i, m in enumerate(members) if not m.failed]
     place = lambda tree: tree
     mode = members[0].run.config.train.data_parallel  # exp's is "off": see _experiments
     mesh = parallel.config_mesh(mode, len(members))
@@ -263,31 +258,9 @@ def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
             train_x, split if not shared else parallel.replicated(mesh)
         )
         logging.info("%d configs split over %d devices", len(members), mesh.size)
-    with preemption.PreemptionGuard() as guard:
-        while step < total and live():
-            n = _next_stop(step, cfg, total, orders) - step
-            if n not in chunks:
-                chunks[n] = make_sweep_chunk(step_fn, n, shared)
-            state, metrics = chunks[n](state, train_x, place(orders(step)))
-            metrics = jax.device_get(metrics)  # the one host sync per chunk
-            _check_finite(metrics, members, step)
-            step += n
-            window.append(metrics)
-            if step % cfg.log_every == 0 or step == total or guard.requested:
-                _log_window(window, members, step, total)
-                window = []
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                for i, m in live():
-                    m.writer.write_scalars(step, m.evaluate(_take(state.params, i)))
-            if step % cfg.checkpoint_every == 0 or step == total or guard.requested:
-                for i, m in live():
-                    m.save(state, i, step)
-            if guard.requested and step < total:
-                raise preemption.Preempted(
-                    f"Stopped by {guard.signal_name} at step {step}; checkpoints saved. "
-                    "Rerun the same command to resume."
-                )
-    return state
+    runner = _StackedRunner(make_sweep_step(exp), train_x, shared, orders, place)
+    step = int(members[0].state.step)
+    return loop.run_loop(state, step, exp.total_steps, cfg, runner, _hooks(members))
 
 
 def _train_members(members: Sequence[_Member]) -> None:
@@ -329,11 +302,11 @@ def train_vmapped(runs: Sequence[Run], workdir) -> dict[str, str]:
     members, eval_fns = [], {}
     for run, exp in zip(runs, _experiments(runs)):
         run_dir = pathlib.Path(workdir) / run.name
-        run_dir.mkdir(parents=True, exist_ok=True)
+        fresh = exp.init_state()
+        loop.check_workdir(run_dir, fresh)
         writer.write_config(run_dir, run.config)
         keep = exp.config.train.keep_checkpoints
         manager = checkpoint.make_manager(run_dir / "checkpoints", keep)
-        fresh = exp.init_state()
         state = checkpoint.restore_latest(manager, fresh) or fresh
         members.append(
             _Member(run, exp, run_dir, manager, state, _evaluator(exp, eval_fns))
