@@ -33,7 +33,18 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index, 0-based (with --distributed)."
 )
+_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    None,
+    "Directory of JAX's persistent compilation cache ('off' disables); default "
+    "$VAE_JAX_COMPILATION_CACHE, else ~/.cache/vae_jax/xla.",
+)
 flags.mark_flags_as_required(["workdir"])
+flags.register_validator(
+    "workdir",
+    lambda value: value is None or value.strip() != "",
+    message="--workdir must name a directory (it is empty).",
+)
 
 
 def main(argv):
@@ -45,7 +56,9 @@ def main(argv):
         parallel.initialize_distributed(
             _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
-    runtime.configure()  # INFO logs without orbax's per-save records; Agg figures
+    if _CACHE.value is not None:  # children of a process-mode sweep inherit it
+        os.environ[runtime.CACHE_ENV] = _CACHE.value
+    runtime.configure()  # INFO logs, no orbax per-save records, Agg, compile cache
     try:
         loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
     except preemption.Preempted as stop:

@@ -39,7 +39,18 @@ _LIST = flags.DEFINE_bool(
 config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
 )
+_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    None,
+    "Directory of JAX's persistent compilation cache ('off' disables); default "
+    "$VAE_JAX_COMPILATION_CACHE, else ~/.cache/vae_jax/xla.",
+)
 flags.mark_flags_as_required(["workdir"])
+flags.register_validator(
+    "workdir",
+    lambda value: value is None or value.strip() != "",
+    message="--workdir must name a directory (it is empty).",
+)
 
 
 def _sweep(spec, config):
@@ -63,7 +74,9 @@ def main(argv):
     from vae_jax import preemption, runtime
     from vae_jax.sweep import launch, results, spec
 
-    runtime.configure()  # INFO logs without orbax's per-save records; Agg figures
+    if _CACHE.value is not None:  # children of a process-mode sweep inherit it
+        os.environ[runtime.CACHE_ENV] = _CACHE.value
+    runtime.configure()  # INFO logs, no orbax per-save records, Agg, compile cache
     workdir, config = os.path.expanduser(_WORKDIR.value), flags.FLAGS.config
     try:
         overrides = _sweep(spec, config)

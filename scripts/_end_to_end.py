@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
 import time
 
 START = time.perf_counter()  # the whole process, imports included
 
 
 def mnist_intensities():
-    """vae_jax's MNIST split (``vae_mnist``: 50k train, 10k valid, 10k test), [N, 784]
-    in [0, 1], so every contender trains and tests on the same images."""
+    """vae_jax's MNIST as ``vae_mnist`` splits it (all 60,000 training images, the
+    10,000 test images), [N, 784] in [0, 1]: every contender sees the same images."""
     from vae_jax import data
 
-    dataset = data.load_dataset("mnist")
+    dataset = data.load_dataset("mnist", valid_size=0)
     return dataset.train, dataset.test
 
 
@@ -93,6 +99,107 @@ def run_torch_eager(train_x, test_x, epochs: int) -> float:
         log=lambda *_: None,
     )  # fmt: skip
     return metrics["test/loss"]
+
+
+# ------------------------------------------------------------------ the harness
+SCRIPT = pathlib.Path(__file__).resolve()
+
+
+def _vae_jax_command(workdir: pathlib.Path, epochs: int) -> list[str]:
+    """The runner exactly as a user types it (``vae_mnist``, continuous MNIST)."""
+    from vae_jax import configs
+
+    return [
+        sys.executable, "-m", "experiments.run", f"--workdir={workdir}",
+        f"--config={configs.config_path('vae_mnist')}",
+        "--config.data.binarize=none", f"--config.train.num_epochs={epochs}",
+    ]  # fmt: skip
+
+
+def _timed(command: list[str], env: dict) -> tuple[float, str]:
+    """Wall seconds of ``command`` as a fresh process, and its stdout."""
+    start = time.perf_counter()
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if out.returncode:
+        raise RuntimeError(f"{command[:4]} failed:\n{out.stderr[-3000:]}")
+    return seconds, out.stdout
+
+
+def _final_test_loss(workdir: pathlib.Path) -> float:
+    from vae_jax import writer
+
+    records = writer.read_metrics(workdir / "metrics.jsonl")
+    return [r for r in records if "test/loss" in r][-1]["test/loss"]
+
+
+def end_to_end(root: pathlib.Path, *, rounds: int = 3, epochs: int = 10,
+               torch_python: str = sys.executable) -> dict:  # fmt: skip
+    """Whole-process wall time and test -ELBO of each contender, alternated in
+    ``rounds``: vae_jax's runner with a cold compilation cache (emptied before each
+    round) and a warm one, Pythae's ``TrainingPipeline`` and the torch eager loop
+    (both run by ``torch_python``). Returns per-contender medians and ratios."""
+    cold, warm = root / "cache_cold", root / "cache_warm"
+    base_env = {**os.environ}
+    results: dict[str, list[tuple[float, float]]] = {}
+    for i in range(rounds):
+        for name in ("vae_jax_cold", "vae_jax_warm", "pythae", "torch_eager"):
+            workdir = root / f"{name}_{i}"
+            shutil.rmtree(workdir, ignore_errors=True)
+            if name.startswith("vae_jax"):
+                cache = cold if name == "vae_jax_cold" else warm
+                if name == "vae_jax_cold":
+                    shutil.rmtree(cold, ignore_errors=True)
+                env = {**base_env, "VAE_JAX_COMPILATION_CACHE": str(cache)}
+                if name == "vae_jax_warm" and not warm.exists():  # fill it once
+                    _timed(_vae_jax_command(root / "warmup", epochs), env)
+                seconds, _ = _timed(_vae_jax_command(workdir, epochs), env)
+                loss = _final_test_loss(workdir)
+            else:
+                command = [torch_python, str(SCRIPT), f"--contender={name}",
+                           f"--epochs={epochs}", f"--workdir={workdir}"]  # fmt: skip
+                seconds, stdout = _timed(command, base_env)
+                loss = json.loads(stdout.strip().splitlines()[-1])["test_loss"]
+            results.setdefault(name, []).append((seconds, loss))
+            print(
+                f"round {i} {name}: {seconds:.1f} s, test -ELBO {loss:.2f}", flush=True
+            )
+    summary = {
+        name: {"median_seconds": statistics.median(s for s, _ in runs),
+               "test_loss": statistics.median(loss for _, loss in runs),
+               "seconds": [s for s, _ in runs]}
+        for name, runs in results.items()
+    }  # fmt: skip
+    for name in ("vae_jax_cold", "vae_jax_warm"):
+        for other in ("pythae", "torch_eager"):
+            ratio = summary[other]["median_seconds"] / summary[name]["median_seconds"]
+            summary[name][f"speedup_vs_{other}"] = ratio
+    return summary
+
+
+def sweep_cold_and_warm(root: pathlib.Path, epochs: int = 2) -> dict:
+    """An 8-config process-mode sweep of ``vae_mnist`` (``epochs`` each), run twice
+    into fresh workdirs: with an empty compilation cache, then with the cache the
+    first run filled. Returns both wall times and their ratio."""
+    from vae_jax import configs
+
+    cache = root / "sweep_cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, "VAE_JAX_COMPILATION_CACHE": str(cache)}
+    seconds = {}
+    for name in ("cold", "warm"):
+        workdir = root / f"sweep_{name}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        command = [
+            sys.executable, "-m", "experiments.sweep", f"--workdir={workdir}",
+            f"--config={configs.config_path('vae_mnist')}", "--mode=process",
+            "--config.data.binarize=none", f"--config.train.num_epochs={epochs}",
+            "--sweep=objective.beta=0.5,1,2,4;optim.learning_rate=1e-3,3e-4",
+            "--max_workers=2",
+        ]  # fmt: skip
+        seconds[name], _ = _timed(command, env)
+        print(f"sweep {name}: {seconds[name]:.1f} s", flush=True)
+    return {**seconds, "speedup": seconds["cold"] / seconds["warm"]}
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ eager, with targets on CPU of >= 2.5x at batch 20 and >= 1.3x at batch 128.
 Contenders, alternated within every round (machines are noisy) and summarised by
 their median examples/s over rounds:
   vae_jax        the library's loop: ``train.make_step_fn`` (dynamic binarization,
-                 non-finite guard) fused ``steps_per_dispatch`` at a time (chunks stop
-                 at epoch ends) by ``train.ChunkRunner`` over the device-resident set,
+                 non-finite guard) fused ``steps_per_dispatch`` at a time (one
+                 compiled program) by ``train.ChunkRunner`` over the device-resident set,
                  one ``jax.device_get`` of the chunk's metrics after each chunk (as
                  ``loop.train_and_evaluate`` does), ``block_until_ready`` at the end.
   torch_eager    a standard loop (``scripts/_torch_vae.py``): index a batch of a
@@ -79,6 +79,18 @@ _SWEEP_CONFIGS = flags.DEFINE_integer(
 _SWEEP_BATCH = flags.DEFINE_integer("sweep_batch_size", 20, "B of the timed sweep.")
 _NLL_K = flags.DEFINE_integer("nll_samples", 5000, "k of the timed L_k (Burda et al.).")
 _NLL_CHUNK = flags.DEFINE_integer("nll_chunk", 500, "Importance samples per chunk.")
+_END_TO_END = flags.DEFINE_bool(
+    "end_to_end",
+    False,
+    "Only the whole-process comparison: vae_mnist 10 epochs as fresh processes (vae_jax "
+    "runner cold / warm compilation cache, Pythae, torch eager), then an 8-config "
+    "process-mode sweep cold vs warm (scripts/_end_to_end.py).",
+)
+_TORCH_PYTHON = flags.DEFINE_string(
+    "torch_python",
+    None,
+    "Python with torch and pythae for --end_to_end (default: this).",
+)
 
 CONTENDERS = ("vae_jax", "torch_eager", "torch_compile")
 ABLATIONS = {  # contender: (config field, value, the part of a step it removes)
@@ -126,8 +138,8 @@ def make_config(batch_size: int):
 
 class JaxContender:
     """vae_jax's training loop (``train.ChunkRunner``); ``run(n)`` trains n steps, a
-    whole number of epochs (block), so the chunks are the loop's: <= steps_per_dispatch
-    steps, stopping at epoch ends."""
+    whole number of epochs (block), in the loop's chunks: <= steps_per_dispatch steps,
+    one compiled program whatever their length."""
 
     def __init__(self, config, dataset):
         import jax
@@ -318,20 +330,23 @@ def make_sweep_contenders(num_configs: int, batch_size: int, dataset):
     stacked = [vmapped.stack_states(exps[0], [st for _, st in runners],
                                        [e.config for e in exps])]  # fmt: skip
     data_keys = jax.numpy.stack([e.keys["data"] for e in exps])
-    orders = vmapped.stacked_orders(data_keys, exps[0].train_x.shape[0], batch_size)
+    num_examples = exps[0].train_x.shape[0]
+    orders = vmapped.stacked_orders(data_keys, num_examples, batch_size, steps)
     chunk = vmapped.make_sweep_chunk(vmapped.make_sweep_step(exps[0]), steps, True)
+    step = jax.numpy.int32(steps)
 
     def run_vmapped() -> float:
         start = time.perf_counter()
-        stacked[0], metrics = chunk(stacked[0], exps[0].train_x, orders(0))
+        first, stacked_orders = orders(int(stacked[0].step[0]))
+        stacked[0], metrics = chunk(stacked[0], exps[0].train_x, stacked_orders,
+                                    jax.numpy.int32(first), step)  # fmt: skip
         jax.device_get(metrics)
         return num_configs * steps * batch_size / (time.perf_counter() - start)
 
     def run_sequential() -> float:
         start = time.perf_counter()
         for pair in sequential:
-            pair[1], metrics = pair[0](pair[1], 0, steps)
-            jax.device_get(metrics)
+            pair[1], _ = pair[0](pair[1], int(pair[1].step), steps)
         return num_configs * steps * batch_size / (time.perf_counter() - start)
 
     for run in (run_vmapped, run_sequential):
@@ -517,9 +532,26 @@ def environment() -> dict:
     }
 
 
+def main_end_to_end() -> None:
+    """``--end_to_end``: medians of whole-process wall times and their ratios."""
+    import sys
+
+    import _end_to_end
+
+    root = pathlib.Path(_WORKDIR.value or "/tmp/vae_jax_end_to_end").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    python = _TORCH_PYTHON.value or sys.executable
+    result = _end_to_end.end_to_end(root, rounds=_ROUNDS.value, torch_python=python)
+    result["sweep"] = _end_to_end.sweep_cold_and_warm(root)
+    print(json.dumps(result, indent=1))
+    (root / "end_to_end.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _END_TO_END.value:
+        return main_end_to_end()
     import _torch_vae as tv  # exits with a message if torch is missing
 
     from vae_jax import runtime

@@ -6,6 +6,8 @@ and the vmapped sweep (``sweep/vmapped.py``) with C configs' stacked state.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import pathlib
 import shutil
@@ -82,8 +84,8 @@ class LoopHooks:
 
 
 def _next_boundary(step: int, total_steps: int, cfg: Cadence, runner: Runner) -> int:
-    """End of the next chunk: no chunk crosses an epoch, log/eval/checkpoint step or
-    the end."""
+    """End of the next chunk: no chunk crosses a log/eval/checkpoint step or the end,
+    nor runs more than ``runner.max_steps``."""
     stops = [total_steps, step + min(cfg.steps_per_dispatch, runner.max_steps(step))]
     for every in (cfg.log_every, cfg.checkpoint_every, cfg.eval_every):
         if every > 0:
@@ -91,32 +93,66 @@ def _next_boundary(step: int, total_steps: int, cfg: Cadence, runner: Runner) ->
     return min(stops)
 
 
+class Timer(collections.defaultdict):
+    """Seconds spent per activity ("compile", "train", "evaluate", "checkpoint", ...);
+    ``with timer("evaluate"): ...`` adds to one."""
+
+    def __init__(self):
+        super().__init__(float)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] += time.perf_counter() - start
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {v:.1f}" for k, v in self.items())
+
+
+def _train_chunk(runner: Runner, state, step: int, n: int, timer: Timer):
+    """One chunk; its time goes to "train", the runner's first compile to "compile"."""
+    compiled_before = getattr(runner, "compile_seconds", 0.0)
+    start = time.perf_counter()
+    state, metrics = runner(state, step, n)
+    metrics = jax.device_get(metrics)  # the one host sync per chunk
+    compiled = getattr(runner, "compile_seconds", 0.0) - compiled_before
+    timer["compile"] += compiled
+    timer["train"] += time.perf_counter() - start - compiled
+    return state, metrics
+
+
 def run_loop(state, step: int, total_steps: int, cfg: Cadence, runner: Runner,
-             hooks: LoopHooks):  # fmt: skip
+             hooks: LoopHooks, timer: Timer | None = None):  # fmt: skip
     """Trains ``state`` (at global ``step``) to ``total_steps`` in ``runner``'s chunks,
     calling ``hooks`` at ``cfg``'s log/eval/checkpoint steps (``cfg``: a ``Cadence``
-    or ``config.train``, which has its fields).
+    or ``config.train``, which has its fields). ``timer`` collects the seconds spent
+    compiling, training, logging, evaluating and checkpointing.
 
     One host sync per chunk. On SIGTERM/SIGINT to any process every host finishes its
     chunk, logs, saves and raises ``preemption.Preempted``. Returns the final state.
     """
-    window = []
+    window, timer = [], timer if timer is not None else Timer()
     with preemption.PreemptionGuard() as guard:
         while step < total_steps and hooks.running():
             n = _next_boundary(step, total_steps, cfg, runner) - step
-            state, metrics = runner(state, step, n)
-            metrics = jax.device_get(metrics)  # the one host sync per chunk
+            state, metrics = _train_chunk(runner, state, step, n, timer)
             hooks.check(metrics, step)
             step += n
             window.append(metrics)
             stop = parallel.any_process(guard.requested)  # every host stops together
             if step % cfg.log_every == 0 or step == total_steps or stop:
-                hooks.log(window, step)
+                with timer("log"):
+                    hooks.log(window, step)
                 window = []
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-                hooks.evaluate(state, step)
+                with timer("evaluate"):
+                    hooks.evaluate(state, step)
             if step % cfg.checkpoint_every == 0 or step == total_steps or stop:
-                hooks.save(state, step)
+                with timer("checkpoint"):
+                    hooks.save(state, step)
             if stop and step < total_steps:
                 raise preemption.Preempted(
                     f"Stopped by {guard.signal_name or 'a signal to another process'} "
@@ -178,27 +214,36 @@ def make_evaluator(exp: build.Experiment, eval_fn=None) -> Callable:
     return evaluate_now
 
 
+def format_duration(seconds: float) -> str:
+    """h:mm:ss, with days when longer (no wrap at 24 h)."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return (f"{days}d " if days else "") + f"{hours}:{minutes:02d}:{secs:02d}"
+
+
 class ProgressLog:
     """``LoopHooks.log`` of a single run: logs ``step, means, examples/s, ETA`` and
-    writes ``train/...`` scalars."""
+    writes ``train/...`` scalars. examples/s counts the training chunks' time alone
+    (``timer["train"]``: no compiles, evaluations or checkpoints); the ETA is the
+    steps left at that rate."""
 
-    def __init__(
-        self, metric_writer, total_steps: int, batch_size: int, start_step: int
-    ):
+    def __init__(self, metric_writer, total_steps: int, batch_size: int,
+                 start_step: int, timer: Timer):  # fmt: skip
         self.writer, self.total, self.batch_size = (
             metric_writer,
             total_steps,
             batch_size,
         )
-        self.start_step, self.start_time = start_step, time.time()
-        self.window_time = time.time()
+        self.start_step, self.timer = start_step, timer
+        self.train_at_last_log = timer["train"]
 
     def __call__(self, window: Sequence[Metrics], step: int) -> None:
         means = window_means(window)
         num_steps = sum(len(w["loss"]) for w in window)
-        rate = num_steps * self.batch_size / max(time.time() - self.window_time, 1e-9)
-        done = max(step - self.start_step, 1)
-        eta = (time.time() - self.start_time) / done * (self.total - step)
+        seconds = max(self.timer["train"] - self.train_at_last_log, 1e-9)
+        rate = num_steps * self.batch_size / seconds
+        per_step = self.timer["train"] / max(step - self.start_step, 1)
         terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "nonfinite")
         logging.info(
             "step %d/%d | %s | %s ex/s | ETA %s",
@@ -206,13 +251,13 @@ class ProgressLog:
             self.total,
             terms,
             f"{rate:,.0f}",
-            time.strftime("%H:%M:%S", time.gmtime(eta)),
+            format_duration(per_step * (self.total - step)),
         )
         self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-        self.window_time = time.time()
+        self.train_at_last_log = self.timer["train"]
 
 
-def _train(exp, state, manager, metric_writer, evaluate_now):
+def _train(exp, state, manager, metric_writer, evaluate_now, timer: Timer):
     """``run_loop`` of one run: raises ``NonFiniteLossError``, writes metrics and
     checkpoints."""
     cfg = exp.config.train
@@ -231,12 +276,13 @@ def _train(exp, state, manager, metric_writer, evaluate_now):
 
     hooks = LoopHooks(
         check=check,
-        log=ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step),
+        log=ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step, timer),
         evaluate=lambda s, at: metric_writer.write_scalars(at, evaluate_now(s.params)),
         save=lambda s, at: checkpoint.save(manager, s, at),
         saved_in=str(manager.directory),
     )
-    return run_loop(state, step, exp.total_steps, cfg, exp.chunk_runner(), hooks)
+    runner = exp.chunk_runner()
+    return run_loop(state, step, exp.total_steps, cfg, runner, hooks, timer)
 
 
 def train_and_evaluate(
@@ -247,7 +293,7 @@ def train_and_evaluate(
     Writes ``metrics.jsonl``, ``tensorboard/``, ``config.json``, checkpoints and
     figures into ``workdir``; returns the final evaluation metrics (``test/...``).
     """
-    workdir = pathlib.Path(workdir)
+    workdir, timer, start = pathlib.Path(workdir), Timer(), time.perf_counter()
     exp = build.build_experiment(config)
     fresh = exp.init_state()
     check_workdir(workdir, fresh)
@@ -277,15 +323,21 @@ def train_and_evaluate(
         if primary
         else writer.NullMetricWriter()
     )
+    timer["start-up"] = time.perf_counter() - start  # data, init, restore
     try:
-        state = _train(exp, state, manager, metric_writer, evaluate_now)
-        final = evaluate_now(state.params)
+        state = _train(exp, state, manager, metric_writer, evaluate_now, timer)
+        with timer("evaluate"):
+            final = evaluate_now(state.params)
         metric_writer.write_scalars(exp.total_steps, final)
         logging.info("final: %s", " ".join(f"{k} {v:.4f}" for k, v in final.items()))
         if config.train.write_figures and primary:
-            params = jax.device_get(state.params)  # host-local: this process alone
-            images = figures.write_run_figures(exp, params, workdir)
-            metric_writer.write_images(exp.total_steps, images)
+            with timer("figures"):
+                params = jax.device_get(state.params)  # host-local: this process alone
+                images = figures.write_run_figures(exp, params, workdir)
+                metric_writer.write_images(exp.total_steps, images)
     finally:
         metric_writer.close()
+    logging.info(
+        "time (s): %s; wall %.1f", timer.summary(), time.perf_counter() - start
+    )
     return final

@@ -1,4 +1,4 @@
-"""Training state, jitted steps, scan-fused multi-step chunks and evaluation.
+"""Training state, jitted steps and device-side multi-step chunks.
 
 PRNG: ``jax.random.key(seed)`` -> (init, train, data, eval) keys. Step ``s`` uses
 ``fold_in(train_key, s)`` and batch ``s % (N // B)`` of epoch ``s // (N // B)``'s
@@ -9,6 +9,7 @@ so a run resumed from a checkpoint at step ``s`` repeats an uninterrupted run.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -97,40 +98,65 @@ def make_train_step(loss_one, hparams_fn, binarize: bool = False) -> Callable:
 def make_train_chunk(
     step_fn: Callable,
     *,
-    num_steps: int,
+    max_steps: int,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Callable:
-    """Jitted chunk(state, train_x [N, D], batches [N // B, B]) -> (state, metrics [T]).
+    """Jitted chunk(state, train_x [N, D], orders [E, N // B, B], first_epoch,
+    num_steps) -> (state, metrics [max_steps] each).
 
-    Runs T = ``num_steps`` steps in one XLA call with ``lax.scan``; step ``s`` trains
-    on ``train_x[batches[s % (N // B)]]``, gathered on device, where ``batches`` is
-    the epoch's order (``EpochBatches``). The chunk must not cross the epoch's end.
-    With ``batch_sharding`` (see ``parallel.py``) each batch is split across devices.
+    Runs ``num_steps`` (traced, 1..``max_steps``) steps in one XLA while loop, so one
+    program serves every chunk length; step ``s`` trains on ``train_x[orders[e, p]]``
+    with e = s // (N // B) - first_epoch, p = s % (N // B): chunks may cross epoch
+    ends (``EpochOrders`` holds the E epochs a chunk can reach). Metrics rows past
+    ``num_steps`` are zeros. With ``batch_sharding`` (``parallel.py``) each batch is
+    split across devices.
     """
 
-    def batch_at(train_x, idx):
-        batch = train_x[idx]
-        if batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        return batch
+    def chunk(state, train_x, orders, first_epoch, num_steps):
+        steps_per_epoch = orders.shape[-2]
 
-    def chunk(state, train_x, batches):
-        start = state.step % batches.shape[0]
-        indices = jax.lax.dynamic_slice_in_dim(batches, start, num_steps)  # [T, B]
-        return jax.lax.scan(
-            lambda s, idx: step_fn(s, batch_at(train_x, idx)), state, indices
-        )
+        def batch_at(step):
+            idx = orders[step // steps_per_epoch - first_epoch, step % steps_per_epoch]
+            batch = train_x[idx]  # [B, D], gathered on device
+            if batch_sharding is not None:
+                batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            return batch
+
+        def body(i, carry):
+            state, rows = carry
+            state, metrics = step_fn(state, batch_at(state.step))
+            return state, jax.tree.map(lambda r, m: r.at[i].set(m), rows, metrics)
+
+        shapes = jax.eval_shape(step_fn, state, batch_at(state.step))[1]
+        rows = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
+        return jax.lax.fori_loop(0, num_steps, body, (state, rows))
 
     return jax.jit(chunk, donate_argnums=0)
 
 
-class EpochBatches:
-    """step -> the batch order [N // B, B] of the epoch holding ``step``, on device.
+class CompiledOnce:
+    """A jitted function compiled ahead of its first call (``lower().compile()``,
+    which JAX's persistent cache serves when it is on) and reused after; the time
+    spent compiling is ``compile_seconds``, so calls time the work alone."""
 
-    ``data.epoch_batches(data_key, epoch, N, B)``, computed once per epoch (not per
-    chunk): the order depends only on (data_key, step), so resumed runs repeat.
-    ``order_fn(data_key, epoch)``, if given, replaces it (e.g. vmapped over keys [C]
-    -> orders [C, N // B, B]); ``sharding`` applies to the default only.
+    def __init__(self, jitted: Callable):
+        self._jitted, self._compiled, self.compile_seconds = jitted, None, 0.0
+
+    def __call__(self, *args):
+        if self._compiled is None:
+            start = time.perf_counter()
+            self._compiled = self._jitted.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - start
+        return self._compiled(*args)
+
+
+class EpochOrders:
+    """step -> (first_epoch, orders [..., E, N // B, B]) of the E epochs a chunk of
+    at most ``max_steps`` steps from ``step`` can reach, on device.
+
+    Epoch e's order is ``order_fn(data_key, e)`` (default ``data.epoch_batches``;
+    vmapped over keys [C] it gives [C, N // B, B]), computed once per epoch: the
+    order depends only on (data_key, step), so resumed runs repeat.
     """
 
     def __init__(
@@ -138,39 +164,49 @@ class EpochBatches:
         data_key,
         num_examples: int,
         batch_size: int,
+        max_steps: int,
         sharding=None,
         *,
         order_fn: Callable[[jax.Array, int], jax.Array] | None = None,
     ):
         self.steps_per_epoch = num_examples // batch_size
+        self.span = -(-max_steps // self.steps_per_epoch) + 1  # E
         if order_fn is None:
             order = functools.partial(
                 data_lib.epoch_batches, num_examples=num_examples, batch_size=batch_size
             )
             order_fn = jax.jit(order, out_shardings=sharding)
         elif sharding is not None:
-            raise ValueError("EpochBatches: pass sharding or order_fn, not both.")
-        self._order = order_fn
-        self._key, self._epoch, self._batches = data_key, None, None
+            raise ValueError("EpochOrders: pass sharding or order_fn, not both.")
+        stack = lambda *orders: jnp.stack(orders, axis=-3)
+        self._stack = CompiledOnce(jax.jit(stack, out_shardings=sharding))
+        self._order, self._key = CompiledOnce(order_fn), data_key
+        self._epochs: dict[int, jax.Array] = {}
+        self._first, self._stacked = None, None
 
-    def steps_left(self, step: int) -> int:
-        """Steps from ``step`` to the end of its epoch."""
-        return self.steps_per_epoch - step % self.steps_per_epoch
+    def __call__(self, step: int) -> tuple[int, jax.Array]:
+        first = step // self.steps_per_epoch
+        if first != self._first:
+            wanted = range(first, first + self.span)
+            self._epochs = {e: self._epochs.get(e) for e in wanted}
+            for e in wanted:
+                if self._epochs[e] is None:
+                    self._epochs[e] = self._order(self._key, jnp.int32(e))
+            self._first, self._stacked = first, self._stack(*self._epochs.values())
+        return first, self._stacked
 
-    def __call__(self, step: int) -> jax.Array:
-        epoch = step // self.steps_per_epoch
-        if epoch != self._epoch:
-            self._epoch, self._batches = epoch, self._order(self._key, epoch)
-        return self._batches
+    @property
+    def compile_seconds(self) -> float:
+        return self._order.compile_seconds + self._stack.compile_seconds
 
 
 class ChunkRunner:
     """Trains in scan-fused chunks over a device-resident ``train_x [N, D]``.
 
-    ``runner(state, step, n) -> (state, metrics [n] each)`` runs n steps from global
-    ``step`` in one XLA call (n <= ``max_steps(step)``: chunks stop at epoch ends);
-    ``runner.run(state, n)`` trains n steps in chunks of at most ``steps_per_dispatch``.
-    One compile per distinct n; each epoch's order is computed once.
+    ``runner(state, step, n) -> (state, host metrics [n] each)`` runs n <=
+    ``steps_per_dispatch`` steps from global ``step`` in one XLA call, across epoch
+    ends; ``runner.run(state, n)`` trains n steps in chunks of at most
+    ``steps_per_dispatch``. One compiled program for every n (``compile_seconds``).
     """
 
     def __init__(
@@ -185,30 +221,42 @@ class ChunkRunner:
         order_sharding: jax.sharding.Sharding | None = None,
     ):
         self.train_x, self.steps_per_dispatch = train_x, steps_per_dispatch
-        self._step_fn, self._batch_sharding = step_fn, batch_sharding
-        self._order = EpochBatches(
-            data_key, train_x.shape[0], batch_size, order_sharding
+        self._orders = EpochOrders(
+            data_key, train_x.shape[0], batch_size, steps_per_dispatch, order_sharding
         )
-        self._chunks: dict[int, Callable] = {}
+        self._chunk = CompiledOnce(
+            make_train_chunk(
+                step_fn, max_steps=steps_per_dispatch, batch_sharding=batch_sharding
+            )
+        )
+
+    @property
+    def compile_seconds(self) -> float:
+        return self._chunk.compile_seconds + self._orders.compile_seconds
 
     def max_steps(self, step: int) -> int:
-        """Most steps one chunk may run from ``step``: to the end of its epoch."""
-        return self._order.steps_left(step)
+        """Most steps one chunk may run from ``step``."""
+        del step
+        return self.steps_per_dispatch
 
     def __call__(self, state: TrainState, step: int, num_steps: int):
-        if not 1 <= num_steps <= self.max_steps(step):
-            raise ValueError(f"{num_steps} steps from step {step} cross an epoch end.")
-        if num_steps not in self._chunks:
-            self._chunks[num_steps] = make_train_chunk(
-                self._step_fn, num_steps=num_steps, batch_sharding=self._batch_sharding
+        if not 1 <= num_steps <= self.steps_per_dispatch:
+            raise ValueError(
+                f"{num_steps} steps is not in [1, steps_per_dispatch = "
+                f"{self.steps_per_dispatch}]."
             )
-        return self._chunks[num_steps](state, self.train_x, self._order(step))
+        first_epoch, orders = self._orders(step)
+        state, metrics = self._chunk(
+            state, self.train_x, orders, jnp.int32(first_epoch), jnp.int32(num_steps)
+        )
+        metrics = jax.device_get(metrics)  # the chunk's one host sync
+        return state, {k: v[:num_steps] for k, v in metrics.items()}
 
     def run(self, state: TrainState, num_steps: int):
         """``num_steps`` steps from ``state.step``; returns (state, last chunk's metrics)."""
         step, end, metrics = int(state.step), int(state.step) + num_steps, None
         while step < end:
-            n = min(self.steps_per_dispatch, self.max_steps(step), end - step)
+            n = min(self.steps_per_dispatch, end - step)
             state, metrics = self(state, step, n)
             step += n
         return state, metrics

@@ -105,11 +105,12 @@ def make_sweep_step(exp: build.Experiment) -> Callable:
     return step
 
 
-def make_sweep_chunk(step_fn: Callable, num_steps: int, shared_x: bool) -> Callable:
-    """Jitted chunk(state [C], train_x [N, D] (or [C, N, D]), batches [C, N // B, B])
-    -> (state, metrics [C, T]): ``train.make_train_chunk`` vmapped over C configs."""
-    chunk = train.make_train_chunk(step_fn, num_steps=num_steps)
-    in_axes = (0, None if shared_x else 0, 0)
+def make_sweep_chunk(step_fn: Callable, max_steps: int, shared_x: bool) -> Callable:
+    """Jitted chunk(state [C], train_x [N, D] (or [C, N, D]), orders [C, E, N // B, B],
+    first_epoch, num_steps) -> (state, metrics [C, max_steps]):
+    ``train.make_train_chunk`` vmapped over C configs (one program for every n)."""
+    chunk = train.make_train_chunk(step_fn, max_steps=max_steps)
+    in_axes = (0, None if shared_x else 0, 0, None, None)
     return jax.jit(jax.vmap(chunk, in_axes=in_axes), donate_argnums=0)
 
 
@@ -150,14 +151,17 @@ def _evaluator(exp: build.Experiment, eval_fns: dict) -> Callable:
 
 
 def stacked_orders(
-    data_keys: jax.Array, num_examples: int, batch_size: int
-) -> train.EpochBatches:
-    """``train.EpochBatches`` of C configs: step -> orders [C, N // B, B] of its epoch,
+    data_keys: jax.Array, num_examples: int, batch_size: int, max_steps: int
+) -> train.EpochOrders:
+    """``train.EpochOrders`` of C configs: step -> orders [C, E, N // B, B],
     ``data.epoch_batches`` vmapped over the data keys [C], once per epoch."""
-    order = functools.partial(data_lib.epoch_batches, num_examples=num_examples,
-                              batch_size=batch_size)  # fmt: skip
+    order = functools.partial(
+        data_lib.epoch_batches, num_examples=num_examples, batch_size=batch_size
+    )
     order_fn = jax.jit(jax.vmap(order, in_axes=(0, None)))
-    return train.EpochBatches(data_keys, num_examples, batch_size, order_fn=order_fn)
+    return train.EpochOrders(
+        data_keys, num_examples, batch_size, max_steps, order_fn=order_fn
+    )
 
 
 def _take(tree, i: int):
@@ -187,21 +191,31 @@ class _Member:
 
 class _StackedRunner:
     """``train.ChunkRunner`` over a stacked state [C]: ``runner(state, step, n)`` runs
-    ``make_sweep_chunk`` on ``train_x`` with the configs' epoch orders [C, N // B, B]."""
+    ``make_sweep_chunk`` (one compiled program) on ``train_x`` with the configs'
+    epoch orders [C, E, N // B, B]; returns host metrics [C, n]."""
 
-    def __init__(self, step_fn, train_x, shared: bool, orders, place: Callable):
-        self.step_fn, self.train_x, self.shared = step_fn, train_x, shared
-        self.orders, self.place, self.chunks = orders, place, {}
+    def __init__(self, step_fn, train_x, shared: bool, orders, place: Callable,
+                 steps_per_dispatch: int):  # fmt: skip
+        self.train_x, self.orders, self.place = train_x, orders, place
+        self.steps_per_dispatch = steps_per_dispatch
+        self.chunk = train.CompiledOnce(
+            make_sweep_chunk(step_fn, steps_per_dispatch, shared)
+        )
+
+    @property
+    def compile_seconds(self) -> float:
+        return self.chunk.compile_seconds + self.orders.compile_seconds
 
     def max_steps(self, step: int) -> int:
-        return self.orders.steps_left(step)
+        del step
+        return self.steps_per_dispatch
 
     def __call__(self, state: SweepState, step: int, num_steps: int):
-        if num_steps not in self.chunks:
-            self.chunks[num_steps] = make_sweep_chunk(self.step_fn, num_steps,
-                                                      self.shared)  # fmt: skip
-        batches = self.place(self.orders(step))
-        return self.chunks[num_steps](state, self.train_x, batches)
+        first_epoch, orders = self.orders(step)
+        state, metrics = self.chunk(state, self.train_x, self.place(orders),
+                                    jnp.int32(first_epoch), jnp.int32(num_steps))  # fmt: skip
+        metrics = jax.device_get(metrics)  # the chunk's one host sync
+        return state, {k: v[:, :num_steps] for k, v in metrics.items()}
 
 
 def _hooks(members: Sequence[_Member]) -> loop.LoopHooks:
@@ -244,7 +258,9 @@ def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
     exp = members[0].exp
     cfg = exp.config.train
     data_keys = jnp.stack([m.exp.keys["data"] for m in members])
-    orders = stacked_orders(data_keys, exp.train_x.shape[0], cfg.batch_size)
+    orders = stacked_orders(
+        data_keys, exp.train_x.shape[0], cfg.batch_size, cfg.steps_per_dispatch
+    )
     shared = all(m.exp.dataset is exp.dataset for m in members)
     train_x = exp.train_x if shared else jnp.stack([m.exp.train_x for m in members])
     place = lambda tree: tree
@@ -258,7 +274,8 @@ def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
             train_x, split if not shared else parallel.replicated(mesh)
         )
         logging.info("%d configs split over %d devices", len(members), mesh.size)
-    runner = _StackedRunner(make_sweep_step(exp), train_x, shared, orders, place)
+    runner = _StackedRunner(make_sweep_step(exp), train_x, shared, orders, place,
+                            cfg.steps_per_dispatch)  # fmt: skip
     step = int(members[0].state.step)
     return loop.run_loop(state, step, exp.total_steps, cfg, runner, _hooks(members))
 
