@@ -20,10 +20,12 @@ config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
 )
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False,
+    "distributed",
+    False,
     "Multi-host: call jax.distributed.initialize() first (TPU pods, Slurm, Open MPI "
     "detect the rest; elsewhere give the three flags below). Every process runs this "
-    "same command; process 0 writes metrics and figures.")  # fmt: skip
+    "same command; process 0 writes metrics and figures.",
+)
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 (with --distributed)."
 )

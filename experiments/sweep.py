@@ -21,9 +21,11 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Sweep root: <workdir>/<name> per config."
 )
 _SWEEP = flags.DEFINE_string(
-    "sweep", None, "'field=v1,v2;field2=v3,...' (cartesian product); "
+    "sweep",
+    None,
+    "'field=v1,v2;field2=v3,...' (cartesian product); "
     "default: get_sweep() of the config file.",
-)  # fmt: skip
+)
 _MODE = flags.DEFINE_enum("mode", "auto", ["auto", "vmap", "process"], "How to train.")
 _MAX_WORKERS = flags.DEFINE_integer(
     "max_workers", 1, "Processes at once (process mode); 1: one after another here."
@@ -60,8 +62,9 @@ def _sweep(spec, config):
     path = config_flags.get_config_filename(flags.FLAGS["config"])
     overrides = spec.load_get_sweep(path)
     if overrides is None:
-        raise ValueError(f"No sweep: pass --sweep='field=v1,v2;...' or define "
-                         f"get_sweep() in {path}.")  # fmt: skip
+        raise ValueError(
+            f"No sweep: pass --sweep='field=v1,v2;...' or define get_sweep() in {path}."
+        )
     return overrides
 
 
@@ -86,8 +89,14 @@ def main(argv):
                 print(f"{i}\t{run.name}{done}")
             return
         index = spec.sweep_index(_INDEX.value, len(overrides))
-        rows = launch.run_sweep(config, overrides, workdir, mode=_MODE.value,
-                               max_workers=_MAX_WORKERS.value, index=index)  # fmt: skip
+        rows = launch.run_sweep(
+            config,
+            overrides,
+            workdir,
+            mode=_MODE.value,
+            max_workers=_MAX_WORKERS.value,
+            index=index,
+        )
     except preemption.Preempted as stop:
         logging.warning("%s", stop)
         sys.exit(0)

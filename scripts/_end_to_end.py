@@ -95,9 +95,14 @@ def run_torch_eager(train_x, test_x, epochs: int) -> float:
 
     _torch_vae.set_threads(0)
     metrics, _ = _torch_vae.train_and_evaluate(
-        train_x, test_x, epochs=epochs, batch_size=128, learning_rate=1e-3, seed=0,
+        train_x,
+        test_x,
+        epochs=epochs,
+        batch_size=128,
+        learning_rate=1e-3,
+        seed=0,
         log=lambda *_: None,
-    )  # fmt: skip
+    )
     return metrics["test/loss"]
 
 
@@ -110,10 +115,14 @@ def _vae_jax_command(workdir: pathlib.Path, epochs: int) -> list[str]:
     from vae_jax import configs
 
     return [
-        sys.executable, "-m", "experiments.run", f"--workdir={workdir}",
+        sys.executable,
+        "-m",
+        "experiments.run",
+        f"--workdir={workdir}",
         f"--config={configs.config_path('vae_mnist')}",
-        "--config.data.binarize=none", f"--config.train.num_epochs={epochs}",
-    ]  # fmt: skip
+        "--config.data.binarize=none",
+        f"--config.train.num_epochs={epochs}",
+    ]
 
 
 def _timed(command: list[str], env: dict) -> tuple[float, str]:
@@ -133,8 +142,13 @@ def _final_test_loss(workdir: pathlib.Path) -> float:
     return [r for r in records if "test/loss" in r][-1]["test/loss"]
 
 
-def end_to_end(root: pathlib.Path, *, rounds: int = 3, epochs: int = 10,
-               torch_python: str = sys.executable) -> dict:  # fmt: skip
+def end_to_end(
+    root: pathlib.Path,
+    *,
+    rounds: int = 3,
+    epochs: int = 10,
+    torch_python: str = sys.executable,
+) -> dict:
     """Whole-process wall time and test -ELBO of each contender, alternated in
     ``rounds``: vae_jax's runner with a cold compilation cache (emptied before each
     round) and a warm one, Pythae's ``TrainingPipeline`` and the torch eager loop
@@ -156,8 +170,13 @@ def end_to_end(root: pathlib.Path, *, rounds: int = 3, epochs: int = 10,
                 seconds, _ = _timed(_vae_jax_command(workdir, epochs), env)
                 loss = _final_test_loss(workdir)
             else:
-                command = [torch_python, str(SCRIPT), f"--contender={name}",
-                           f"--epochs={epochs}", f"--workdir={workdir}"]  # fmt: skip
+                command = [
+                    torch_python,
+                    str(SCRIPT),
+                    f"--contender={name}",
+                    f"--epochs={epochs}",
+                    f"--workdir={workdir}",
+                ]
                 seconds, stdout = _timed(command, base_env)
                 loss = json.loads(stdout.strip().splitlines()[-1])["test_loss"]
             results.setdefault(name, []).append((seconds, loss))
@@ -165,11 +184,13 @@ def end_to_end(root: pathlib.Path, *, rounds: int = 3, epochs: int = 10,
                 f"round {i} {name}: {seconds:.1f} s, test -ELBO {loss:.2f}", flush=True
             )
     summary = {
-        name: {"median_seconds": statistics.median(s for s, _ in runs),
-               "test_loss": statistics.median(loss for _, loss in runs),
-               "seconds": [s for s, _ in runs]}
+        name: {
+            "median_seconds": statistics.median(s for s, _ in runs),
+            "test_loss": statistics.median(loss for _, loss in runs),
+            "seconds": [s for s, _ in runs],
+        }
         for name, runs in results.items()
-    }  # fmt: skip
+    }
     for name in ("vae_jax_cold", "vae_jax_warm"):
         for other in ("pythae", "torch_eager"):
             ratio = summary[other]["median_seconds"] / summary[name]["median_seconds"]
@@ -191,12 +212,17 @@ def sweep_cold_and_warm(root: pathlib.Path, epochs: int = 2) -> dict:
         workdir = root / f"sweep_{name}"
         shutil.rmtree(workdir, ignore_errors=True)
         command = [
-            sys.executable, "-m", "experiments.sweep", f"--workdir={workdir}",
-            f"--config={configs.config_path('vae_mnist')}", "--mode=process",
-            "--config.data.binarize=none", f"--config.train.num_epochs={epochs}",
+            sys.executable,
+            "-m",
+            "experiments.sweep",
+            f"--workdir={workdir}",
+            f"--config={configs.config_path('vae_mnist')}",
+            "--mode=process",
+            "--config.data.binarize=none",
+            f"--config.train.num_epochs={epochs}",
             "--sweep=objective.beta=0.5,1,2,4;optim.learning_rate=1e-3,3e-4",
             "--max_workers=2",
-        ]  # fmt: skip
+        ]
         seconds[name], _ = _timed(command, env)
         print(f"sweep {name}: {seconds[name]:.1f} s", flush=True)
     return {**seconds, "speedup": seconds["cold"] / seconds["warm"]}
@@ -214,8 +240,9 @@ def main() -> None:
     else:
         loss = run_torch_eager(train_x, test_x, args.epochs)
     seconds = time.perf_counter() - START
-    print(json.dumps({"contender": args.contender, "test_loss": loss,
-                      "seconds": seconds}))  # fmt: skip
+    print(
+        json.dumps({"contender": args.contender, "test_loss": loss, "seconds": seconds})
+    )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ from vae_jax import data as data_lib
 from vae_jax.studies import anomaly
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", configs.config_path("anomaly_mnist"),
-    "One-class model config (model.kind is set per --kinds).", lock_config=True,
-)  # fmt: skip
+    "config",
+    configs.config_path("anomaly_mnist"),
+    "One-class model config (model.kind is set per --kinds).",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output root (never inside the repo).")
 _DATASETS = flags.DEFINE_list("datasets", ["mnist", "fashion_mnist"], "Datasets.")
 _KINDS = flags.DEFINE_list(
@@ -49,10 +51,32 @@ _FIGURE_CLASSES = flags.DEFINE_list(
 # AUROC %, digits 0..9 (shared REFERENCES.md A4; Ruff et al. 2018, Table 1).
 REFERENCE = {
     "mnist": {
-        "OC Deep SVDD (Ruff et al. 2018, as quoted)": (98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5),
-        "DCAE (Ruff et al. 2018) UNVERIFIED": (97.6, 98.3, 85.4, 86.7, 86.5, 78.2, 94.6, 92.3, 86.5, 90.4),
+        "OC Deep SVDD (Ruff et al. 2018, as quoted)": (
+            98.0,
+            99.7,
+            91.7,
+            91.9,
+            94.9,
+            88.5,
+            98.3,
+            94.6,
+            93.9,
+            96.5,
+        ),
+        "DCAE (Ruff et al. 2018) UNVERIFIED": (
+            97.6,
+            98.3,
+            85.4,
+            86.7,
+            86.5,
+            78.2,
+            94.6,
+            92.3,
+            86.5,
+            90.4,
+        ),
     },
-}  # fmt: skip
+}
 
 
 def model_config(kind: str):
@@ -89,23 +113,35 @@ def run_kind(ds: data_lib.Dataset, kind: str, rundir: pathlib.Path) -> dict[str,
         s = anomaly.make_score_all(score_one, batch)(
             state.params, ds.test, jax.random.PRNGKey(1)
         )
-        out[name] = {"auroc": anomaly.one_class_aurocs(s, ds.test_labels, classes),
-                     "seconds_per_epoch": train.median_epoch_seconds(seconds)}  # fmt: skip
+        out[name] = {
+            "auroc": anomaly.one_class_aurocs(s, ds.test_labels, classes),
+            "seconds_per_epoch": train.median_epoch_seconds(seconds),
+        }
         slug = re.sub(r"\W+", "_", name).strip("_")  # "VAE -ELBO" -> "VAE_ELBO"
         out[name]["figure"] = anomaly.write_extremes_figure(
-            s, ds.test_labels, ds.test.reshape(-1, *ds.image_shape), classes,
+            s,
+            ds.test_labels,
+            ds.test.reshape(-1, *ds.image_shape),
+            classes,
             [int(c) for c in _FIGURE_CLASSES.value],
-            rundir / f"extremes_{slug}.png", score_name=name,
-        )  # fmt: skip
+            rundir / f"extremes_{slug}.png",
+            score_name=name,
+        )
     return out
 
 
 def write_table(results: dict, path: pathlib.Path) -> None:
     header = ["score", *range(10), "mean"]
-    lines = ["# One-class anomaly detection, AUROC % (normal class = column)", "",
-             (f"{_EPOCHS.value} epochs (of the largest class), MLP "
-              f"{tuple(_CONFIG.value.model.hidden)}-{_CONFIG.value.model.latent_dim}, "
-              "pixels in [0, 1] (no global contrast normalisation), one seed."), ""]  # fmt: skip
+    lines = [
+        "# One-class anomaly detection, AUROC % (normal class = column)",
+        "",
+        (
+            f"{_EPOCHS.value} epochs (of the largest class), MLP "
+            f"{tuple(_CONFIG.value.model.hidden)}-{_CONFIG.value.model.latent_dim}, "
+            "pixels in [0, 1] (no global contrast normalisation), one seed."
+        ),
+        "",
+    ]
     for name, rows in results.items():
         table = []
         for score, r in rows.items():

@@ -25,7 +25,7 @@ from vae_jax.configs import (
     sparse_ae_mnist,
     vae_frey,
     vae_mnist,
-)  # fmt: skip
+)
 from vae_jax.studies import autoencoders, classifier, codes, latent
 
 PARTS = ("linear", "denoising", "sparse", "latent")
@@ -46,10 +46,12 @@ def sparse_configs(scale: float) -> dict:
     (no regulariser = the identity-mapping risk, sparse, denoising by masking)."""
     configs = {}
     for name, k, objective in [
-        ("plain_196", 196, "mse"), ("sparse_196", 196, "sparse_mse"),
-        ("overcomplete_plain_1000", 1000, "mse"), ("overcomplete_sparse_1000", 1000, "sparse_mse"),
+        ("plain_196", 196, "mse"),
+        ("sparse_196", 196, "sparse_mse"),
+        ("overcomplete_plain_1000", 1000, "mse"),
+        ("overcomplete_sparse_1000", 1000, "sparse_mse"),
         ("overcomplete_dae_1000", 1000, "denoising_mse"),
-    ]:  # fmt: skip
+    ]:
         config = _scaled(
             sparse_ae_mnist.get_config(), scale * (1.0 if k == 196 else 0.5)
         )
@@ -87,8 +89,14 @@ def denoising_part(mnist, workdir, scale):
 
 def sparse_part(mnist, workdir, scale):
     res = codes.code_study(sparse_configs(scale), mnist, workdir=workdir)
-    keys = ("latent_dim", "test_mse", "mean_activation", "mean_rel_dev_from_target",
-            "frac_near_zero", "probe_accuracy")  # fmt: skip
+    keys = (
+        "latent_dim",
+        "test_mse",
+        "mean_activation",
+        "mean_rel_dev_from_target",
+        "frac_near_zero",
+        "probe_accuracy",
+    )
     rows = [
         {"model": n, **{k: r.get(k, float("nan")) for k in keys}}
         for n, r in res.items()
@@ -104,12 +112,16 @@ def _fit_pair(ae, vae, dataset, latent_dim: int = 2) -> dict:
 
 
 def _confidence_rows(res: dict) -> list[dict]:
-    names = {"test_images": "MNIST test images", "AE_prior": "AE, z ~ N(0, I)",
-             "AE_fitted_gaussian_prior": "AE, z ~ N(mean, cov of AE codes)",
-             "VAE_prior": "VAE, z ~ N(0, I)", "AE_midpoints": "AE, interpolation midpoints",
-             "VAE_midpoints": "VAE, interpolation midpoints",
-             "AE_reconstructions": "AE reconstructions",
-             "VAE_reconstructions": "VAE reconstructions"}  # fmt: skip
+    names = {
+        "test_images": "MNIST test images",
+        "AE_prior": "AE, z ~ N(0, I)",
+        "AE_fitted_gaussian_prior": "AE, z ~ N(mean, cov of AE codes)",
+        "VAE_prior": "VAE, z ~ N(0, I)",
+        "AE_midpoints": "AE, interpolation midpoints",
+        "VAE_midpoints": "VAE, interpolation midpoints",
+        "AE_reconstructions": "AE reconstructions",
+        "VAE_reconstructions": "VAE reconstructions",
+    }
     return [{"images": label, **res[key]} for key, label in names.items()]
 
 
@@ -133,8 +145,15 @@ def _mnist_latents(mnist, workdir, scale, key):
     )
     predict = functools.partial(classifier.class_probabilities, clf, clf_params)
     pairs = {name: (exp.model, params) for name, (exp, params, _) in fits.items()}
-    res.update(latent.compare(pairs, mnist, jax.random.fold_in(key, 1),
-                              predict_proba=predict, workdir=workdir))  # fmt: skip
+    res.update(
+        latent.compare(
+            pairs,
+            mnist,
+            jax.random.fold_in(key, 1),
+            predict_proba=predict,
+            workdir=workdir,
+        )
+    )
     text = (
         f"Classifier: MLP 784-256-10 on MNIST pixels, {steps} Adam steps, test accuracy "
         f"{accuracy:.4f}. On 2000 images each: the share it labels with p > 0.9 "
@@ -155,8 +174,9 @@ def _mnist_sampling_k20(mnist, workdir, scale, key, predict) -> tuple[dict, list
     pairs = {name: (exp.model, params) for name, (exp, params, _) in fits.items()}
     key = jax.random.fold_in(key, 20)
     res = latent.confidence_study(pairs, mnist, key, predict)
-    latent.prior_sample_figure(pairs, mnist, key, workdir / "prior_samples_mnist_k20.png",
-                               confidence=res)  # fmt: skip
+    latent.prior_sample_figure(
+        pairs, mnist, key, workdir / "prior_samples_mnist_k20.png", confidence=res
+    )
     latent.interpolation_figure(pairs, mnist, workdir / "interpolations_mnist_k20.png")
     return res, [
         "### The same at K = 20 (3000 steps each)",
@@ -189,12 +209,22 @@ def latent_part(mnist, workdir, scale):
     res["frey"] = _frey_latents(workdir, scale, jax.random.fold_in(key, 2))
     for data, r in res.items():
         std = lambda v: "(" + ", ".join(f"{x:.3g}" for x in v) + ")"
-        md.append(f"{data}: test-code std per axis AE {std(r['ae_code_std'])}, VAE "
-                  f"{std(r['vae_code_std'])}; AE train MSE {r['ae_train_mse']:.4g}, "
-                  f"VAE train ELBO {r['vae_train_elbo']:.4g}")  # fmt: skip
-    figures = [f"{fig}_{data}" for data in ("mnist", "frey_faces") for fig in (
-        "prior_samples", "interpolations", "manifolds", "latent_ae_vs_vae",
-        "reconstructions")]  # fmt: skip
+        md.append(
+            f"{data}: test-code std per axis AE {std(r['ae_code_std'])}, VAE "
+            f"{std(r['vae_code_std'])}; AE train MSE {r['ae_train_mse']:.4g}, "
+            f"VAE train ELBO {r['vae_train_elbo']:.4g}"
+        )
+    figures = [
+        f"{fig}_{data}"
+        for data in ("mnist", "frey_faces")
+        for fig in (
+            "prior_samples",
+            "interpolations",
+            "manifolds",
+            "latent_ae_vs_vae",
+            "reconstructions",
+        )
+    ]
     md += lines + [f"![{name}]({name}.png)" for name in figures]
     res["mnist_k20"], k20_lines = _mnist_sampling_k20(
         mnist, workdir, scale, key, predict
@@ -202,8 +232,12 @@ def latent_part(mnist, workdir, scale):
     return res, md + k20_lines
 
 
-PART_FNS = {"linear": linear_part, "denoising": denoising_part,
-            "sparse": sparse_part, "latent": latent_part}  # fmt: skip
+PART_FNS = {
+    "linear": linear_part,
+    "denoising": denoising_part,
+    "sparse": sparse_part,
+    "latent": latent_part,
+}
 
 
 def run(workdir: pathlib.Path, scale: float, parts) -> dict:

@@ -60,9 +60,11 @@ _DISPATCH = flags.DEFINE_integer(
 )
 _COMPILE = flags.DEFINE_bool("compile", True, "Also time torch.compile.")
 _ABLATIONS = flags.DEFINE_bool(
-    "ablations", False,
+    "ablations",
+    False,
     "Also time vae_jax without dynamic binarization and with SGD for Adam (the cost "
-    "of each part of a step).")  # fmt: skip
+    "of each part of a step).",
+)
 _THREADS = flags.DEFINE_integer("torch_threads", 0, "torch threads; 0 = all cores.")
 _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the reference matmul.")
 _DATA_DIR = flags.DEFINE_string(
@@ -73,9 +75,11 @@ _NLL_EXAMPLES = flags.DEFINE_integer(
     "nll_examples", 100, "Test images per round of the L_k NLL timing; 0 = skip it."
 )
 _SWEEP_CONFIGS = flags.DEFINE_integer(
-    "sweep_configs", 8,
+    "sweep_configs",
+    8,
     "Configs of the timed sweep (learning rate x seed), vmapped vs one after another; "
-    "0 = skip it.")  # fmt: skip
+    "0 = skip it.",
+)
 _SWEEP_BATCH = flags.DEFINE_integer("sweep_batch_size", 20, "B of the timed sweep.")
 _NLL_K = flags.DEFINE_integer("nll_samples", 5000, "k of the timed L_k (Burda et al.).")
 _NLL_CHUNK = flags.DEFINE_integer("nll_chunk", 500, "Importance samples per chunk.")
@@ -297,13 +301,22 @@ def benchmark_nll(dataset, matmul) -> dict:
         evaluate.evaluate_log_likelihood(ll_fn, params, x, 20, key)  # one host sync
         rates.append(n / (time.perf_counter() - start))
         matmul_rates.append(matmul())
-        print(f"  NLL k={_NLL_K.value} round {r + 1}: {rates[-1]:.1f} ex/s; "
-              f"matmul {matmul_rates[-1] / 1e9:.1f} GFLOP/s", flush=True)  # fmt: skip
+        print(
+            f"  NLL k={_NLL_K.value} round {r + 1}: {rates[-1]:.1f} ex/s; "
+            f"matmul {matmul_rates[-1] / 1e9:.1f} GFLOP/s",
+            flush=True,
+        )
     rate, mm = statistics.median(rates), statistics.median(matmul_rates)
     flops = rate * nll_flops_per_example(_NLL_K.value)
-    return {"num_samples": _NLL_K.value, "examples": n, "rates": rates,
-            "median": rate, "gflops": flops / 1e9, "matmul_flops": mm,
-            "pct_of_matmul": 100 * flops / mm}  # fmt: skip
+    return {
+        "num_samples": _NLL_K.value,
+        "examples": n,
+        "rates": rates,
+        "median": rate,
+        "gflops": flops / 1e9,
+        "matmul_flops": mm,
+        "pct_of_matmul": 100 * flops / mm,
+    }
 
 
 def make_sweep_contenders(num_configs: int, batch_size: int, dataset):
@@ -319,16 +332,23 @@ def make_sweep_contenders(num_configs: int, batch_size: int, dataset):
     base = make_config(batch_size)
     base.train.data_parallel = "off"
     rates = (1e-3, 3e-4)
-    overrides = [{"optim.learning_rate": rates[i % 2], "seed": i // 2}
-                 for i in range(num_configs)]  # fmt: skip
-    exps = [build.build_experiment(run.config, dataset)
-            for run in spec.make_runs(base, overrides)]  # fmt: skip
+    overrides = [
+        {"optim.learning_rate": rates[i % 2], "seed": i // 2}
+        for i in range(num_configs)
+    ]
+    exps = [
+        build.build_experiment(run.config, dataset)
+        for run in spec.make_runs(base, overrides)
+    ]
     steps = min(exps[0].config.train.steps_per_dispatch, exps[0].steps_per_epoch)
     runners = [(e.chunk_runner(), e.init_state()) for e in exps]
     sequential = [list(pair) for pair in runners]
 
-    stacked = [vmapped.stack_states(exps[0], [st for _, st in runners],
-                                       [e.config for e in exps])]  # fmt: skip
+    stacked = [
+        vmapped.stack_states(
+            exps[0], [st for _, st in runners], [e.config for e in exps]
+        )
+    ]
     data_keys = jax.numpy.stack([e.keys["data"] for e in exps])
     num_examples = exps[0].train_x.shape[0]
     orders = vmapped.stacked_orders(data_keys, num_examples, batch_size, steps)
@@ -338,8 +358,9 @@ def make_sweep_contenders(num_configs: int, batch_size: int, dataset):
     def run_vmapped() -> float:
         start = time.perf_counter()
         first, stacked_orders = orders(int(stacked[0].step[0]))
-        stacked[0], metrics = chunk(stacked[0], exps[0].train_x, stacked_orders,
-                                    jax.numpy.int32(first), step)  # fmt: skip
+        stacked[0], metrics = chunk(
+            stacked[0], exps[0].train_x, stacked_orders, jax.numpy.int32(first), step
+        )
         jax.device_get(metrics)
         return num_configs * steps * batch_size / (time.perf_counter() - start)
 
@@ -363,13 +384,21 @@ def benchmark_sweep(dataset) -> dict:
     for r in range(_ROUNDS.value):
         for name, run in contenders.items():
             rates[name].append(run())
-        print(f"  sweep of {num} configs, B={batch_size}, round {r + 1}: "
-              + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items())
-              + " ex/s", flush=True)  # fmt: skip
+        print(
+            f"  sweep of {num} configs, B={batch_size}, round {r + 1}: "
+            + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items())
+            + " ex/s",
+            flush=True,
+        )
     median = {name: statistics.median(v) for name, v in rates.items()}
-    return {"num_configs": num, "batch_size": batch_size, "steps_per_round": steps,
-            "rates": rates, "median": median,
-            "vmapped/sequential": median["vmapped"] / median["sequential"]}  # fmt: skip
+    return {
+        "num_configs": num,
+        "batch_size": batch_size,
+        "steps_per_round": steps,
+        "rates": rates,
+        "median": median,
+        "vmapped/sequential": median["vmapped"] / median["sequential"],
+    }
 
 
 def make_matmul(size: int, reps: int = 3):
@@ -462,8 +491,10 @@ def _verdict(ratio: float, target: float | None) -> str:
 def _row(batch_size: int, rates: dict, ratios: dict) -> str:
     """B, examples/s of each contender, jax/eager, jax/compile."""
     cells = [f"{rates[n]:,.0f}" if n in rates else "-" for n in CONTENDERS]
-    cells += [f"{ratios[k]:.2f}x" if k in ratios else "-"
-              for k in ("vae_jax/torch_eager", "vae_jax/torch_compile")]  # fmt: skip
+    cells += [
+        f"{ratios[k]:.2f}x" if k in ratios else "-"
+        for k in ("vae_jax/torch_eager", "vae_jax/torch_compile")
+    ]
     widths = (9, 11, 13, 9, 11)
     return f"{batch_size:>5} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths))
 
@@ -471,8 +502,10 @@ def _row(batch_size: int, rates: dict, ratios: dict) -> str:
 def print_table(results: list[dict]) -> None:
     """Medians of examples/s (wall clock), ratios, targets and FLOP rates."""
     head = "    B   vae_jax torch_eager torch_compile jax/eager jax/compile"
-    print(f"\nexamples/s (median over rounds)\n{head}   target  matmul GF/s"
-          "  jax GF/s  % matmul  ceiling")  # fmt: skip
+    print(
+        f"\nexamples/s (median over rounds)\n{head}   target  matmul GF/s"
+        "  jax GF/s  % matmul  ceiling"
+    )
     for r in results:
         eager = r["ratios"].get("vae_jax/torch_eager", float("nan"))
         print(
@@ -575,22 +608,31 @@ def main(argv):
     print_table(results)
     nll = benchmark_nll(dataset, matmul) if _NLL_EXAMPLES.value else None
     if nll:
-        print(f"\ntest NLL estimate -L_k, k={nll['num_samples']} (iwae_mnist model): "
-              f"{nll['median']:.1f} examples/s, {nll['gflops']:.1f} GFLOP/s = "
-              f"{nll['pct_of_matmul']:.0f}% of the matmul's {nll['matmul_flops'] / 1e9:.1f} "
-              f"GFLOP/s (target >= 50%)")  # fmt: skip
+        print(
+            f"\ntest NLL estimate -L_k, k={nll['num_samples']} (iwae_mnist model): "
+            f"{nll['median']:.1f} examples/s, {nll['gflops']:.1f} GFLOP/s = "
+            f"{nll['pct_of_matmul']:.0f}% of the matmul's {nll['matmul_flops'] / 1e9:.1f} "
+            f"GFLOP/s (target >= 50%)"
+        )
     sweep = benchmark_sweep(dataset) if _SWEEP_CONFIGS.value else None
     if sweep:
-        print(f"\nsweep of {sweep['num_configs']} configs at B={sweep['batch_size']} "
-              f"({jax_backend()}): vmapped {sweep['median']['vmapped']:,.0f} ex/s, one "
-              f"after another {sweep['median']['sequential']:,.0f} ex/s, vmapped/"
-              f"sequential {sweep['vmapped/sequential']:.2f}x (GPU target >= 4x)")  # fmt: skip
+        print(
+            f"\nsweep of {sweep['num_configs']} configs at B={sweep['batch_size']} "
+            f"({jax_backend()}): vmapped {sweep['median']['vmapped']:,.0f} ex/s, one "
+            f"after another {sweep['median']['sequential']:,.0f} ex/s, vmapped/"
+            f"sequential {sweep['vmapped/sequential']:.2f}x (GPU target >= 4x)"
+        )
     env["load_average_end"] = os.getloadavg()
     if _WORKDIR.value:
         workdir = pathlib.Path(_WORKDIR.value).expanduser()
         workdir.mkdir(parents=True, exist_ok=True)
-        record = {**env, "data": data_name, "results": results, "nll": nll,
-                  "sweep": sweep}  # fmt: skip
+        record = {
+            **env,
+            "data": data_name,
+            "results": results,
+            "nll": nll,
+            "sweep": sweep,
+        }
         (workdir / "benchmark.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"results: {workdir / 'benchmark.json'}")
 

@@ -26,9 +26,11 @@ from vae_jax import data as data_lib
 from vae_jax.studies import cluster_metrics, clustering
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", configs.config_path("dec_mnist"),
-    "Autoencoder + clustering config.", lock_config=True,
-)  # fmt: skip
+    "config",
+    configs.config_path("dec_mnist"),
+    "Autoencoder + clustering config.",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output root (never inside the repo).")
 _DATASETS = flags.DEFINE_list("datasets", ["mnist", "fashion_mnist"], "Datasets.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (init, k-means, batches).")
@@ -97,14 +99,24 @@ def run_seed(name: str, seed: int, x, y, rundir: pathlib.Path) -> dict:
     model, params, seconds = clustering.pretrain_autoencoder(
         config, x, rundir / "ae", _EPOCHS.value
     )
-    result = {"pretrain_epochs": _EPOCHS.value, "num_examples": len(x),
-              "seconds_per_epoch": train.median_epoch_seconds(seconds),
-              "k-means (pixels)": kmeans_pixels(x, y, seed, _KM_PIXELS.value)}  # fmt: skip
+    result = {
+        "pretrain_epochs": _EPOCHS.value,
+        "num_examples": len(x),
+        "seconds_per_epoch": train.median_epoch_seconds(seconds),
+        "k-means (pixels)": kmeans_pixels(x, y, seed, _KM_PIXELS.value),
+    }
     embeddings = {}
     for method, idec in (("DEC", False), ("IDEC", True)):
-        out = clustering.run_clustering(model, params, x, config.clustering, idec=idec,
-                                        seed=seed, labels_true=y,
-                                        workdir=rundir / method.lower())  # fmt: skip
+        out = clustering.run_clustering(
+            model,
+            params,
+            x,
+            config.clustering,
+            idec=idec,
+            seed=seed,
+            labels_true=y,
+            workdir=rundir / method.lower(),
+        )
         result["AE + k-means"] = cluster_metrics.clustering_scores(
             y, out["kmeans_labels"]
         )
@@ -179,11 +191,18 @@ def write_table(all_results: dict[str, list[dict]], path: pathlib.Path) -> None:
     lines = ["# DEC / IDEC clustering (ACC / NMI / ARI %, mean ± std over seeds)", ""]
     for name, results in all_results.items():
         r0 = results[0]
-        lines += [(f"## {name}: {r0['num_examples']} images, {len(results)} seed(s), "
-                   f"{r0['pretrain_epochs']} pretraining epochs "
-                   f"({r0['seconds_per_epoch'] or float('nan'):.1f} s/epoch)"), ""]  # fmt: skip
-        rows = [[method, *_cells(results, method), REFERENCE[name][method]]
-                for method in METHODS]  # fmt: skip
+        lines += [
+            (
+                f"## {name}: {r0['num_examples']} images, {len(results)} seed(s), "
+                f"{r0['pretrain_epochs']} pretraining epochs "
+                f"({r0['seconds_per_epoch'] or float('nan'):.1f} s/epoch)"
+            ),
+            "",
+        ]
+        rows = [
+            [method, *_cells(results, method), REFERENCE[name][method]]
+            for method in METHODS
+        ]
         header = ["method", "ACC", "NMI", "ARI", "published"]
         lines.append(writer.markdown_table(header, rows))
         steps = ", ".join(

@@ -16,10 +16,23 @@ import vae_jax
 
 # Lowest first. A module may import its own layer and the layers below it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundations", ["vae_jax", "vae_jax.distributions", "vae_jax.corruptions",
-                     "vae_jax.linear_gaussian", "vae_jax.data", "vae_jax.writer",
-                     "vae_jax.preemption", "vae_jax.parallel", "vae_jax.checkpoint",
-                     "vae_jax.plots", "vae_jax.runtime", "vae_jax.configs*"]),
+    (
+        "foundations",
+        [
+            "vae_jax",
+            "vae_jax.distributions",
+            "vae_jax.corruptions",
+            "vae_jax.linear_gaussian",
+            "vae_jax.data",
+            "vae_jax.writer",
+            "vae_jax.preemption",
+            "vae_jax.parallel",
+            "vae_jax.checkpoint",
+            "vae_jax.plots",
+            "vae_jax.runtime",
+            "vae_jax.configs*",
+        ],
+    ),
     ("models", ["vae_jax.models*"]),
     ("objectives", ["vae_jax.ae_objectives", "vae_jax.objectives", "vae_jax.optim"]),
     ("training", ["vae_jax.train", "vae_jax.evaluate", "vae_jax.config_checks"]),
@@ -27,7 +40,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("loop", ["vae_jax.loop", "vae_jax.runs"]),
     ("sweeps", ["vae_jax.sweep*"]),
     ("studies", ["vae_jax.studies*"]),
-]  # fmt: skip
+]
 
 
 def module_name(path: pathlib.Path, root: pathlib.Path) -> str:
@@ -62,8 +75,9 @@ def graph() -> dict[str, set[str]]:
     root = pathlib.Path(vae_jax.__file__).parent
     files = sorted(root.rglob("*.py"))
     known = {module_name(p, root) for p in files}
-    return {module_name(p, root): imports(p, known) - {module_name(p, root)}
-            for p in files}  # fmt: skip
+    return {
+        module_name(p, root): imports(p, known) - {module_name(p, root)} for p in files
+    }
 
 
 def violations(edges: dict[str, set[str]]) -> list[str]:
@@ -100,8 +114,10 @@ def main() -> int:
             deps = ", ".join(d.removeprefix("vae_jax.") for d in sorted(edges[m]))
             print(f"    {m.removeprefix('vae_jax.') or 'vae_jax'} <- {deps or '-'}")
     problems = violations(edges)
-    print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports, "
-          f"{len(problems)} layer violation(s)")  # fmt: skip
+    print(
+        f"{len(edges)} modules, {sum(map(len, edges.values()))} imports, "
+        f"{len(problems)} layer violation(s)"
+    )
     for p in problems:
         print("  " + p)
     return 1 if problems else 0

@@ -30,11 +30,13 @@ NAMES = [f"{m}{l}_k{k}" for l in (1, 2) for m in ("vae", "iwae") for k in (1, 5,
 # binarized_mnist: Appendix D (1 layer IWAE only).
 PAPER_NLL = {
     "mnist": {
-        "vae1": (86.76, 86.47, 86.35), "iwae1": (86.76, 85.54, 84.78),
-        "vae2": (85.33, 85.01, 84.78), "iwae2": (85.33, 83.89, 82.90),
+        "vae1": (86.76, 86.47, 86.35),
+        "iwae1": (86.76, 85.54, 84.78),
+        "vae2": (85.33, 85.01, 84.78),
+        "iwae2": (85.33, 83.89, 82.90),
     },
     "binarized_mnist": {"iwae1": (88.71, 87.63, 87.10)},
-}  # fmt: skip
+}
 # Active units of 50, 1 layer: from memory, UNVERIFIED (REFERENCES.md A1).
 PAPER_AU = {"vae1": (19, 20, 20), "iwae1": (19, 22, 25)}
 KS = (1, 5, 50)
@@ -42,16 +44,22 @@ KS = (1, 5, 50)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Root directory; one subdirectory per config."
 )
-_DATA = flags.DEFINE_enum("data", "mnist", ["mnist", "binarized_mnist"],
-                          "mnist: dynamic binarization, 400 held out (the paper's Table 1); "
-                          "binarized_mnist: Larochelle's fixed binarization (App. D).")  # fmt: skip
+_DATA = flags.DEFINE_enum(
+    "data",
+    "mnist",
+    ["mnist", "binarized_mnist"],
+    "mnist: dynamic binarization, 400 held out (the paper's Table 1); "
+    "binarized_mnist: Larochelle's fixed binarization (App. D).",
+)
 _CONFIGS = flags.DEFINE_list("configs", NAMES, f"Which of {NAMES}.")
 _STAGES = flags.DEFINE_integer(
     "stages", 7, "Stop after stage i (0..7; 3^i epochs each)."
 )
-_EVAL_STAGES = flags.DEFINE_list("eval_stages", ["last"],
-                                 "Stages to evaluate (NLL, active units): 'last', 'all' "
-                                 "or a list of indices.")  # fmt: skip
+_EVAL_STAGES = flags.DEFINE_list(
+    "eval_stages",
+    ["last"],
+    "Stages to evaluate (NLL, active units): 'last', 'all' or a list of indices.",
+)
 _EVAL_SAMPLES = flags.DEFINE_integer(
     "eval_samples", 5000, "k of the test NLL estimate L_k."
 )
@@ -64,9 +72,11 @@ _AU_EXAMPLES = flags.DEFINE_integer(
 )
 _ONE = flags.DEFINE_string("one", None, "Run only this config, in this process.")
 _MAX_PARALLEL = flags.DEFINE_integer("max_parallel", 1, "Configs trained at once.")
-_SINGLE_THREAD = flags.DEFINE_bool("single_thread", True,
-                                   "Limit each child to one XLA CPU thread when "
-                                   "max_parallel > 1.")  # fmt: skip
+_SINGLE_THREAD = flags.DEFINE_bool(
+    "single_thread",
+    True,
+    "Limit each child to one XLA CPU thread when max_parallel > 1.",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "config.seed.")
 
 
@@ -114,9 +124,16 @@ class Settings:
 
     @classmethod
     def from_flags(cls) -> Settings:
-        return cls(_DATA.value, _SEED.value, _STAGES.value, tuple(_EVAL_STAGES.value),
-                   _EVAL_SAMPLES.value, _EVAL_EXAMPLES.value, _CHUNK.value,
-                   _AU_EXAMPLES.value)  # fmt: skip
+        return cls(
+            _DATA.value,
+            _SEED.value,
+            _STAGES.value,
+            tuple(_EVAL_STAGES.value),
+            _EVAL_SAMPLES.value,
+            _EVAL_EXAMPLES.value,
+            _CHUNK.value,
+            _AU_EXAMPLES.value,
+        )
 
 
 def evaluate_stage(workdir: pathlib.Path, stage: int, settings: Settings) -> dict:
@@ -131,18 +148,28 @@ def evaluate_stage(workdir: pathlib.Path, stage: int, settings: Settings) -> dic
     if settings.eval_examples:
         test = test[: settings.eval_examples]
     out = evaluate.evaluate_model(
-        exp, state.params, test, settings.eval_samples, chunk_size=settings.chunk_size,
-        batch_size=20, active_examples=settings.active_examples, log_every=50,
-    )  # fmt: skip
+        exp,
+        state.params,
+        test,
+        settings.eval_samples,
+        chunk_size=settings.chunk_size,
+        batch_size=20,
+        active_examples=settings.active_examples,
+        log_every=50,
+    )
     units, variances = out.pop("active_units"), out.pop("unit_variances")
     seconds = out.pop("seconds")
     return {
-        "stage": stage, "step": int(state.step), "epochs": int(state.step) / exp.steps_per_epoch,
-        **out, "estimator": f"-L_k, k={settings.eval_samples}, nats per image",
-        "active_units": units, "active_examples": settings.active_examples,
+        "stage": stage,
+        "step": int(state.step),
+        "epochs": int(state.step) / exp.steps_per_epoch,
+        **out,
+        "estimator": f"-L_k, k={settings.eval_samples}, nats per image",
+        "active_units": units,
+        "active_examples": settings.active_examples,
         "unit_variances": [np.round(v, 5).tolist() for v in variances],
         "eval_seconds": seconds,
-    }  # fmt: skip
+    }
 
 
 def eval_stage_set(last: int, values) -> set[int]:
@@ -175,9 +202,14 @@ def run_one(name: str, root: pathlib.Path, settings: Settings) -> None:
         if stage in to_eval:
             result = evaluate_stage(workdir, stage, settings)
             result_path.write_text(json.dumps(result, indent=1))
-            logging.info("%s stage %d: test NLL %.2f +- %.2f nats, active units %s",
-                         name, stage, result["nll"], result["nll_stderr"],
-                         result["active_units"])  # fmt: skip
+            logging.info(
+                "%s stage %d: test NLL %.2f +- %.2f nats, active units %s",
+                name,
+                stage,
+                result["nll"],
+                result["nll_stderr"],
+                result["active_units"],
+            )
 
 
 def _train_config(run, workdir, settings: Settings) -> None:
@@ -192,8 +224,10 @@ def launch_all(names: list[str], root: pathlib.Path, settings: Settings) -> dict
 
     env = {}
     if _MAX_PARALLEL.value > 1 and _SINGLE_THREAD.value:
-        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                            " intra_op_parallelism_threads=1").strip()  # fmt: skip
+        env["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+            " intra_op_parallelism_threads=1"
+        ).strip()
     runs = [
         spec.Run(n, {}, make_config(n, settings.data, settings.seed)) for n in names
     ]
@@ -207,8 +241,15 @@ def write_table(root: pathlib.Path, names: list[str], data: str) -> str:
     """``results.md``: the newest evaluated stage of each config beside the paper."""
     from vae_jax import writer
 
-    header = ["config", "stage (epochs)", "test NLL = -L_5000 (nats)", "paper NLL",
-              "diff", "active units", "paper AU (unverified)"]  # fmt: skip
+    header = [
+        "config",
+        "stage (epochs)",
+        "test NLL = -L_5000 (nats)",
+        "paper NLL",
+        "diff",
+        "active units",
+        "paper AU (unverified)",
+    ]
     rows = []
     for name in names:
         stages = sorted(
@@ -222,13 +263,20 @@ def write_table(root: pathlib.Path, names: list[str], data: str) -> str:
         paper_nll = paper[KS.index(k)] if paper else None
         au = PAPER_AU.get(f"{model}{layers}") if data == "mnist" else None
         diff = f"{r['nll'] - paper_nll:+.2f}" if paper_nll else "n/a"
-        rows.append([
-            name, f"{r['stage']} ({r['epochs']:.0f})",
-            (f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} "
-             f"(k={int(r['num_samples'])}, N={int(r['num_examples'])})"),
-            paper_nll if paper_nll else "n/a", diff,
-            "/".join(map(str, r["active_units"])), au[KS.index(k)] if au else "n/a",
-        ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{r['stage']} ({r['epochs']:.0f})",
+                (
+                    f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} "
+                    f"(k={int(r['num_samples'])}, N={int(r['num_examples'])})"
+                ),
+                paper_nll if paper_nll else "n/a",
+                diff,
+                "/".join(map(str, r["active_units"])),
+                au[KS.index(k)] if au else "n/a",
+            ]
+        )
     text = (
         f"# IWAE reproduction ({data})\n\nTest NLL = -mean_x L_k(x), nats per image, "
         "lower is better; ± is the standard error over test images. Paper: Burda et al. "

@@ -129,8 +129,13 @@ def _evaluate_vae(exp, params, x, scale) -> dict:
     k, n = _n(500, scale, 50), _n(1000, scale, 200)
     ll_fn = evaluate.make_log_likelihood_fn(exp.model.log_weights, k)
     nll = evaluate.evaluate_log_likelihood(ll_fn, params, x[:n], 100, key, k)
-    return {**out, "iw_nll": nll["nll"], "iw_nll_stderr": nll["nll_stderr"],
-            "iw_k": k, "iw_images": n}  # fmt: skip
+    return {
+        **out,
+        "iw_nll": nll["nll"],
+        "iw_nll_stderr": nll["nll_stderr"],
+        "iw_k": k,
+        "iw_images": n,
+    }
 
 
 def _correlation_figure(model, params, x, path) -> float:
@@ -184,13 +189,26 @@ def _frey_config(scale, sigma: float, beta: float = 1.0):
 
 def _frey_row(label, exp, params, frey) -> dict:
     rd = theory.rate_distortion(exp.model, params, frey.test, jax.random.key(2))
-    mse = lambda x: float(np.mean(np.square(x - autoencoders.apply_batched(
-        lambda xb: exp.model.reconstruct(params, xb), x))))  # fmt: skip
+    mse = lambda x: float(
+        np.mean(
+            np.square(
+                x
+                - autoencoders.apply_batched(
+                    lambda xb: exp.model.reconstruct(params, xb), x
+                )
+            )
+        )
+    )
     sigma = exp.model.sigma or float(np.exp(params["params"]["log_sigma"]))
-    return {"model": label, "sigma": sigma, "beta=2sigma^2": theory.beta_for_sigma(sigma),
-            "test_elbo": rd["elbo"], "test_kl": rd["rate"],
-            "train_mse_per_pixel": mse(frey.train),
-            "test_mse_per_pixel": mse(frey.test)}  # fmt: skip
+    return {
+        "model": label,
+        "sigma": sigma,
+        "beta=2sigma^2": theory.beta_for_sigma(sigma),
+        "test_elbo": rd["elbo"],
+        "test_kl": rd["rate"],
+        "train_mse_per_pixel": mse(frey.train),
+        "test_mse_per_pixel": mse(frey.test),
+    }
 
 
 def _sigma_trend(rows, num_train: int) -> str:
@@ -245,8 +263,12 @@ def gaussian_mse_part(ctx, workdir, scale):
     err = _identity_error(exp.model, gauss_params, jnp.asarray(frey.test[:256]), 0.1)
     recons = [e.model.reconstruct(p, frey.test[:10]) for e, p in fits.values()]
     grid = np.concatenate([frey.test[:10], *map(np.asarray, recons)])
-    plots.image_grid(grid.reshape(-1, *frey.image_shape), workdir / "frey_sigma.png",
-                     num_columns=10, title="test faces; sigma = 0.05, 0.1, 0.2, learned")  # fmt: skip
+    plots.image_grid(
+        grid.reshape(-1, *frey.image_shape),
+        workdir / "frey_sigma.png",
+        num_columns=10,
+        title="test faces; sigma = 0.05, 0.1, 0.2, learned",
+    )
     text = (
         "2 sigma^2 (-ELBO_sigma) = ||x - g(z)||^2 + 2 sigma^2 KL + 2 sigma^2 (D log "
         "sigma + D/2 log 2 pi): on 256 test faces with the sigma = 0.1 model and the "
@@ -289,8 +311,13 @@ def _rd_run(ctx, scale, **objective) -> dict:
 
 def _rd_sweep(ctx, scale, betas, workdir) -> list[dict]:
     """The beta sweep trained as one vmapped program (``launch.fit_sweep``; resumes)."""
-    fits = launch.fit_sweep(_rd_config(scale), [{"objective.beta": b} for b in betas],
-                           workdir, mode="vmap", dataset=ctx["mnist"])  # fmt: skip
+    fits = launch.fit_sweep(
+        _rd_config(scale),
+        [{"objective.beta": b} for b in betas],
+        workdir,
+        mode="vmap",
+        dataset=ctx["mnist"],
+    )
     return [_rd_stats(ctx, scale, exp, params) for _, exp, params in fits]
 
 
@@ -306,9 +333,12 @@ def _rd_figure(sweep, path) -> None:
     ax.plot(rates, dists, "o-")
     for r in sweep:
         ax.annotate(f"beta={r['beta']:g}", (r["rate"], r["distortion"]), fontsize=8)
-    ax.set(xlabel="rate R = KL (nats)", ylabel="distortion D = -E log p(x|z) (nats)",
-           ylim=(min(dists) * 0.95, max(dists) * 1.05),
-           title="dashed: ELBO iso-lines D + R = c")  # fmt: skip
+    ax.set(
+        xlabel="rate R = KL (nats)",
+        ylabel="distortion D = -E log p(x|z) (nats)",
+        ylim=(min(dists) * 0.95, max(dists) * 1.05),
+        title="dashed: ELBO iso-lines D + R = c",
+    )
     kl = np.stack([np.sort(r["kl_per_dim"])[::-1] for r in sweep])  # [betas, K]
     im = ax2.imshow(kl, aspect="auto", cmap="viridis")
     ax2.set_yticks(range(len(sweep)), [f"{r['beta']:g}" for r in sweep])
@@ -381,8 +411,12 @@ def _vi_figure(runs, floor, path) -> None:
     log_px = runs["full"][0]["log_px"]
     ax.axhline(log_px, color="k", label="log p(x) (exact)")
     late = [r["elbo"] for recs in runs.values() for r in recs[len(recs) // 10 :]]
-    ax.set(ylim=(min(late) - 0.5, log_px + 0.3), xlabel="step",
-           ylabel="nats (mean over 256 held-out x)", title="bounds on log p(x)")  # fmt: skip
+    ax.set(
+        ylim=(min(late) - 0.5, log_px + 0.3),
+        xlabel="step",
+        ylabel="nats (mean over 256 held-out x)",
+        title="bounds on log p(x)",
+    )
     ax2.axhline(floor, color="k", ls="--", label="best diagonal q (exact)")
     ax2.set(
         xlabel="step", ylabel="log p(x) - ELBO (nats)", title="gap = KL(q || p(z|x))"
@@ -402,15 +436,25 @@ def vi_part(ctx, workdir, scale):
             *true_params, jax.random.key(1), posterior
         )
         _, runs[posterior] = theory.train_encoder(
-            model, params, x[:2000], x[2000:], true_params, jax.random.key(2),
-            num_steps=steps, eval_every=steps // 30, learning_rate=0.1,
-        )  # fmt: skip
+            model,
+            params,
+            x[:2000],
+            x[2000:],
+            true_params,
+            jax.random.key(2),
+            num_steps=steps,
+            eval_every=steps // 30,
+            learning_rate=0.1,
+        )
     _vi_figure(runs, floor, workdir / "vi_identity.png")
     err = max(r["identity_error"] for recs in runs.values() for r in recs)
     rel = max(r["identity_rel_error"] for recs in runs.values() for r in recs)
     keys = ("log_px", "elbo", "iwae_10", "iwae_100", "kl_to_posterior")
-    rows = [{"q": n, "step": recs[i]["step"], **{k: recs[i][k] for k in keys}}
-            for i in (0, -1) for n, recs in runs.items()]  # fmt: skip
+    rows = [
+        {"q": n, "step": recs[i]["step"], **{k: recs[i][k] for k in keys}}
+        for i in (0, -1)
+        for n, recs in runs.items()
+    ]
     text = (
         "p(z) = N(0, I_3), p(x|z) = N(W z + b, 0.25 I_8), W with correlated columns. "
         "The decoder is fixed to the true model; a linear amortised encoder (diagonal "
@@ -429,9 +473,13 @@ def vi_part(ctx, workdir, scale):
     return res, md + [_table(rows), "![vi identity](vi_identity.png)"]
 
 
-PART_FNS = {"gradients": gradients_part, "full_covariance": full_covariance_part,
-            "gaussian_mse": gaussian_mse_part, "rate_distortion": rate_distortion_part,
-            "vi": vi_part}  # fmt: skip
+PART_FNS = {
+    "gradients": gradients_part,
+    "full_covariance": full_covariance_part,
+    "gaussian_mse": gaussian_mse_part,
+    "rate_distortion": rate_distortion_part,
+    "vi": vi_part,
+}
 
 
 class _Data(dict):

@@ -6,26 +6,33 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from vae_jax import ae_objectives, config_checks, corruptions, models, objectives
+from vae_jax import ae_objectives, config_checks, corruptions, objectives
 from vae_jax import data as data_lib
-from vae_jax.configs import default
 from vae_jax.studies import autoencoders
+
+from helpers import make_config, tiny_model
 
 D, K = 12, 5
 
 
 def _sparse_config(weight=0.5, target=0.1):
-    config = default.get_config()
-    config.model.update(kind="ae", hidden=(), latent_dim=K, code_activation="sigmoid")
-    config.objective.update(
-        name="sparse_mse", sparsity_target=target, sparsity_weight=weight
+    return make_config(
+        model={
+            "kind": "ae",
+            "hidden": (),
+            "latent_dim": K,
+            "code_activation": "sigmoid",
+        },
+        objective={
+            "name": "sparse_mse",
+            "sparsity_target": target,
+            "sparsity_weight": weight,
+        },
     )
-    return config
 
 
 def _model_and_params(config):
-    model = models.build_model(config.model, likelihood="gaussian", image_shape=(3, 4))
-    return model, model.init(jax.random.key(0), jnp.zeros(D))
+    return tiny_model((3, 4), likelihood="gaussian", **config.model)
 
 
 def test_bernoulli_kl_direct_formula():
@@ -58,7 +65,7 @@ def test_sparse_batch_loss_matches_direct_formula_and_finite_differences():
         [np.sum(0.1 * np.log(0.1 / c) + 0.9 * np.log(0.9 / (1 - c))) for c in codes]
     )
     assert abs(per_example_kl - kl) > 1e-3
-    f = lambda p: batch_loss(p, xs, jax.random.key(2), {"beta": 1.0})[0]
+    f = jax.jit(lambda p: batch_loss(p, xs, jax.random.key(2), {"beta": 1.0})[0])
     check_grads(f, (params,), order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-3)
 
 
@@ -77,9 +84,14 @@ def test_sparse_step_raises_too_low_activations_towards_target():
 
 
 def test_denoising_loss_corrupts_input_not_target():
-    config = default.get_config()
-    config.model.update(kind="ae", hidden=(), latent_dim=K)
-    config.objective.update(name="denoising_mse", corruption="masking", noise_level=0.5)
+    config = make_config(
+        model={"kind": "ae", "hidden": (), "latent_dim": K},
+        objective={
+            "name": "denoising_mse",
+            "corruption": "masking",
+            "noise_level": 0.5,
+        },
+    )
     model, params = _model_and_params(config)
     loss_one = objectives.make_objective(config, model)
     x, key = jax.random.uniform(jax.random.key(3), (D,)), jax.random.key(4)
@@ -98,13 +110,17 @@ def test_config_checks_for_the_new_objectives():
     bad.model.code_activation = "linear"
     with pytest.raises(ValueError, match="sigmoid"):
         config_checks.validate_config(bad)
-    bad = default.get_config()
-    bad.model.kind = "ae"
-    bad.objective.update(name="denoising_mse", corruption="masking", noise_level=1.5)
+    bad = make_config(
+        model={"kind": "ae"},
+        objective={
+            "name": "denoising_mse",
+            "corruption": "masking",
+            "noise_level": 1.5,
+        },
+    )
     with pytest.raises(ValueError, match="noise_level"):
         config_checks.validate_config(bad)
-    bad = default.get_config()
-    bad.data.center = True  # a VAE on centred data
+    bad = make_config(data={"center": True})  # a VAE on centred data
     with pytest.raises(ValueError, match="center"):
         config_checks.validate_config(bad)
 
@@ -113,11 +129,12 @@ def test_config_checks_for_the_new_objectives():
 @pytest.mark.parametrize("name", ["sparse_mse", "denoising_mse", "linear_centred"])
 def test_runner_trains_the_new_autoencoders_on_digits(name, tmp_path):
     from vae_jax import loop
-    from vae_jax.configs import quickstart
 
-    config = quickstart.get_config()
-    config.model.update(kind="ae", hidden=(), latent_dim=16)
-    config.objective.name = "mse"
+    config = make_config(
+        "quickstart",
+        model={"kind": "ae", "hidden": (), "latent_dim": 16},
+        objective={"name": "mse"},
+    )
     if name == "sparse_mse":
         config.model.code_activation = "sigmoid"
         config.objective.name = name

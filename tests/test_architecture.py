@@ -8,15 +8,19 @@ import sys
 
 import vae_jax
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 MODEL_CLASSES = r"(VAE|VAEBase|Autoencoder|HierarchicalVAE|FullCovarianceVAE)"
 
 
 def test_no_module_imports_a_higher_layer():
     out = subprocess.run(
         [sys.executable, str(REPO / "scripts/import_graph.py")],
-        capture_output=True, text=True, check=False, cwd="/",
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "0 layer violation(s)" in out.stdout
 

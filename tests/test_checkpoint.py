@@ -6,22 +6,16 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from absl import logging
 
-from vae_jax import checkpoint, models, runtime, train
-from vae_jax.configs import default
+from vae_jax import checkpoint, runtime
+
+from helpers import tiny_state
 
 
 def _state(latent_dim=3, seed=0):
-    cfg = default.get_config().model
-    cfg.update(hidden=(8,), latent_dim=latent_dim)
-    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 3))
-    keys = train.split_root_key(seed)
-    return train.create_train_state(
-        model, optax.adam(1e-3), jnp.zeros(6), keys["init"], keys["train"]
-    )
+    return tiny_state((2, 3), seed=seed, hidden=(8,), latent_dim=latent_dim)
 
 
 def _assert_same(a, b):

@@ -47,9 +47,14 @@ def _config(num_steps: int):
     config = quickstart.get_config()
     config.model.update(hidden=(16,), latent_dim=3)
     config.train.update(
-        num_steps=num_steps, batch_size=64, steps_per_dispatch=10, log_every=7,
-        eval_every=11, checkpoint_every=13, write_figures=False,
-    )  # fmt: skip
+        num_steps=num_steps,
+        batch_size=64,
+        steps_per_dispatch=10,
+        log_every=7,
+        eval_every=11,
+        checkpoint_every=13,
+        write_figures=False,
+    )
     return config
 
 
@@ -80,11 +85,22 @@ def _runner_seconds(workdir, cache_dir) -> dict[str, float]:
     """Runs the quickstart runner 30 steps; the summary line's seconds per activity."""
     env = {**os.environ, "VAE_JAX_COMPILATION_CACHE": str(cache_dir)}
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.run", f"--workdir={workdir}",
-         "--config=experiments/configs/quickstart.py", "--config.train.num_steps=30",
-         "--config.train.write_figures=False"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "experiments.run",
+            f"--workdir={workdir}",
+            "--config=experiments/configs/quickstart.py",
+            "--config.train.num_steps=30",
+            "--config.train.write_figures=False",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     line = re.search(r"time \(s\): (.*); wall ([\d.]+)", out.stderr)
     seconds = dict(part.rsplit(" ", 1) for part in line.group(1).split(", "))

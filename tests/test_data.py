@@ -21,20 +21,6 @@ def _write(path, payload: bytes, compress: bool):
     return path
 
 
-@pytest.fixture
-def isolated_search(tmp_path, monkeypatch):
-    """Every search location points into tmp_path (no real data can be found)."""
-    monkeypatch.setenv("VAE_JAX_DATA", str(tmp_path / "env"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(
-        data, "repo_data_dir", lambda: tmp_path / "repo" / "shared" / "data"
-    )
-    work = tmp_path / "work" / "cwd"
-    work.mkdir(parents=True)
-    monkeypatch.chdir(work)
-    return tmp_path
-
-
 def _load_or_skip(name, **kwargs):
     try:
         return data.load_dataset(name, **kwargs)
@@ -144,9 +130,12 @@ def test_search_order_and_find_file(isolated_search):
     tmp = isolated_search
     dirs = data.search_dirs(str(tmp / "arg"))
     assert dirs == [
-        tmp / "arg", tmp / "env", tmp / "work" / "shared" / "data",
-        tmp / "repo" / "shared" / "data", tmp / "cache" / "vae_jax",
-    ]  # fmt: skip
+        tmp / "arg",
+        tmp / "env",
+        tmp / "work" / "shared" / "data",
+        tmp / "repo" / "shared" / "data",
+        tmp / "cache" / "vae_jax",
+    ]
     for d in (dirs[1], dirs[3]):
         (d / "a").mkdir(parents=True)
         (d / "a" / "f.txt").write_text(str(d))
@@ -251,7 +240,8 @@ def test_binarized_mnist():
 def test_dynamic_binarize():
     x = jnp.linspace(0.0, 1.0, 64, dtype=jnp.float32)
     draws = jax.vmap(data.dynamic_binarize, in_axes=(0, None))(
-        jax.random.split(jax.random.key(1), 4000), x)  # fmt: skip
+        jax.random.split(jax.random.key(1), 4000), x
+    )
     assert draws.shape == (4000, 64) and draws.dtype == jnp.float32
     assert set(np.unique(draws)) <= {0.0, 1.0}
     np.testing.assert_allclose(draws.mean(0), x, atol=0.03)

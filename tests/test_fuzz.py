@@ -5,15 +5,14 @@ import pathlib
 import shutil
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vae_jax import checkpoint, data, models, train
-from vae_jax.configs import default
+from vae_jax import checkpoint, data
+
+from helpers import tiny_state
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -41,13 +40,7 @@ def test_read_idx_every_truncation(tmp_path_factory, cut):
 
 
 def _state():
-    cfg = default.get_config().model
-    cfg.update(hidden=(4,), latent_dim=2)
-    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 2))
-    keys = train.split_root_key(0)
-    return train.create_train_state(
-        model, optax.adam(1e-3), jnp.zeros(4), keys["init"], keys["train"]
-    )
+    return tiny_state((2, 2), hidden=(4,), latent_dim=2)
 
 
 @pytest.fixture(scope="module")

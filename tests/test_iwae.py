@@ -6,19 +6,22 @@ import numpy as np
 import pytest
 
 from vae_jax import distributions as dist
-from vae_jax import evaluate, linear_gaussian, models, objectives
-from vae_jax.configs import default
+from vae_jax import evaluate, linear_gaussian, objectives
+
+from helpers import make_config, tiny_model
 
 D, K, SIGMA = 6, 2, 0.7
 
 
 def _linear_gaussian_vae(seed=0):
-    cfg = default.get_config().model
-    cfg.update(architecture="linear", latent_dim=K)
-    model = models.build_model(
-        cfg, likelihood="gaussian", image_shape=(2, 3), sigma=SIGMA
+    return tiny_model(
+        (2, 3),
+        likelihood="gaussian",
+        sigma=SIGMA,
+        seed=seed,
+        architecture="linear",
+        latent_dim=K,
     )
-    return model, model.init(jax.random.PRNGKey(seed), jnp.zeros(D))
 
 
 def _exact(params, x):
@@ -74,8 +77,9 @@ def _near_posterior_encoder(params, x_dim):
     p = jax.tree.map(lambda a: a, params)
     p["params"]["to_mean"] = {"kernel": gain.T, "bias": -gain @ b}
     p["params"]["to_logvar"] = {
-        "kernel": jnp.zeros((x_dim, K)), "bias": jnp.log(1.5 * jnp.diagonal(cov))
-    }  # fmt: skip
+        "kernel": jnp.zeros((x_dim, K)),
+        "bias": jnp.log(1.5 * jnp.diagonal(cov)),
+    }
     return p
 
 
@@ -101,10 +105,7 @@ def test_chunked_bound_converges_to_log_marginal():
 
 
 def _mlp_vae():
-    cfg = default.get_config().model
-    cfg.update(hidden=(7,), latent_dim=3, activation="tanh")
-    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 4))
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros(8))
+    model, params = tiny_model((2, 4), hidden=(7,), latent_dim=3, activation="tanh")
     x = (jax.random.uniform(jax.random.PRNGKey(1), (8,)) > 0.5).astype(jnp.float32)
     return model, params, x
 
@@ -212,8 +213,7 @@ def test_active_units_counts_units_the_encoder_uses():
 def test_objective_registry_and_config_checks():
     from vae_jax import config_checks
 
-    config = default.get_config()
-    config.objective.name, config.objective.num_samples = "iwae", 5
+    config = make_config(objective={"name": "iwae", "num_samples": 5})
     config_checks.validate_config(config)
     model, params, x = _mlp_vae()
     loss_one = objectives.make_objective(config, model)

@@ -1,8 +1,9 @@
 """train_and_evaluate and the runner end to end on the bundled digits."""
 
 import json
-import os
 import pathlib
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -10,20 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from vae_jax import checkpoint, loop, writer
-from vae_jax.configs import quickstart
+from vae_jax import checkpoint, data, loop, preemption, writer
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _config(num_steps, **train):
-    config = quickstart.get_config()
-    config.model.hidden = (32,)
-    config.train.update(
-        num_steps=num_steps, steps_per_dispatch=5, log_every=10, checkpoint_every=10
-    )
-    config.train.update(train)
-    return config
+from helpers import REPO
+from helpers import short_run_config as _config
+from helpers import straight_config as _straight_config
 
 
 def _final_params(workdir):
@@ -63,38 +55,54 @@ def _tensorboard_tags(logdir):
     return tags
 
 
-def test_resume_matches_uninterrupted_run_bitwise(tmp_path):
-    loop.train_and_evaluate(
-        _config(40, write_figures=False), str(tmp_path / "straight")
-    )
-    loop.train_and_evaluate(_config(20, write_figures=False), str(tmp_path / "split"))
-    loop.train_and_evaluate(_config(40, write_figures=False), str(tmp_path / "split"))
-    step_a, params_a = _final_params(tmp_path / "straight")
-    step_b, params_b = _final_params(tmp_path / "split")
+def _checkpoint_steps(workdir):
+    names = (p.name for p in (workdir / "checkpoints").iterdir())
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def test_resume_matches_uninterrupted_run_bitwise(tmp_path, straight_run, monkeypatch):
+    """A run stopped by SIGTERM (in process, after the checkpoint at step 10: the chunk
+    10-20 finishes, is logged and saved, ``Preempted`` is raised), finished by a rerun
+    at num_steps = 20 and extended to 40 ends as the uninterrupted ``straight_run``:
+    the same params, bit for bit, and the same training records."""
+    save = checkpoint.save
+
+    def save_then_signal(manager, state, step):
+        save(manager, state, step)
+        if step == 10:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(checkpoint, "save", save_then_signal)
+    handler = signal.getsignal(signal.SIGTERM)
+    stop = "Stopped by SIGTERM at step 20.*Rerun the same command to resume"
+    with pytest.raises(preemption.Preempted, match=stop):
+        loop.train_and_evaluate(_straight_config(40), str(tmp_path))
+    assert _checkpoint_steps(tmp_path) == [10, 20]
+    assert signal.getsignal(signal.SIGTERM) == handler  # restored after the stop
+    monkeypatch.undo()
+    loop.train_and_evaluate(_straight_config(20), str(tmp_path))  # resumes, finishes
+    loop.train_and_evaluate(_straight_config(40), str(tmp_path))  # extends
+    step_a, params_a = _final_params(straight_run)
+    step_b, params_b = _final_params(tmp_path)
     assert step_a == step_b == 40
     for a, b in zip(params_a, params_b):
         np.testing.assert_array_equal(a, b)
-    train_a = [
-        r
-        for r in writer.read_metrics(tmp_path / "straight" / "metrics.jsonl")
-        if "train/loss" in r
-    ]
-    train_b = [
-        r
-        for r in writer.read_metrics(tmp_path / "split" / "metrics.jsonl")
-        if "train/loss" in r
-    ]
-    assert train_a == train_b
+    records_a = writer.read_metrics(straight_run / "metrics.jsonl")
+    records_b = writer.read_metrics(tmp_path / "metrics.jsonl")
+    train_a = [r for r in records_a if "train/loss" in r]
+    train_b = [r for r in records_b if "train/loss" in r]
+    assert [r["step"] for r in train_b] == [10, 20, 30, 40] and train_a == train_b
+    assert records_a[-1] == records_b[-1] and "test/loss" in records_a[-1]
 
 
-def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
-    loop.train_and_evaluate(_config(20, write_figures=False), str(tmp_path))
-    bad = _config(60, write_figures=False)
+def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, straight_run):
+    shutil.copytree(straight_run, tmp_path, dirs_exist_ok=True)  # finished at step 40
+    bad = _straight_config(60)
     bad.optim.learning_rate = 1e38  # overflows to inf/nan within a few steps
-    with pytest.raises(loop.NonFiniteLossError, match="Last good checkpoint: step 20"):
+    with pytest.raises(loop.NonFiniteLossError, match="Last good checkpoint: step 40"):
         loop.train_and_evaluate(bad, str(tmp_path))
     step, params = _final_params(tmp_path)
-    assert step == 20 and all(np.all(np.isfinite(p)) for p in params)
+    assert step == 40 and all(np.all(np.isfinite(p)) for p in params)
 
 
 def _run(workdir, *overrides, env=None):
@@ -114,6 +122,7 @@ def _run(workdir, *overrides, env=None):
     )
 
 
+@pytest.mark.slow  # a runner process that trains; test_compiles runs the runner too
 def test_runner_trains_and_reports_backend(tmp_path):
     result = _run(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -121,39 +130,56 @@ def test_runner_trains_and_reports_backend(tmp_path):
     assert (tmp_path / "metrics.jsonl").exists()
 
 
+def test_runner_rejects_a_bad_config_with_one_message(tmp_path):
+    """The runner's error path (ValueError, OSError, CheckpointError, ... -> one logged
+    line, exit 1) in a process; the errors themselves are checked in process below."""
+    result = _run(tmp_path, "--config.model.latent_dim=-1")
+    assert result.returncode == 1
+    assert "latent_dim" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
-    "override,message",
+    "field,value,message",
     [
-        ("--config.model.latent_dim=-1", "latent_dim"),
-        ("--config.objective.likelihood=poisson", "likelihood"),
-        ("--config.data.name=cifar", "data.name"),
+        ("model.latent_dim", -1, "latent_dim"),
+        ("objective.likelihood", "poisson", "likelihood"),
+        ("data.name", "cifar", "data.name"),
     ],
 )
-def test_runner_rejects_bad_config_with_one_message(tmp_path, override, message):
-    result = _run(tmp_path, override)
-    assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
+def test_bad_config_is_a_value_error_before_anything_is_written(
+    tmp_path, field, value, message
+):
+    config = _config(10, write_figures=False)
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(ValueError, match=message):
+        loop.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
-def test_runner_reports_missing_dataset(tmp_path):
-    env = {**os.environ, "VAE_JAX_DATA": str(tmp_path / "empty")}
-    result = _run(
-        tmp_path / "run",
-        "--config.data.name=frey_faces",
-        f"--config.data.data_dir={tmp_path / 'nowhere'}",
-        env=env,
-    )
-    if result.returncode == 0:
-        pytest.skip("frey_faces found through a fallback location")
-    assert "frey_rawface.mat" in result.stderr and "Traceback" not in result.stderr
+def test_missing_dataset_is_reported_before_training(isolated_search):
+    """Nothing can be found (data_dir, $VAE_JAX_DATA, the cwd and repository fallbacks
+    and the cache all point into tmp_path): ``train_and_evaluate``, as the runner calls
+    it, fails before writing anything with a ValueError (which the runner reports in
+    one line, as the bad configs above) naming the file and every searched directory."""
+    config = _config(10, write_figures=False)
+    config.data.update(name="frey_faces", data_dir=str(isolated_search / "nowhere"))
+    workdir = isolated_search / "run"
+    with pytest.raises(data.DataNotFoundError, match="frey_rawface.mat") as err:
+        loop.train_and_evaluate(config, str(workdir))
+    assert isinstance(err.value, ValueError)
+    for searched in data.search_dirs(config.data.data_dir):
+        assert str(searched) in str(err.value)
+    assert not workdir.exists()
 
 
 def test_unwritable_workdir_is_reported_before_training(tmp_path):
+    """An OSError naming the workdir (the runner reports it in one line, as the bad
+    config above) from the workdir check, which runs before training."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    result = _run(blocker / "run")
-    assert result.returncode == 1
-    assert "not writable" in result.stderr and "step 5/" not in result.stderr
+    with pytest.raises(OSError, match=f"Workdir {blocker / 'run'} is not writable"):
+        loop.train_and_evaluate(_config(10, write_figures=False), str(blocker / "run"))
 
 
 def test_wrongly_shaped_batch_gives_a_clear_error():

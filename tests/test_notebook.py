@@ -1,14 +1,13 @@
 """The tour notebook runs top to bottom on the bundled digits."""
 
-import pathlib
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
+@pytest.mark.slow  # a Jupyter kernel training 600 steps; test_readme runs its essentials
 def test_tour_notebook_executes():
     pytest.importorskip("ipykernel")
     notebook = nbformat.read(

@@ -6,20 +6,17 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from vae_jax import linear_gaussian, models, objectives
-from vae_jax.configs import default
+from vae_jax import linear_gaussian, objectives
+
+from helpers import make_config, tiny_model
 
 D, K, SIGMA = 6, 2, 0.7
 
 
 def _linear_gaussian_vae():
-    cfg = default.get_config().model
-    cfg.update(architecture="linear", latent_dim=K)
-    model = models.build_model(
-        cfg, likelihood="gaussian", image_shape=(2, 3), sigma=SIGMA
+    return tiny_model(
+        (2, 3), likelihood="gaussian", sigma=SIGMA, architecture="linear", latent_dim=K
     )
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros(D))
-    return model, params
 
 
 def _decoder_wb(params):
@@ -77,27 +74,28 @@ def test_batch_lifting_equals_loop_over_examples():
 
 
 def test_elbo_gradient_matches_finite_differences():
-    cfg = default.get_config().model
-    cfg.update(hidden=(5,), latent_dim=2, activation="tanh")
-    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 2))
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros(4))
+    model, params = tiny_model((2, 2), hidden=(5,), latent_dim=2, activation="tanh")
     x = jnp.array([0.0, 1.0, 1.0, 0.0])
-    key = jax.random.PRNGKey(
-        5
-    )  # fixed noise: the reparameterised loss is smooth in params
+    # Fixed noise: the reparameterised loss is smooth in params.
+    key = jax.random.PRNGKey(5)
     f = lambda p: objectives.negative_elbo(p, x, key, {"beta": 1.0}, model=model)[0]
     with jax.enable_x64():
         params64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
-        check_grads(
-            f, (params64,), order=1, modes=["rev"], eps=1e-3, atol=5e-2, rtol=5e-2
+        check_grads(  # jitted: one compile instead of one per eager op
+            jax.jit(f),
+            (params64,),
+            order=1,
+            modes=["rev"],
+            eps=1e-3,
+            atol=5e-2,
+            rtol=5e-2,
         )
 
 
 def test_squared_error_is_mean_over_pixels():
-    cfg = default.get_config().model
-    cfg.update(kind="ae", architecture="mlp", hidden=(4,), latent_dim=2)
-    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 3))
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros(D))
+    model, params = tiny_model(
+        (2, 3), kind="ae", architecture="mlp", hidden=(4,), latent_dim=2
+    )
     x = jnp.linspace(0, 1, D)
     mse, _ = objectives.squared_error(params, x, None, {}, model=model)
     np.testing.assert_allclose(
@@ -107,8 +105,7 @@ def test_squared_error_is_mean_over_pixels():
 
 @pytest.mark.parametrize("warmup", [0, 100])
 def test_kl_warmup_schedule(warmup):
-    config = default.get_config()
-    config.objective.beta, config.objective.kl_warmup_steps = 2.0, warmup
+    config = make_config(objective={"beta": 2.0, "kl_warmup_steps": warmup})
     hparams = objectives.make_hparams(config)
     betas = [float(hparams(jnp.asarray(s))["beta"]) for s in (0, 50, 100, 500)]
     expected = [2.0] * 4 if warmup == 0 else [0.0, 1.0, 2.0, 2.0]

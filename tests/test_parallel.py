@@ -2,7 +2,6 @@
 and a 2-process (multi-host) run match one device / one process."""
 
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 from vae_jax import runs, writer
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 SCRIPT = textwrap.dedent(
     """
@@ -115,12 +114,19 @@ def _free_port() -> int:
 
 def _runner(workdir, devices, *flags):
     command = [
-        sys.executable, "-m", "experiments.run", f"--workdir={workdir}",
-        "--config=experiments/configs/quickstart.py", "--config.train.num_steps=60",
-        "--config.train.steps_per_dispatch=20", "--config.train.log_every=20",
-        "--config.train.checkpoint_every=20", "--config.train.eval_every=40",
-        "--config.train.write_figures=False", *flags,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "experiments.run",
+        f"--workdir={workdir}",
+        "--config=experiments/configs/quickstart.py",
+        "--config.train.num_steps=60",
+        "--config.train.steps_per_dispatch=20",
+        "--config.train.log_every=20",
+        "--config.train.checkpoint_every=20",
+        "--config.train.eval_every=40",
+        "--config.train.write_figures=False",
+        *flags,
+    ]
     env = {
         **os.environ,
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
@@ -136,10 +142,16 @@ def test_two_processes_train_like_one_process_with_their_devices(tmp_path):
     train as 1 process with 4 devices; process 0 alone writes the metrics."""
     port = _free_port()
     hosts = [
-        _runner(tmp_path / "two", 2, "--distributed", f"--process_id={i}",
-                f"--coordinator_address=localhost:{port}", "--num_processes=2")
+        _runner(
+            tmp_path / "two",
+            2,
+            "--distributed",
+            f"--process_id={i}",
+            f"--coordinator_address=localhost:{port}",
+            "--num_processes=2",
+        )
         for i in (0, 1)
-    ]  # fmt: skip
+    ]
     single = _runner(tmp_path / "one", 4)
     stderrs = []
     for proc in (*hosts, single):

@@ -1,5 +1,6 @@
-"""Kill-and-resume: a run killed (SIGKILL), resumed, preempted (SIGTERM) and resumed
-again ends bit-identical to an uninterrupted run."""
+"""Kill-and-resume: a runner process killed (SIGKILL), resumed, preempted (SIGTERM)
+and resumed again ends bit-identical to an uninterrupted run (slow; the in-process
+SIGTERM-and-resume check is ``test_loop.test_resume_matches_uninterrupted_run_bitwise``)."""
 
 import pathlib
 import signal
@@ -13,19 +14,26 @@ import pytest
 
 from vae_jax import checkpoint, writer
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 NUM_STEPS = 3000
 
 
 def _command(workdir):
     return [
-        sys.executable, "-m", "experiments.run",
-        "--config=experiments/configs/quickstart.py", f"--workdir={workdir}",
-        "--config.model.hidden=(256,256)", f"--config.train.num_steps={NUM_STEPS}",
-        "--config.train.steps_per_dispatch=20", "--config.train.log_every=100",
-        "--config.train.checkpoint_every=100", "--config.train.eval_every=0",
+        sys.executable,
+        "-m",
+        "experiments.run",
+        "--config=experiments/configs/quickstart.py",
+        f"--workdir={workdir}",
+        "--config.model.hidden=(256,256)",
+        f"--config.train.num_steps={NUM_STEPS}",
+        "--config.train.steps_per_dispatch=20",
+        "--config.train.log_every=100",
+        "--config.train.checkpoint_every=100",
+        "--config.train.eval_every=0",
         "--config.train.write_figures=False",
-    ]  # fmt: skip
+    ]
 
 
 def _latest(workdir):
@@ -71,6 +79,7 @@ def uninterrupted(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: four runner processes of 3000 steps
 def test_killed_then_preempted_run_resumes_bit_identical(tmp_path, uninterrupted):
     returncode, _, killed_at = _interrupt_after_a_new_checkpoint(
         tmp_path, signal.SIGKILL, after_step=-1

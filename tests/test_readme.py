@@ -1,6 +1,5 @@
 """The README's Python snippets run as written, from any directory."""
 
-import pathlib
 import re
 
 import jax
@@ -9,7 +8,7 @@ import numpy as np
 from vae_jax import models
 from vae_jax.configs import quickstart
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def _snippet(section: str) -> str:

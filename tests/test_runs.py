@@ -8,19 +8,14 @@ import jax
 import numpy as np
 import pytest
 
-from vae_jax import checkpoint, evaluate, loop, runs, writer
-from vae_jax.configs import quickstart
+from vae_jax import checkpoint, evaluate, runs, writer
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """(workdir, final metrics) of quickstart trained 30 steps, checkpoints at 10/20/30."""
-    config = quickstart.get_config()
-    config.train.update(
-        num_steps=30, write_figures=False, eval_every=0, checkpoint_every=10
-    )
-    workdir = tmp_path_factory.mktemp("run")
-    return workdir, loop.train_and_evaluate(config, str(workdir))
+def finished(straight_run):
+    """(workdir, final metrics) of ``straight_run``: 40 steps of a (32,) MLP VAE,
+    checkpoints kept at steps 20/30/40."""
+    return straight_run, writer.read_metrics(straight_run / "metrics.jsonl")[-1]
 
 
 def _raw_params(workdir: pathlib.Path, step: int):
@@ -32,23 +27,28 @@ def _raw_params(workdir: pathlib.Path, step: int):
 def test_load_run_restores_the_final_params_and_evaluation(finished):
     workdir, final = finished
     exp, state = runs.load_run(workdir)
-    assert int(state.step) == 30
-    assert exp.config.model.hidden == (128,)  # JSON arrays come back as tuples
+    assert int(state.step) == 40
+    assert exp.config.model.hidden == (32,)  # JSON arrays come back as tuples
     restored = flax.serialization.to_state_dict(state.params)
-    jax.tree.map(np.testing.assert_array_equal, restored, _raw_params(workdir, 30))
+    jax.tree.map(np.testing.assert_array_equal, restored, _raw_params(workdir, 40))
     eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
-    test = evaluate.evaluate_dataset(eval_fn, state.params, exp.eval_sets()["test"],
-                                     exp.config.train.eval_batch_size, exp.keys["eval"])  # fmt: skip
+    test = evaluate.evaluate_dataset(
+        eval_fn,
+        state.params,
+        exp.eval_sets()["test"],
+        exp.config.train.eval_batch_size,
+        exp.keys["eval"],
+    )
     assert test["loss"] == final["test/loss"]
 
 
 def test_load_run_at_a_step(finished):
     workdir, _ = finished
-    _, state = runs.load_run(workdir, step=10)
-    assert int(state.step) == 10
+    _, state = runs.load_run(workdir, step=20)
+    assert int(state.step) == 20
     restored = flax.serialization.to_state_dict(state.params)
-    jax.tree.map(np.testing.assert_array_equal, restored, _raw_params(workdir, 10))
-    with pytest.raises(FileNotFoundError, match=r"step 7 .*steps: \[10, 20, 30\]"):
+    jax.tree.map(np.testing.assert_array_equal, restored, _raw_params(workdir, 20))
+    with pytest.raises(FileNotFoundError, match=r"step 7 .*steps: \[20, 30, 40\]"):
         runs.load_run(workdir, step=7)
 
 
@@ -67,8 +67,9 @@ def test_load_run_without_a_run_or_a_checkpoint_says_so(tmp_path, finished):
 def test_evaluate_model_is_the_nll_and_active_units_of_the_run(finished):
     exp, state = runs.load_run(finished[0])
     x = exp.eval_sets()["test"][:40]
-    out = evaluate.evaluate_model(exp, state.params, x, 10, chunk_size=4,
-                                  batch_size=20, active_examples=100)  # fmt: skip
+    out = evaluate.evaluate_model(
+        exp, state.params, x, 10, chunk_size=4, batch_size=20, active_examples=100
+    )
     key = jax.random.fold_in(exp.keys["eval"], 5000)
     ll_fn = evaluate.make_log_likelihood_fn(exp.model.log_weights, 10, 4)
     nll = evaluate.evaluate_log_likelihood(ll_fn, state.params, x, 20, key, 10)

@@ -3,46 +3,45 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from vae_jax import data, evaluate, models, objectives, train
-from vae_jax.configs import default
+from vae_jax import data, evaluate, objectives, train
+
+from helpers import make_config, tiny_model, tiny_state
 
 D = 16
 
 
 def _setup(lr=1e-2):
-    cfg = default.get_config()
-    cfg.model.update(hidden=(32,), latent_dim=3)
-    model = models.build_model(cfg.model, likelihood="bernoulli", image_shape=(4, 4))
+    fields = {"hidden": (32,), "latent_dim": 3}
+    cfg = make_config(model=fields)
+    model, _ = tiny_model((4, 4), **fields)
     loss_one = objectives.make_objective(cfg, model)
-    keys = train.split_root_key(0)
-    state = train.create_train_state(
-        model, optax.adam(lr), jnp.zeros(D), keys["init"], keys["train"]
-    )
+    state = tiny_state((4, 4), learning_rate=lr, **fields)
     x = jax.random.uniform(jax.random.PRNGKey(9), (256, D))
-    return loss_one, objectives.make_hparams(cfg), state, x, keys
+    return loss_one, objectives.make_hparams(cfg), state, x, train.split_root_key(0)
 
 
 def test_scan_chunk_equals_single_steps():
     loss_one, hparams_fn, state, x, keys = _setup()
     step_fn = train.make_step_fn(loss_one, hparams_fn, binarize=True)
-    runner = train.ChunkRunner(step_fn, x, 32, keys["data"])
+    runner = train.ChunkRunner(step_fn, x, 32, keys["data"], steps_per_dispatch=5)
     single = train.make_train_step(loss_one, hparams_fn, binarize=True)
     ref = jax.tree.map(jnp.copy, state)
-    # 5 + 3 steps within epoch 0 (8 steps of B = 32), then 4 steps of epoch 1.
+    # Epochs of 8 steps (B = 32): 5 + 3 steps of epoch 0, 4 of epoch 1, then one chunk
+    # across the end of epoch 1 (steps 12-16).
     losses = []
-    for start, n in ((0, 5), (5, 3), (8, 4)):
+    for start, n in ((0, 5), (5, 3), (8, 4), (12, 5)):
         state, metrics = runner(state, start, n)
         losses.extend(metrics["loss"])
-    for s in range(12):
+    for s in range(17):
         idx = data.epoch_batches(keys["data"], s // 8, 256, 32)[s % 8]
         ref, m = single(ref, x[idx])
         np.testing.assert_allclose(losses[s], m["loss"], rtol=1e-5)
-    assert int(state.step) == int(ref.step) == 12
-    with pytest.raises(ValueError, match="epoch end"):
-        runner(state, 12, 5)  # 12 + 5 > 16
+    assert int(state.step) == int(ref.step) == 17
+    for n in (0, 6):  # a chunk runs 1 to steps_per_dispatch steps
+        with pytest.raises(ValueError, match="steps_per_dispatch"):
+            runner(state, 17, n)
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -24,12 +24,19 @@ import jax.numpy as jnp
 import numpy as np
 
 DATASETS: tuple[str, ...] = (
-    "digits", "mnist", "fashion_mnist", "frey_faces", "binarized_mnist", "synthetic"
-)  # fmt: skip
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "frey_faces",
+    "binarized_mnist",
+    "synthetic",
+)
 IDX_NAMES = (
-    "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-)  # fmt: skip
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 SHA256: dict[str, str] = {  # relative path -> sha256 of the upstream file
     "binarized_mnist/binarized_mnist.npz": "350243cb824d66d022e0c3e87cac231231668817ff03f5f6d7b6533017d56b4b",
     "fashion_mnist/t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
@@ -41,7 +48,7 @@ SHA256: dict[str, str] = {  # relative path -> sha256 of the upstream file
     "mnist/t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
     "mnist/train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
     "mnist/train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-}  # fmt: skip
+}
 URL_BASES: dict[
     str, str
 ] = {  # download=True only; binarized_mnist has no upstream .npz

@@ -158,8 +158,13 @@ def evaluate_log_likelihood(
             done = min(first + group, len(xb))
             so_far = np.concatenate(parts)[mask[:done] > 0]
             eta = (time.time() - start) * (len(xb) - done) / done
-            logging.info("L_k: %d / %d images, NLL so far %.3f nats, ETA %.0f s",
-                         len(so_far), int(mask.sum()), -so_far.mean(), eta)  # fmt: skip
+            logging.info(
+                "L_k: %d / %d images, NLL so far %.3f nats, ETA %.0f s",
+                len(so_far),
+                int(mask.sum()),
+                -so_far.mean(),
+                eta,
+            )
     bounds = np.concatenate(parts)[mask > 0]  # [N]
     mean = float(bounds.mean())
     stderr = (
@@ -233,8 +238,13 @@ def evaluate_model(
     train_x = exp.dataset.train[:active_examples]
     if exp.binarize:
         train_x = fixed_binarization(train_x, jax.random.fold_in(key, 1))
-    units = active_units(exp.model.posterior_means, params, train_x,
-                         jax.random.fold_in(key, 2), num_examples=active_examples)  # fmt: skip
+    units = active_units(
+        exp.model.posterior_means,
+        params,
+        train_x,
+        jax.random.fold_in(key, 2),
+        num_examples=active_examples,
+    )
     out.update(active_units=units["active_units"], unit_variances=units["variances"])
     out["seconds"] = seconds
     return out

@@ -124,8 +124,15 @@ def _train_chunk(runner: Runner, state, step: int, n: int, timer: Timer):
     return state, metrics
 
 
-def run_loop(state, step: int, total_steps: int, cfg: Cadence, runner: Runner,
-             hooks: LoopHooks, timer: Timer | None = None):  # fmt: skip
+def run_loop(
+    state,
+    step: int,
+    total_steps: int,
+    cfg: Cadence,
+    runner: Runner,
+    hooks: LoopHooks,
+    timer: Timer | None = None,
+):
     """Trains ``state`` (at global ``step``) to ``total_steps`` in ``runner``'s chunks,
     calling ``hooks`` at ``cfg``'s log/eval/checkpoint steps (``cfg``: a ``Cadence``
     or ``config.train``, which has its fields). ``timer`` collects the seconds spent
@@ -228,8 +235,14 @@ class ProgressLog:
     (``timer["train"]``: no compiles, evaluations or checkpoints); the ETA is the
     steps left at that rate."""
 
-    def __init__(self, metric_writer, total_steps: int, batch_size: int,
-                 start_step: int, timer: Timer):  # fmt: skip
+    def __init__(
+        self,
+        metric_writer,
+        total_steps: int,
+        batch_size: int,
+        start_step: int,
+        timer: Timer,
+    ):
         self.writer, self.total, self.batch_size = (
             metric_writer,
             total_steps,

@@ -171,24 +171,36 @@ def extremes_and_histograms(
     scores [n], "anomalous": scores [m], "auroc": float}."""
     columns = math.ceil(len(rows[0]["least"]) / 2)  # images in 2 rows per panel
     fig, axes = plt.subplots(
-        len(rows), 3, figsize=(14, 2.7 * len(rows) + 0.6), squeeze=False,
-        gridspec_kw={"width_ratios": [1, 1, 1.2]}, layout="constrained",
-    )  # fmt: skip
+        len(rows),
+        3,
+        figsize=(14, 2.7 * len(rows) + 0.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 1, 1.2]},
+        layout="constrained",
+    )
     fig.suptitle(f"One-class models: extreme test images and {score_name} histograms")
     for (ax_low, ax_high, ax_hist), row in zip(axes, rows):
         for ax, side in ((ax_low, "least"), (ax_high, "most")):
             canvas = grid_canvas(np.asarray(row[side]), columns)
             ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
             s = row[f"{side}_scores"]
-            ax.set_title(f"{row['name']}: {side} anomalous of its test images\n"
-                         f"({score_name} {min(s):.4g} to {max(s):.4g})", fontsize=9)  # fmt: skip
+            ax.set_title(
+                f"{row['name']}: {side} anomalous of its test images\n"
+                f"({score_name} {min(s):.4g} to {max(s):.4g})",
+                fontsize=9,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         pooled = np.concatenate([row["normal"], row["anomalous"]])
         bins = np.linspace(*np.percentile(pooled, [0.5, 99.5]), 40)
         for key, label in (("normal", row["name"]), ("anomalous", "other classes")):
-            ax_hist.hist(row[key], bins=bins, density=True, alpha=0.55,
-                         label=f"{key}: {label} (n = {len(row[key])})")  # fmt: skip
+            ax_hist.hist(
+                row[key],
+                bins=bins,
+                density=True,
+                alpha=0.55,
+                label=f"{key}: {label} (n = {len(row[key])})",
+            )
         ax_hist.set_title(f"{row['name']} model: AUROC {row['auroc']:.3f}", fontsize=9)
         ax_hist.set_xlabel(f"{score_name} (0.5-99.5% range)")
         ax_hist.set_ylabel("density")

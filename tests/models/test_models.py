@@ -8,21 +8,14 @@ import numpy as np
 import pytest
 
 from vae_jax import models
-from vae_jax.configs import default
 
-
-def _model_config(**overrides):
-    config = default.get_config().model
-    config.update(overrides)
-    return config
+from helpers import model_config
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "conv", "linear"])
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_shapes_batched_and_unbatched(kind, architecture):
-    cfg = _model_config(
-        kind=kind, architecture=architecture, latent_dim=3, hidden=(16,)
-    )
+    cfg = model_config(kind=kind, architecture=architecture, latent_dim=3, hidden=(16,))
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(8, 8))
     x = jax.random.uniform(jax.random.PRNGKey(0), (5, 64))
     params = model.init(jax.random.PRNGKey(1), x[0])
@@ -45,7 +38,7 @@ def test_shapes_batched_and_unbatched(kind, architecture):
 
 
 def test_vae_mnist_parameter_count():
-    cfg = _model_config(hidden=(400,), latent_dim=20)
+    cfg = model_config(hidden=(400,), latent_dim=20)
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(28, 28))
     params = model.init(jax.random.PRNGKey(0), jnp.zeros(784))
     count = sum(p.size for p in jax.tree.leaves(params))
@@ -55,7 +48,7 @@ def test_vae_mnist_parameter_count():
 
 
 def test_gaussian_sigma_fixed_or_learned():
-    cfg = _model_config(hidden=(8,), latent_dim=2)
+    cfg = model_config(hidden=(8,), latent_dim=2)
     fixed = models.build_model(
         cfg, likelihood="gaussian", image_shape=(2, 3), sigma=0.5
     )
@@ -69,7 +62,7 @@ def test_gaussian_sigma_fixed_or_learned():
 
 
 def test_linear_ae_has_no_nonlinearity():
-    cfg = _model_config(kind="ae", architecture="linear", latent_dim=2)
+    cfg = model_config(kind="ae", architecture="linear", latent_dim=2)
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 2))
     params = model.init(jax.random.PRNGKey(0), jnp.zeros(4))
     x, y = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
@@ -88,14 +81,14 @@ def test_linear_ae_has_no_nonlinearity():
     ],
 )
 def test_unknown_names_raise_with_choices(field, value):
-    cfg = _model_config(**{field: value})
+    cfg = model_config(**{field: value})
     with pytest.raises(ValueError, match="choose one of|Unknown"):
         model = models.build_model(cfg, likelihood="bernoulli", image_shape=(8, 8))
         model.init(jax.random.PRNGKey(0), jnp.zeros(64))
 
 
 def test_conv_rejects_bad_image_shape():
-    cfg = _model_config(architecture="conv")
+    cfg = model_config(architecture="conv")
     with pytest.raises(ValueError, match="divisible by 4"):
         models.build_model(cfg, likelihood="bernoulli", image_shape=(28, 20 + 1))
 
@@ -115,7 +108,7 @@ def test_kernel_init_scales_every_dense_kernel(kind):
     """lecun_normal (default): std 1/sqrt(fan_in); torch_default: U(+-1/sqrt(fan_in)),
     std 1/sqrt(3 fan_in); glorot_uniform: std sqrt(2 / (fan_in + fan_out))."""
     hidden = (500, 300)
-    cfg = _model_config(kind=kind, hidden=hidden, latent_dim=10)
+    cfg = model_config(kind=kind, hidden=hidden, latent_dim=10)
     expected_std = {
         "lecun_normal": lambda k: 1.0 / np.sqrt(k.shape[0]),
         "torch_default": lambda k: 1.0 / np.sqrt(3.0 * k.shape[0]),

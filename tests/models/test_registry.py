@@ -10,11 +10,12 @@ import pytest
 import scipy.stats
 
 from vae_jax import distributions as dist
-from vae_jax import evaluate, loop, models, objectives, runs
-from vae_jax.configs import quickstart
+from vae_jax import evaluate, models, objectives, runs
 from vae_jax.models import vae
 from vae_jax.studies import anomaly
-from vae_jax.sweep import launch
+from vae_jax.sweep import launch, spec
+
+from helpers import make_config
 
 
 class LaplacePriorVAE(vae.VAE):
@@ -60,17 +61,49 @@ def build_laplace_vae(model_config, *, image_shape, likelihood, sigma=None):
     )
 
 
-@pytest.fixture
-def laplace_config(monkeypatch):
-    """``model.kind = "laplace_vae"`` registered for this test only."""
+# Two configs of the new family: separate runs (the first is the family's run checked
+# below) and one vmapped program.
+SWEEP = [{"objective.beta": 1.0}, {"objective.beta": 0.5}]
+
+
+@pytest.fixture(scope="module")
+def laplace_config():
+    """``model.kind = "laplace_vae"`` registered while this module's tests run."""
     family = models.Family(build_laplace_vae, ("elbo", "iwae"))
-    monkeypatch.setitem(models.MODELS, "laplace_vae", family)
-    config = quickstart.get_config()
-    config.model.update(kind="laplace_vae", hidden=(32,), latent_dim=4)
-    config.train.update(
-        num_steps=300, batch_size=50, log_every=100, eval_every=0, write_figures=False
-    )
-    return config
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(models.MODELS, "laplace_vae", family)
+        yield make_config(
+            "quickstart",
+            model={"kind": "laplace_vae", "hidden": (32,), "latent_dim": 4},
+            train={
+                "num_steps": 300,
+                "batch_size": 50,
+                "log_every": 100,
+                "eval_every": 0,
+                "write_figures": False,
+            },
+        )
+
+
+@pytest.fixture(scope="module")
+def sweeps(laplace_config, tmp_path_factory):
+    """SWEEP trained by separate ``loop.train_and_evaluate`` runs and vmapped: (root,
+    {mode: result rows})."""
+    root = tmp_path_factory.mktemp("laplace")
+    rows = {
+        mode: launch.run_sweep(laplace_config, SWEEP, root / mode, mode=mode)
+        for mode in ("process", "vmap")
+    }
+    return root, rows
+
+
+@pytest.fixture(scope="module")
+def trained(sweeps):
+    """(experiment, final state, final metrics, 40 test images) of SWEEP[0]'s run."""
+    root, rows = sweeps
+    exp, state = runs.load_run(root / "process" / spec.run_name(SWEEP[0]))
+    x = np.asarray(exp.eval_sets()["test"][:40])
+    return exp, state, rows["process"][0], x
 
 
 def test_laplace_log_prior_matches_scipy():
@@ -80,12 +113,10 @@ def test_laplace_log_prior_matches_scipy():
     np.testing.assert_allclose(model.log_prior(jnp.asarray(z)), expected, rtol=1e-6)
 
 
-def test_registered_family_trains_evaluates_sweeps_and_scores(laplace_config, tmp_path):
-    final = loop.train_and_evaluate(laplace_config, str(tmp_path / "run"))
-    exp, state = runs.load_run(tmp_path / "run")
+def test_registered_family_trains_and_evaluates(trained):
+    exp, state, final, x = trained
     assert isinstance(exp.model, LaplacePriorVAE)
     assert int(state.step) == 300 and np.isfinite(final["test/loss"])
-    x = np.asarray(exp.eval_sets()["test"][:40])
     init_elbo = evaluate.evaluate_dataset(
         evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0}),
         exp.init_state().params,
@@ -102,23 +133,28 @@ def test_registered_family_trains_evaluates_sweeps_and_scores(laplace_config, tm
         exp.model.posterior_means, state.params, x, exp.keys["eval"]
     )
     assert len(units["active_units"]) == 1 and 0 <= units["active_units"][0] <= 4
-    # Anomaly scores call the same protocol: -ELBO and -L_k per example.
+
+
+def test_registered_family_scores_anomalies(trained):
+    """Anomaly scores call the same protocol: -ELBO and -L_k per example."""
+    exp, state, _, x = trained
     key = jax.random.key(3)
     elbo_score = anomaly.make_score_fn(exp.model, "elbo")
     neg_elbo = objectives.negative_elbo(
         state.params, x[0], key, {"beta": 1.0}, model=exp.model
     )[0]
     np.testing.assert_allclose(elbo_score(state.params, x[0], key), neg_elbo)
-    iwae_score = jax.vmap(
-        anomaly.make_score_fn(exp.model, "iwae", 100), (None, 0, None)
+    iwae_score = jax.jit(
+        jax.vmap(anomaly.make_score_fn(exp.model, "iwae", 100), (None, 0, None))
     )
-    elbo_scores = jax.vmap(elbo_score, (None, 0, None))(state.params, x, key)
+    elbo_scores = jax.jit(jax.vmap(elbo_score, (None, 0, None)))(state.params, x, key)
     assert np.mean(iwae_score(state.params, x, key)) < np.mean(elbo_scores)
-    # A vmapped sweep of the new family equals its separate runs.
-    sweep = [{"objective.beta": 1.0}, {"objective.beta": 0.5}]
-    laplace_config.train.num_steps = 60
-    vmapped = launch.run_sweep(laplace_config, sweep, tmp_path / "vmap", mode="vmap")
-    single = launch.run_sweep(laplace_config, sweep, tmp_path / "proc", mode="process")
+
+
+def test_registered_family_sweeps_vmapped_as_separate_runs(sweeps):
+    _, rows = sweeps
+    vmapped, single = rows["vmap"], rows["process"]
+    assert [r["status"] for r in vmapped + single] == ["done"] * 4
     for a, b in zip(vmapped, single):
         np.testing.assert_allclose(
             float(a["test/loss"]), float(b["test/loss"]), rtol=1e-4

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 
 from vae_jax import models, objectives, optim, train
-from vae_jax.configs import default
 from vae_jax.studies import anomaly, cluster_metrics
+
+from helpers import make_config
 
 
 def _config(kind):
-    config = default.get_config()
-    config.model.kind = kind
-    config.model.hidden = (16,)
-    config.model.latent_dim = 3
-    config.objective.name = "mse" if kind == "ae" else "elbo"
-    config.train.batch_size = 8
-    return config
+    return make_config(
+        model={"kind": kind, "hidden": (16,), "latent_dim": 3},
+        objective={"name": "mse" if kind == "ae" else "elbo"},
+        train={"batch_size": 8},
+    )
 
 
 def _class_data(seed=0):
@@ -37,8 +36,9 @@ def test_vmapped_one_class_training_equals_one_by_one(kind):
     assert xs.shape == (3, 20, 16) and list(counts) == [20, 13, 17]
     model = models.build_model(config.model, likelihood="bernoulli", image_shape=(4, 4))
     tx = optim.make_optimizer(config.optim, 10)
-    step_fn = train.make_step_fn(objectives.make_objective(config, model),
-                                 objectives.make_hparams(config))  # fmt: skip
+    step_fn = train.make_step_fn(
+        objectives.make_objective(config, model), objectives.make_hparams(config)
+    )
     chunk = anomaly.make_one_class_chunk(step_fn, num_steps=5, batch_size=8)
     keys = [
         jax.random.split(jax.random.PRNGKey(c), 3) for c in range(3)
@@ -60,12 +60,16 @@ def test_vmapped_one_class_training_equals_one_by_one(kind):
             metrics_c["loss"], vmetrics["loss"][c], rtol=1e-5, atol=1e-6
         )
         tree_c = member(state.params, c)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                     tree_c, singles[c].params)  # fmt: skip
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+            tree_c,
+            singles[c].params,
+        )
     # the models differ: each saw only its own class
-    assert not np.allclose(state.params["params"]["to_mean" if kind == "vae" else "to_code"]
-                           ["kernel"][0], state.params["params"]["to_mean" if kind == "vae"
-                           else "to_code"]["kernel"][1])  # fmt: skip
+    assert not np.allclose(
+        state.params["params"]["to_mean" if kind == "vae" else "to_code"]["kernel"][0],
+        state.params["params"]["to_mean" if kind == "vae" else "to_code"]["kernel"][1],
+    )
 
 
 def test_padded_rows_are_never_read():

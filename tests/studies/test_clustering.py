@@ -10,6 +10,11 @@ from vae_jax import models
 from vae_jax.configs import dec_mnist
 from vae_jax.studies import cluster_metrics, clustering
 
+from helpers import make_config
+
+# DEC's config with a 16-32-3 autoencoder, for the blobs below.
+_SMALL_DEC = {"model": {"hidden": (32,), "latent_dim": 3}, "train": {"batch_size": 64}}
+
 
 def _q_numpy(z, mu, alpha=1.0):
     """Xie et al. 2016, eq. 1, written directly. z: [N, K], mu: [C, K] -> [N, C]."""
@@ -66,7 +71,9 @@ def test_kl_gradient_matches_finite_differences():
                 p, clustering.log_soft_assignment(z, mu, 1.0)
             )
 
-        check_grads(loss, (z, mu), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+        check_grads(
+            jax.jit(loss), (z, mu), order=2, modes=["rev"], atol=1e-5, rtol=1e-5
+        )
 
 
 def test_cluster_accuracy_permuted_labels_and_known_confusion():
@@ -131,16 +138,31 @@ def _blobs(n=600, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("idec", [False, True])
-def test_dec_end_to_end_on_blobs(idec, tmp_path):
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """Blobs and DEC's 16-32-3 autoencoder pretrained 3 epochs on them, checkpointed
+    in ``workdir``: (x, y, model, params, seconds per epoch, workdir)."""
     x, y = _blobs()
-    config = dec_mnist.get_config()
-    config.model.hidden = (32,)
-    config.model.latent_dim = 3
-    config.train.batch_size = 64
-    model, params, seconds = clustering.pretrain_autoencoder(config, x, tmp_path, 3)
+    workdir = tmp_path_factory.mktemp("ae")
+    config = make_config("dec_mnist", **_SMALL_DEC)
+    model, params, seconds = clustering.pretrain_autoencoder(config, x, workdir, 3)
+    return x, y, model, params, seconds, workdir
+
+
+def test_pretraining_resumes_from_its_checkpoint(pretrained):
+    """A rerun of the finished pretraining trains no further and returns its params."""
+    x, _, _, params, seconds, workdir = pretrained
     assert len(seconds) == 3
-    cfg = config.clustering
+    config = make_config("dec_mnist", **_SMALL_DEC)
+    _, params2, seconds2 = clustering.pretrain_autoencoder(config, x, workdir, 3)
+    assert seconds2 == []
+    jax.tree.map(np.testing.assert_array_equal, params, params2)
+
+
+@pytest.mark.parametrize("idec", [False, True])
+def test_dec_end_to_end_on_blobs(idec, pretrained):
+    x, y, model, params, _, _ = pretrained
+    cfg = make_config("dec_mnist").clustering
     cfg.update_interval, cfg.batch_size, cfg.max_steps, cfg.kmeans_n_init = 5, 64, 30, 3
     cfg.num_clusters = 3
     out = clustering.run_clustering(
@@ -148,10 +170,6 @@ def test_dec_end_to_end_on_blobs(idec, tmp_path):
     )
     assert cluster_metrics.cluster_accuracy(y, out["labels"]) > 0.95
     assert out["history"][-1]["step"] <= 30
-    # resuming the pretraining from its checkpoint trains no further
-    _, params2, seconds2 = clustering.pretrain_autoencoder(config, x, tmp_path, 3)
-    assert seconds2 == []
-    jax.tree.map(np.testing.assert_array_equal, params, params2)
 
 
 def test_batch_indices_at_matches_one_permutation_per_step():
@@ -176,24 +194,20 @@ def test_batch_indices_at_matches_one_permutation_per_step():
     )
 
 
-def _small_dec_setup(tmp_path):
-    """Blobs, a 1-epoch pretrained 16-32-3 AE and a DEC config (T = 5, tol = 0: the
-    budget alone stops a fit)."""
-    x, y = _blobs()
-    config = dec_mnist.get_config()
-    config.model.update(hidden=(32,), latent_dim=3)
-    config.train.batch_size = 64
-    model, params, _ = clustering.pretrain_autoencoder(config, x, tmp_path / "ae", 1)
-    cfg = config.clustering
+def _small_dec_setup(pretrained):
+    """Blobs, the pretrained 16-32-3 AE and a DEC config (T = 5, tol = 0: the budget
+    alone stops a fit)."""
+    x, y, model, params, _, _ = pretrained
+    cfg = make_config("dec_mnist").clustering
     cfg.update(update_interval=5, batch_size=64, kmeans_n_init=2, num_clusters=3)
     cfg.tol = 0.0
     return x, y, model, params, cfg
 
 
-def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch, pretrained):
     """A fit stopped at max_steps and rerun with a larger budget from its checkpoint
     ends bit-identical to one uninterrupted fit."""
-    x, y, model, params, cfg = _small_dec_setup(tmp_path)
+    x, y, model, params, cfg = _small_dec_setup(pretrained)
 
     def fit(max_steps, workdir):
         cfg.max_steps = max_steps
@@ -216,8 +230,9 @@ def test_interrupted_dec_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert resumed["history"][-1]["step"] == whole["history"][-1]["step"] == 40
     assert [r["step"] for r in resumed["history"]] == list(range(0, 45, 5))
     np.testing.assert_array_equal(resumed["labels"], whole["labels"])
-    jax.tree.map(np.testing.assert_array_equal, resumed["state"].params,
-                 whole["state"].params)  # fmt: skip
+    jax.tree.map(
+        np.testing.assert_array_equal, resumed["state"].params, whole["state"].params
+    )
     for a, b in zip(resumed["history"], whole["history"], strict=True):
         assert a["step"] == b["step"] and a.get("loss") == b.get("loss")
 
@@ -235,11 +250,13 @@ def test_apply_all_keeps_every_row_in_order(n):
         np.testing.assert_allclose(out["norm"], np.sum(x * x, axis=1), rtol=1e-5)
 
 
-def test_dec_stop_on_a_saved_step_saves_once_and_resumes(tmp_path, monkeypatch):
+def test_dec_stop_on_a_saved_step_saves_once_and_resumes(
+    tmp_path, monkeypatch, pretrained
+):
     """A fit whose stop falls on a periodic save's step (10 refreshes of T = 5 steps,
     max_steps = 50) finishes, and a rerun resumes there and returns the same result
     without training further."""
-    x, _, model, params, cfg = _small_dec_setup(tmp_path)
+    x, _, model, params, cfg = _small_dec_setup(pretrained)
     cfg.max_steps = 50  # the budget stops it, at a save step (save_every = 10)
 
     def fit():
@@ -249,8 +266,11 @@ def test_dec_stop_on_a_saved_step_saves_once_and_resumes(tmp_path, monkeypatch):
 
     first = fit()
     assert first["history"][-1]["step"] == 50
-    steps = [int(p.name) for p in (tmp_path / "dec" / "checkpoints").iterdir()
-             if p.name.isdigit()]  # fmt: skip
+    steps = [
+        int(p.name)
+        for p in (tmp_path / "dec" / "checkpoints").iterdir()
+        if p.name.isdigit()
+    ]
     assert max(steps) == 50
 
     def no_training(*args, **kwargs):
@@ -259,5 +279,6 @@ def test_dec_stop_on_a_saved_step_saves_once_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(clustering, "make_dec_chunk", no_training)
     again = fit()
     np.testing.assert_array_equal(again["labels"], first["labels"])
-    jax.tree.map(np.testing.assert_array_equal, again["state"].params,
-                 first["state"].params)  # fmt: skip
+    jax.tree.map(
+        np.testing.assert_array_equal, again["state"].params, first["state"].params
+    )

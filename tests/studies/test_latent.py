@@ -10,22 +10,14 @@ import pytest
 from scipy import stats
 
 from vae_jax import data as data_lib
-from vae_jax import models
-from vae_jax.configs import default
 from vae_jax.studies import classifier, codes, latent
+
+from helpers import tiny_model
 
 
 def _model(kind, image_shape=(4, 4), seed=0):
     """A K = 2 AE or VAE with one hidden layer of 8 units, randomly initialised."""
-    config = default.get_config()
-    config.model.kind = kind
-    config.model.hidden = (8,)
-    config.model.latent_dim = 2
-    model = models.build_model(
-        config.model, likelihood="bernoulli", image_shape=image_shape
-    )
-    dim = int(np.prod(image_shape))
-    return model, model.init(jax.random.PRNGKey(seed), jnp.zeros(dim))
+    return tiny_model(image_shape, seed=seed, kind=kind, hidden=(8,), latent_dim=2)
 
 
 def test_interpolate_shapes_and_points():
@@ -148,14 +140,28 @@ def _fits(image_shape):
     }
 
 
+@pytest.mark.slow  # every figure of the study; the reports (slow) draw them too
 def test_compare_and_latent_maps_write_figures(digits, digits_classifier, tmp_path):
     fits = _fits(digits.image_shape)
     pairs = {n: (exp.model, params) for n, (exp, params, _) in fits.items()}
     predict = lambda x: classifier.class_probabilities(*digits_classifier, x)
-    out = latent.compare(pairs, digits, jax.random.PRNGKey(1), predict_proba=predict,
-                         num_samples=100, workdir=tmp_path)  # fmt: skip
-    for key in ("test_images", "AE_prior", "AE_fitted_gaussian_prior", "VAE_prior",
-                "AE_midpoints", "VAE_midpoints", "VAE_reconstructions"):  # fmt: skip
+    out = latent.compare(
+        pairs,
+        digits,
+        jax.random.PRNGKey(1),
+        predict_proba=predict,
+        num_samples=100,
+        workdir=tmp_path,
+    )
+    for key in (
+        "test_images",
+        "AE_prior",
+        "AE_fitted_gaussian_prior",
+        "VAE_prior",
+        "AE_midpoints",
+        "VAE_midpoints",
+        "VAE_reconstructions",
+    ):
         assert 0.0 <= out[key]["frac_confident"] <= 1.0
     assert out["test_images"]["frac_confident"] > 0.5  # real digits: mostly confident
     assert len(out["grid_axes"]["VAE"][0]) == 20

@@ -4,8 +4,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax.configs import default
 from vae_jax.studies import autoencoders, pca
+
+from helpers import make_config
+
+# A linear AE trained with the MSE to its optimum: the PCA subspace.
+_LINEAR_AE = {
+    "objective": {"name": "mse"},
+    "optim": {"learning_rate": 3e-2, "schedule": "cosine"},
+    "train": {"batch_size": 250, "num_steps": 1500, "steps_per_dispatch": 100},
+}
 
 
 def _low_rank(n=3000, d=20, scales=(3.0, 2.0, 1.0), noise=0.05, seed=0):
@@ -66,11 +74,9 @@ def test_linear_autoencoder_recovers_the_pca_subspace():
         "lowrank", x[:2500], x[2500:2500], x[2500:], None, None, None, shape
     )
     centred, _ = data_lib.center_dataset(dataset)
-    config = default.get_config()
-    config.model.update(kind="ae", architecture="linear", latent_dim=k)
-    config.objective.name = "mse"
-    config.optim.update(learning_rate=3e-2, schedule="cosine")
-    config.train.update(batch_size=250, num_steps=1500, steps_per_dispatch=100)
+    config = make_config(
+        model={"kind": "ae", "architecture": "linear", "latent_dim": k}, **_LINEAR_AE
+    )
     exp, params, _ = autoencoders.fit(config, centred)
     fitted = pca.fit_pca(centred.train)
     w = pca.decoder_basis(params)
@@ -88,11 +94,7 @@ def test_linear_ae_vs_pca_table_on_low_rank_data():
     dataset = data_lib.Dataset(
         "lowrank", x[:2500], x[2500:2500], x[2500:], None, None, None, (4, 5)
     )
-    config = default.get_config()
-    config.model.update(kind="ae", architecture="linear")
-    config.objective.name = "mse"
-    config.optim.update(learning_rate=3e-2, schedule="cosine")
-    config.train.update(batch_size=250, num_steps=1500, steps_per_dispatch=100)
+    config = make_config(model={"kind": "ae", "architecture": "linear"}, **_LINEAR_AE)
     (row,) = autoencoders.linear_ae_vs_pca(config, dataset, ks=(k,))
     assert row["k"] == k and row["explained_variance"] > 0.9
     assert row["max_subspace_angle_deg"] < 1.0

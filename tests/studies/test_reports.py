@@ -2,7 +2,6 @@
 needs MNIST and Frey faces, found as the data loaders find them)."""
 
 import json
-import pathlib
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 
 from vae_jax import data as data_lib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def _needs(*names):
@@ -22,7 +21,7 @@ def _needs(*names):
 
 
 def _run(script, workdir, *args):
-    cmd = [sys.executable, str(ROOT / "scripts" / script), "--workdir", str(workdir)]
+    cmd = [sys.executable, str(REPO / "scripts" / script), "--workdir", str(workdir)]
     out = subprocess.run(
         cmd + list(args), capture_output=True, text=True, timeout=1800, check=False
     )

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import pathlib
 import subprocess
 import sys
 
@@ -15,27 +14,38 @@ from vae_jax import build, loop, objectives, optim, train
 from vae_jax.configs import quickstart
 from vae_jax.sweep import launch, results, spec, vmapped
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO, make_config
+
 # Three configs differing in numeric hyper-parameters only; one warms beta up.
 SWEEP = [
     {"optim.learning_rate": 1e-3, "objective.beta": 1.0, "seed": 0},
-    {"optim.learning_rate": 3e-3, "objective.beta": 0.5, "seed": 1,
-     "objective.kl_warmup_steps": 10},
+    {
+        "optim.learning_rate": 3e-3,
+        "objective.beta": 0.5,
+        "seed": 1,
+        "objective.kl_warmup_steps": 10,
+    },
     {"optim.learning_rate": 2e-3, "objective.beta": 2.0, "seed": 2},
-]  # fmt: skip
+]
 
 
 def _base(num_steps=40):
     """Digits without a validation split: 1500 / 50 = 30 steps per epoch."""
-    config = quickstart.get_config()
-    config.data.valid_size = 0
-    config.model.update(hidden=(16,), latent_dim=4)
-    config.optim.update(schedule="warmup_cosine", warmup_steps=5)
-    config.train.update(
-        num_steps=num_steps, batch_size=50, steps_per_dispatch=10, log_every=10,
-        checkpoint_every=100, eval_every=0, write_figures=False,
-    )  # fmt: skip
-    return config
+    return make_config(
+        "quickstart",
+        data={"valid_size": 0},
+        model={"hidden": (16,), "latent_dim": 4},
+        optim={"schedule": "warmup_cosine", "warmup_steps": 5},
+        train={
+            "num_steps": num_steps,
+            "batch_size": 50,
+            "steps_per_dispatch": 10,
+            "log_every": 10,
+            "checkpoint_every": 100,
+            "eval_every": 0,
+            "write_figures": False,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +77,13 @@ def test_parse_sweep_is_a_typed_cartesian_product():
         quickstart.get_config(),
     )
     assert len(runs) == 8
-    assert runs[0] == {"optim.learning_rate": 1e-3, "objective.beta": 1.0, "seed": 0,
-                       "model.hidden": (16,), "train.write_figures": False}  # fmt: skip
+    assert runs[0] == {
+        "optim.learning_rate": 1e-3,
+        "objective.beta": 1.0,
+        "seed": 0,
+        "model.hidden": (16,),
+        "train.write_figures": False,
+    }
     assert runs[1]["model.hidden"] == (8, 4)  # the last axis varies fastest
     assert runs[-1]["optim.learning_rate"] == 3e-4
     assert all(
@@ -119,8 +134,14 @@ def test_make_runs_validates_every_config_and_names_are_safe():
         spec.make_runs(base, [{"objective.beta": "x"}])
     with pytest.raises(ValueError, match="twice"):
         spec.make_runs(base, [{"seed": 1}, {"seed": 1}])
-    name = spec.run_name({"model.hidden": (64, 32), "data.name": "digits",
-                                "model.name": "a b/c", "optim.learning_rate": 3e-4})  # fmt: skip
+    name = spec.run_name(
+        {
+            "model.hidden": (64, 32),
+            "data.name": "digits",
+            "model.name": "a b/c",
+            "optim.learning_rate": 3e-4,
+        }
+    )
     assert name == "hidden=64-32_data.name=digits_model.name=a-b-c_learning_rate=0.0003"
     assert spec.run_name({}) == "base"
 
@@ -128,22 +149,35 @@ def test_make_runs_validates_every_config_and_names_are_safe():
 # ------------------------------------------------------------------ vmap == separate runs
 @pytest.mark.parametrize(
     "name, schedule",
-    [("adam", "constant"), ("adam", "cosine"), ("adamw", "warmup_cosine"),
-     ("sgd", "burda")],
-)  # fmt: skip
+    [
+        ("adam", "constant"),
+        ("adam", "cosine"),
+        ("adamw", "warmup_cosine"),
+        ("sgd", "burda"),
+    ],
+)
 def test_rate_scaled_update_matches_optax_at_that_rate(name, schedule):
     optim_config = quickstart.get_config().optim
-    optim_config.update(name=name, schedule=schedule, learning_rate=3e-3, warmup_steps=2,
-                 weight_decay=0.1, grad_clip_norm=1.0)  # fmt: skip
+    optim_config.update(
+        name=name,
+        schedule=schedule,
+        learning_rate=3e-3,
+        warmup_steps=2,
+        weight_decay=0.1,
+        grad_clip_norm=1.0,
+    )
     tx = optim.make_optimizer(optim_config, total_steps=10, steps_per_epoch=1)
     optim_config.learning_rate = 1.0
     unit = optim.make_optimizer(optim_config, 10, 1)
     params = {"w": jax.random.normal(jax.random.PRNGKey(0), (5, 3))}
     single = train.TrainState.create(apply_fn=None, params=params, tx=tx, key=None)
     scaled = vmapped.SweepState.create(
-        apply_fn=None, params=params, tx=unit, key=None,
+        apply_fn=None,
+        params=params,
+        tx=unit,
+        key=None,
         hyper={"learning_rate": jnp.float32(3e-3)},
-    )  # fmt: skip
+    )
     for i in range(6):
         grads = {"w": jax.random.normal(jax.random.PRNGKey(i + 1), (5, 3))}
         single, scaled = (s.apply_gradients(grads=grads) for s in (single, scaled))
@@ -156,8 +190,14 @@ def test_rate_scaled_update_matches_optax_at_that_rate(name, schedule):
 @pytest.mark.parametrize("name", ["denoising_mse", "sparse_mse", "elbo"])
 def test_traced_hyper_parameters_match_the_bound_objective(name):
     config = _base()
-    config.objective.update(name=name, noise_level=0.2, sparsity_target=0.1,
-                            sparsity_weight=0.5, kl_warmup_steps=7, beta=1.5)  # fmt: skip
+    config.objective.update(
+        name=name,
+        noise_level=0.2,
+        sparsity_target=0.1,
+        sparsity_weight=0.5,
+        kl_warmup_steps=7,
+        beta=1.5,
+    )
     if name != "elbo":
         config.model.update(kind="ae", code_activation="sigmoid")
     exp = build.build_experiment(config)
@@ -200,10 +240,19 @@ def test_vmapped_sweep_matches_separate_runs(sweeps):
 def test_vmap_refuses_configs_that_differ_in_shape_or_kind(tmp_path):
     base = _base()
     with pytest.raises(ValueError, match="differ in model.latent_dim"):
-        launch.run_sweep(base, [{"model.latent_dim": 2}, {"model.latent_dim": 4}],
-                        tmp_path, mode="vmap")  # fmt: skip
-    runs = spec.make_runs(base, [{"objective.likelihood": "gaussian", "seed": 0},
-                                       {"objective.likelihood": "bernoulli", "seed": 1}])  # fmt: skip
+        launch.run_sweep(
+            base,
+            [{"model.latent_dim": 2}, {"model.latent_dim": 4}],
+            tmp_path,
+            mode="vmap",
+        )
+    runs = spec.make_runs(
+        base,
+        [
+            {"objective.likelihood": "gaussian", "seed": 0},
+            {"objective.likelihood": "bernoulli", "seed": 1},
+        ],
+    )
     with pytest.raises(ValueError, match="objective.likelihood"):
         spec.check_vmappable(runs)
     assert [len(g) for g in spec.vmap_groups(runs)] == [1, 1]
@@ -215,8 +264,11 @@ def test_sweep_index_from_flag_or_slurm(tmp_path, monkeypatch):
     assert spec.sweep_index(None, 3, {}) is None
     assert spec.sweep_index(1, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 1
     assert spec.sweep_index(None, 3, {"SLURM_ARRAY_TASK_ID": "2"}) == 2
-    for index, env, source in [(3, {}, "--sweep_index=3"), (-1, {}, "--sweep_index=-1"),
-                               (None, {"SLURM_ARRAY_TASK_ID": "7"}, "SLURM_ARRAY_TASK_ID=7")]:  # fmt: skip
+    for index, env, source in [
+        (3, {}, "--sweep_index=3"),
+        (-1, {}, "--sweep_index=-1"),
+        (None, {"SLURM_ARRAY_TASK_ID": "7"}, "SLURM_ARRAY_TASK_ID=7"),
+    ]:
         with pytest.raises(ValueError, match=f"{source} is out of range.*3 configs"):
             spec.sweep_index(index, 3, env)
     with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_ID='x' is not an integer"):
@@ -255,22 +307,40 @@ def test_results_written_and_finished_configs_skipped(sweeps, monkeypatch):
     assert not any(results.is_finished(run, root / "vmap") for run in longer)
 
 
-def test_app_trains_a_sweep_and_rejects_bad_input(tmp_path):
+def _app(workdir, *flags):
+    """``python -m experiments.sweep`` on a tiny quickstart, from the repository."""
     command = [
-        sys.executable, "-m", "experiments.sweep", f"--workdir={tmp_path}",
-        "--config=experiments/configs/quickstart.py", "--config.train.num_steps=20",
-        "--config.model.hidden=(8,)", "--config.train.write_figures=False",
-        "--config.train.log_every=10", "--config.data.valid_size=0",
+        sys.executable,
+        "-m",
+        "experiments.sweep",
+        f"--workdir={workdir}",
+        "--config=experiments/configs/quickstart.py",
+        "--config.train.num_steps=20",
+        "--config.model.hidden=(8,)",
+        "--config.train.write_figures=False",
+        "--config.train.log_every=10",
+        "--config.data.valid_size=0",
         "--config.train.batch_size=50",
-    ]  # fmt: skip
-    ok = subprocess.run(command + ["--sweep=objective.beta=0.5,1", "--mode=vmap"],
-                        cwd=REPO, check=False, capture_output=True, text=True, timeout=300)  # fmt: skip
+        *flags,
+    ]
+    return subprocess.run(
+        command, cwd=REPO, check=False, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow  # a process that compiles and trains; run_sweep is tested above
+def test_app_trains_a_sweep(tmp_path):
+    ok = _app(tmp_path, "--sweep=objective.beta=0.5,1", "--mode=vmap")
     assert ok.returncode == 0, ok.stderr[-2000:]
     table = _read_csv(tmp_path / "results.csv")
-    assert [(r["objective.beta"], r["status"]) for r in table] == [("0.5", "done"),
-                                                                   ("1.0", "done")]  # fmt: skip
-    bad = subprocess.run(command + ["--sweep=seed=0,1", "--sweep_index=5"],
-                         cwd=REPO, check=False, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert [(r["objective.beta"], r["status"]) for r in table] == [
+        ("0.5", "done"),
+        ("1.0", "done"),
+    ]
+
+
+def test_app_rejects_bad_input_with_one_message(tmp_path):
+    bad = _app(tmp_path, "--sweep=seed=0,1", "--sweep_index=5")
     assert bad.returncode == 1
     errors = [line for line in bad.stderr.splitlines() if line.startswith("E")]
     assert len(errors) == 1 and "--sweep_index=5 is out of range" in errors[0]

@@ -134,8 +134,14 @@ def vmap_chunk(chunk: Callable) -> Callable:
     return jax.jit(jax.vmap(chunk), donate_argnums=0)
 
 
-def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, xs, counts,
-                           num_epochs: int, workdir=None):  # fmt: skip
+def train_one_class_models(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    xs,
+    counts,
+    num_epochs: int,
+    workdir=None,
+):
     """Trains C one-class models on ``xs: [C, M, D]`` (``counts: [C]``) for
     ``num_epochs`` x (M // B) steps each (``loop.run_loop``, one vmapped chunk per
     epoch); checkpoints into ``workdir`` after each epoch and resumes from it.
@@ -148,17 +154,27 @@ def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, 
     keys = train.split_root_key(config.seed)
     classes = jnp.arange(num_classes)
     class_keys = lambda k: jax.vmap(lambda c: jax.random.fold_in(k, c))(classes)
-    state = init_stacked_states(model, tx, jnp.zeros((dim,)), class_keys(keys["init"]),
-                                class_keys(keys["train"]))  # fmt: skip
+    state = init_stacked_states(
+        model,
+        tx,
+        jnp.zeros((dim,)),
+        class_keys(keys["init"]),
+        class_keys(keys["train"]),
+    )
     manager = None
     if workdir is not None:
         manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
         state = checkpoint.restore_latest(manager, state) or state
     loss_one = objectives.make_objective(config, model)
     step_fn = train.make_step_fn(loss_one, objectives.make_hparams(config))
-    chunk = vmap_chunk(make_one_class_chunk(step_fn, num_steps=steps_per_epoch,
-                                            batch_size=config.train.batch_size,
-                                            min_count=int(np.min(counts))))  # fmt: skip
+    chunk = vmap_chunk(
+        make_one_class_chunk(
+            step_fn,
+            num_steps=steps_per_epoch,
+            batch_size=config.train.batch_size,
+            min_count=int(np.min(counts)),
+        )
+    )
     xs, counts, data_keys = (
         jnp.asarray(xs),
         jnp.asarray(counts),
@@ -169,9 +185,13 @@ def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, 
     def log(window, step):
         seconds.append(time.time() - start[0])
         loss = np.concatenate([w["loss"] for w in window], axis=1).mean(axis=1)  # [C]
-        logging.info("one-class epoch %d/%d loss per class %s (%.1f s)",
-                     step // steps_per_epoch, num_epochs,
-                     np.array2string(loss, precision=4), seconds[-1])  # fmt: skip
+        logging.info(
+            "one-class epoch %d/%d loss per class %s (%.1f s)",
+            step // steps_per_epoch,
+            num_epochs,
+            np.array2string(loss, precision=4),
+            seconds[-1],
+        )
 
     def save(state, step):
         if manager is not None:
@@ -179,8 +199,9 @@ def train_one_class_models(config: ml_collections.ConfigDict, model: nn.Module, 
         start[0] = time.time()
 
     saved_in = str(manager.directory) if manager is not None else "no workdir"
-    hooks = loop.LoopHooks(check=lambda metrics, step: None, log=log, save=save,
-                           saved_in=saved_in)  # fmt: skip
+    hooks = loop.LoopHooks(
+        check=lambda metrics, step: None, log=log, save=save, saved_in=saved_in
+    )
     runner = _EpochRunner(lambda s: chunk(s, xs, counts, data_keys), steps_per_epoch)
     total, cadence = num_epochs * steps_per_epoch, loop.Cadence.epochs(steps_per_epoch)
     state = loop.run_loop(state, int(state.step[0]), total, cadence, runner, hooks)
@@ -227,9 +248,17 @@ def extreme_indices(
     return order[:k], order[::-1][:k]
 
 
-def write_extremes_figure(scores: np.ndarray, labels: np.ndarray, images: np.ndarray,
-                          classes, show, path, *, k: int = 8,
-                          score_name: str = "score") -> dict[int, dict]:  # fmt: skip
+def write_extremes_figure(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    classes,
+    show,
+    path,
+    *,
+    k: int = 8,
+    score_name: str = "score",
+) -> dict[int, dict]:
     """Per class c in ``show``: the k least and k most anomalous test images of class c
     under model c (Ruff et al. 2018, Fig. 2) and histograms of model c's scores on
     normal (label c) vs anomalous test images (``plots.extremes_and_histograms``).
@@ -250,8 +279,17 @@ def write_extremes_figure(scores: np.ndarray, labels: np.ndarray, images: np.nda
             "most": most.tolist(),
             "auroc": auroc,
         }
-        rows.append({"name": f"class {c}", "least": images[least], "most": images[most],
-                     "least_scores": s[least], "most_scores": s[most],
-                     "normal": s[normal], "anomalous": s[~normal], "auroc": auroc})  # fmt: skip
+        rows.append(
+            {
+                "name": f"class {c}",
+                "least": images[least],
+                "most": images[most],
+                "least_scores": s[least],
+                "most_scores": s[most],
+                "normal": s[normal],
+                "anomalous": s[~normal],
+                "auroc": auroc,
+            }
+        )
     plots.extremes_and_histograms(rows, path, score_name=score_name)
     return picked

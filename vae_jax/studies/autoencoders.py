@@ -74,14 +74,20 @@ def linear_ae_vs_pca(config, dataset, ks=(2, 10, 32), workdir=None) -> list[dict
         test_pca = float(np.mean(np.square(centred.test - test_recon)))
         train_pca = float(pca.optimal_mse(fitted, k))
         vector_angles = pca.nearest_vector_angles(w, v)  # [K]
-        rows.append({
-            "k": k,
-            "explained_variance": float(pca.explained_variance_ratio(fitted, k)),
-            "max_subspace_angle_deg": float(np.degrees(pca.principal_angles(w, v)[-1])),
-            "median_vector_angle_deg": float(np.degrees(np.median(vector_angles))),
-            "mse_ratio_train": reconstruction_mse(exp.model, params, centred.train) / train_pca,
-            "mse_ratio_test": reconstruction_mse(exp.model, params, centred.test) / test_pca,
-        })  # fmt: skip
+        rows.append(
+            {
+                "k": k,
+                "explained_variance": float(pca.explained_variance_ratio(fitted, k)),
+                "max_subspace_angle_deg": float(
+                    np.degrees(pca.principal_angles(w, v)[-1])
+                ),
+                "median_vector_angle_deg": float(np.degrees(np.median(vector_angles))),
+                "mse_ratio_train": reconstruction_mse(exp.model, params, centred.train)
+                / train_pca,
+                "mse_ratio_test": reconstruction_mse(exp.model, params, centred.test)
+                / test_pca,
+            }
+        )
         if workdir is not None and k == 10:
             shape = dataset.image_shape
             filters = np.concatenate([np.asarray(v).T, np.asarray(w).T])  # [2K, D]
@@ -121,12 +127,14 @@ def denoising_study(
         )  # [N, D]
         plain_out = plain_exp.model.apply(plain_params, noisy)
         dae_out = exp.model.apply(params, noisy)
-        rows.append({
-            "level": level,
-            "psnr_noisy": float(jnp.mean(psnr(x, noisy))),
-            "psnr_plain_ae": float(jnp.mean(psnr(x, plain_out))),
-            "psnr_dae": float(jnp.mean(psnr(x, dae_out))),
-        })  # fmt: skip
+        rows.append(
+            {
+                "level": level,
+                "psnr_noisy": float(jnp.mean(psnr(x, noisy))),
+                "psnr_plain_ae": float(jnp.mean(psnr(x, plain_out))),
+                "psnr_dae": float(jnp.mean(psnr(x, dae_out))),
+            }
+        )
         if workdir is not None:
             grid = np.stack([x[:8], noisy[:8], plain_out[:8], dae_out[:8]])  # [4, 8, D]
             plots.image_grid(

@@ -23,10 +23,17 @@ def cross_entropy(params, x, y, *, model: models.MLP) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(model.apply(params, x), y)
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, key: jax.Array, *,
-                     num_classes: int = 10, hidden: Sequence[int] = (256,),
-                     num_steps: int = 3000, batch_size: int = 128,
-                     learning_rate: float = 1e-3) -> tuple[models.MLP, dict]:  # fmt: skip
+def train_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    key: jax.Array,
+    *,
+    num_classes: int = 10,
+    hidden: Sequence[int] = (256,),
+    num_steps: int = 3000,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+) -> tuple[models.MLP, dict]:
     """Adam on the mean cross-entropy of batches drawn with replacement, all steps in
     one ``lax.scan``. x: [N, D], y: [N] in 0..num_classes-1. Returns (model, params)."""
     model = models.MLP(tuple(hidden), "relu", num_classes)
@@ -34,8 +41,9 @@ def train_classifier(x: np.ndarray, y: np.ndarray, key: jax.Array, *,
     params = model.init(init_key, jnp.zeros(x.shape[1]))
     tx = optax.adam(learning_rate)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    per_example = jax.vmap(lambda p, xi, yi: cross_entropy(p, xi, yi, model=model),
-                           in_axes=(None, 0, 0))  # fmt: skip
+    per_example = jax.vmap(
+        lambda p, xi, yi: cross_entropy(p, xi, yi, model=model), in_axes=(None, 0, 0)
+    )
 
     def step(carry, key):
         params, opt_state = carry
@@ -86,9 +94,14 @@ def confidence_stats(probs: np.ndarray, threshold: float = 0.9) -> dict[str, flo
     }
 
 
-def prior_confidence(decode: Callable, predict_proba: Callable, key: jax.Array,
-                     num_samples: int, latent_dim: int,
-                     threshold: float = 0.9) -> dict[str, float]:  # fmt: skip
+def prior_confidence(
+    decode: Callable,
+    predict_proba: Callable,
+    key: jax.Array,
+    num_samples: int,
+    latent_dim: int,
+    threshold: float = 0.9,
+) -> dict[str, float]:
     """``confidence_stats`` of predict_proba(decode(z)) for z ~ N(0, I).
 
     decode: z [S, K] -> images [S, D]; predict_proba: [S, D] -> [S, C].

@@ -61,8 +61,9 @@ def kl_to_assignment(p: jax.Array, log_q: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(p > 0, p * (jnp.log(safe_p) - log_q), 0.0))
 
 
-def clustering_loss(params, x, p, *, model: nn.Module, alpha: float, gamma: float,
-                    reconstruct: bool) -> tuple[jax.Array, dict]:  # fmt: skip
+def clustering_loss(
+    params, x, p, *, model: nn.Module, alpha: float, gamma: float, reconstruct: bool
+) -> tuple[jax.Array, dict]:
     """DEC: L_c = KL(p || q(x)) (Xie et al. 2016, eq. 2); IDEC: L_r + gamma L_c with
     L_r = ||x - g(f(x))||^2 / D (Guo et al. 2017, eq. 5; their code's per-pixel MSE).
 
@@ -146,8 +147,9 @@ def make_apply_all(fn_one: Callable, batch_size: int) -> Callable:
 
 
 # ------------------------------------------------------------------ stage 1: pretraining
-def pretrain_autoencoder(config: ml_collections.ConfigDict, x: np.ndarray, workdir,
-                         num_epochs: int) -> tuple[nn.Module, dict, list[float]]:  # fmt: skip
+def pretrain_autoencoder(
+    config: ml_collections.ConfigDict, x: np.ndarray, workdir, num_epochs: int
+) -> tuple[nn.Module, dict, list[float]]:
     """Trains ``config``'s autoencoder on all rows of ``x: [N, D]`` for ``num_epochs``
     epochs (``loop.run_loop``, one scan-fused chunk each), checkpointing into
     ``workdir`` after every epoch; a rerun resumes there. Non-finite steps are skipped
@@ -166,18 +168,28 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, x: np.ndarray, workd
     def log(window, step):
         seconds.append(time.time() - start[0])
         mse, epoch = loop.window_means(window)["mse"], step // exp.steps_per_epoch
-        logging.info("pretrain epoch %d/%d mse %.5f (%.1f s)", epoch, num_epochs, mse,
-                     seconds[-1])  # fmt: skip
+        logging.info(
+            "pretrain epoch %d/%d mse %.5f (%.1f s)",
+            epoch,
+            num_epochs,
+            mse,
+            seconds[-1],
+        )
 
     def save(state, step):
         checkpoint.save(manager, state, step)
         start[0] = time.time()
 
-    hooks = loop.LoopHooks(check=lambda metrics, step: None, log=log, save=save,
-                           saved_in=str(manager.directory))  # fmt: skip
+    hooks = loop.LoopHooks(
+        check=lambda metrics, step: None,
+        log=log,
+        save=save,
+        saved_in=str(manager.directory),
+    )
     cadence = loop.Cadence.epochs(exp.steps_per_epoch)
-    state = loop.run_loop(state, int(state.step), exp.total_steps, cadence,
-                          exp.chunk_runner(), hooks)  # fmt: skip
+    state = loop.run_loop(
+        state, int(state.step), exp.total_steps, cadence, exp.chunk_runner(), hooks
+    )
     return exp.model, state.params, seconds
 
 
@@ -249,9 +261,18 @@ def _read_history(path: pathlib.Path) -> list[dict]:
         return []
 
 
-def fit_dec(state, x: np.ndarray, *, assign_all: Callable, chunk: Callable, tol: float,
-            max_steps: int, labels_true: np.ndarray | None = None, workdir=None,
-            save_every: int = 10):  # fmt: skip
+def fit_dec(
+    state,
+    x: np.ndarray,
+    *,
+    assign_all: Callable,
+    chunk: Callable,
+    tol: float,
+    max_steps: int,
+    labels_true: np.ndarray | None = None,
+    workdir=None,
+    save_every: int = 10,
+):
     """DEC's outer loop (Xie et al. 2016, §3.1; DEC-keras ``DEC.fit``): refresh P from
     Q on all of ``x: [N, D]``, stop if < ``tol`` of the labels changed or after
     ``max_steps`` SGD steps, else run one T-step ``chunk``.
@@ -308,8 +329,17 @@ def fit_dec(state, x: np.ndarray, *, assign_all: Callable, chunk: Callable, tol:
             save(state, previous, history)
 
 
-def run_clustering(model: nn.Module, ae_params, x: np.ndarray, cfg: ml_collections.ConfigDict,
-                   *, idec: bool, seed: int, labels_true=None, workdir=None):  # fmt: skip
+def run_clustering(
+    model: nn.Module,
+    ae_params,
+    x: np.ndarray,
+    cfg: ml_collections.ConfigDict,
+    *,
+    idec: bool,
+    seed: int,
+    labels_true=None,
+    workdir=None,
+):
     """k-means init + ``fit_dec`` for DEC (SGD, KL only) or IDEC (Adam, L_r + gamma L_c).
 
     cfg: ``config.clustering`` (num_clusters, alpha, gamma, update_interval, tol,
@@ -324,14 +354,33 @@ def run_clustering(model: nn.Module, ae_params, x: np.ndarray, cfg: ml_collectio
         tx = optax.adam(cfg.idec_learning_rate)
     else:
         tx = optax.sgd(cfg.dec_learning_rate, momentum=cfg.dec_momentum)
-    loss_one = functools.partial(clustering_loss, model=model, alpha=cfg.alpha,
-                                 gamma=cfg.gamma if idec else 1.0, reconstruct=idec)  # fmt: skip
-    chunk = make_dec_chunk(loss_one, num_steps=cfg.update_interval,
-                           batch_size=cfg.batch_size, data_key=jax.random.key(seed))  # fmt: skip
+    loss_one = functools.partial(
+        clustering_loss,
+        model=model,
+        alpha=cfg.alpha,
+        gamma=cfg.gamma if idec else 1.0,
+        reconstruct=idec,
+    )
+    chunk = make_dec_chunk(
+        loss_one,
+        num_steps=cfg.update_interval,
+        batch_size=cfg.batch_size,
+        data_key=jax.random.key(seed),
+    )
     state, labels, history = fit_dec(
-        init_dec_state(ae_params, centroids, tx), x,
-        assign_all=make_assign_all(model, cfg.alpha), chunk=chunk, tol=cfg.tol,
-        max_steps=cfg.max_steps, labels_true=labels_true, workdir=workdir,
-    )  # fmt: skip
-    return {"state": state, "labels": labels, "kmeans_labels": km_labels,
-            "codes": codes, "history": history}  # fmt: skip
+        init_dec_state(ae_params, centroids, tx),
+        x,
+        assign_all=make_assign_all(model, cfg.alpha),
+        chunk=chunk,
+        tol=cfg.tol,
+        max_steps=cfg.max_steps,
+        labels_true=labels_true,
+        workdir=workdir,
+    )
+    return {
+        "state": state,
+        "labels": labels,
+        "kmeans_labels": km_labels,
+        "codes": codes,
+        "history": history,
+    }

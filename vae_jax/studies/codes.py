@@ -51,8 +51,14 @@ def encoder_filters(params, image_shape, num: int = 100) -> np.ndarray:
     return plots.normalize_images(kernel[:, :num].T.reshape(-1, *image_shape))
 
 
-def code_study(configs: dict, dataset, target: float = 0.05, num_probe_train: int = 10000,
-               num_probe_test: int = 5000, workdir=None) -> dict[str, dict]:  # fmt: skip
+def code_study(
+    configs: dict,
+    dataset,
+    target: float = 0.05,
+    num_probe_train: int = 10000,
+    num_probe_test: int = 5000,
+    workdir=None,
+) -> dict[str, dict]:
     """Trains each named AE config; reports code statistics and linear-probe accuracy
     on its codes (and on raw pixels), writes each encoder's filters as a grid."""
     xtr, ytr = dataset.train[:num_probe_train], dataset.train_labels[:num_probe_train]
@@ -91,8 +97,9 @@ def write_manifold(
 ) -> None:
     """Decodes ``normal_quantile_grid(n)`` through a K = 2 VAE into one image grid."""
     images = model.decode_mean(params, normal_quantile_grid(n))  # [n*n, D]
-    plots.image_grid(np.asarray(images).reshape(-1, *image_shape), path, title=title,
-                     num_columns=n)  # fmt: skip
+    plots.image_grid(
+        np.asarray(images).reshape(-1, *image_shape), path, title=title, num_columns=n
+    )
 
 
 def latent_maps_of(ae, vae, dataset, num_points: int = 5000, workdir=None) -> dict:
@@ -107,10 +114,18 @@ def latent_maps_of(ae, vae, dataset, num_points: int = 5000, workdir=None) -> di
     if workdir is not None:
         workdir = pathlib.Path(workdir)
         panels = {"AE codes f(x)": (ae_codes, y), "VAE posterior means": (vae_codes, y)}
-        plots.latent_scatter(panels, workdir / f"latent_ae_vs_vae_{dataset.name}.png",
-                             suptitle=f"{dataset.name}: test codes, K = 2")  # fmt: skip
-        write_manifold(vae_exp.model, vae_params, dataset.image_shape,
-                       workdir / f"manifold_{dataset.name}.png", title="VAE manifold")  # fmt: skip
+        plots.latent_scatter(
+            panels,
+            workdir / f"latent_ae_vs_vae_{dataset.name}.png",
+            suptitle=f"{dataset.name}: test codes, K = 2",
+        )
+        write_manifold(
+            vae_exp.model,
+            vae_params,
+            dataset.image_shape,
+            workdir / f"manifold_{dataset.name}.png",
+            title="VAE manifold",
+        )
     return {
         "ae_code_std": ae_codes.std(axis=0).tolist(),
         "vae_code_std": vae_codes.std(axis=0).tolist(),

@@ -93,9 +93,16 @@ def nearest_train_distance(images, train, chunk: int = 1000) -> np.ndarray:
     return np.asarray(jnp.concatenate(parts))
 
 
-def confidence_study(fits: dict, dataset, key: jax.Array, predict_proba: Callable, *,
-                     num_samples: int = 2000, threshold: float = 0.9,
-                     num_reference: int = 10000) -> dict:  # fmt: skip
+def confidence_study(
+    fits: dict,
+    dataset,
+    key: jax.Array,
+    predict_proba: Callable,
+    *,
+    num_samples: int = 2000,
+    threshold: float = 0.9,
+    num_reference: int = 10000,
+) -> dict:
     """``classifier.confidence_stats`` (predict_proba: images [N, D] -> [N, C]) and the
     mean ``nearest_train_distance`` (to the first ``num_reference`` training images) of:
     test images, each sampler's decoded prior samples (the same z for every model), and
@@ -123,9 +130,16 @@ def confidence_study(fits: dict, dataset, key: jax.Array, predict_proba: Callabl
     return results
 
 
-def prior_sample_figure(fits: dict, dataset, key: jax.Array, path, *,
-                        num_samples: int = 2000, confidence=None,
-                        threshold: float = 0.9) -> None:  # fmt: skip
+def prior_sample_figure(
+    fits: dict,
+    dataset,
+    key: jax.Array,
+    path,
+    *,
+    num_samples: int = 2000,
+    confidence=None,
+    threshold: float = 0.9,
+) -> None:
     """The first 64 of ``confidence_study``'s z (same key, same S) decoded by each
     sampler, one panel each; ``confidence`` (confidence_study's dict) adds each panel's
     fraction of confidently classified samples to its title."""
@@ -138,12 +152,17 @@ def prior_sample_figure(fits: dict, dataset, key: jax.Array, path, *,
             frac = confidence[f"{name}_prior"]["frac_confident"]
             title += f"\n{100 * frac:.0f}% classified with p > {threshold}"
         panels[title] = decode(z).reshape(-1, *dataset.image_shape)
-    plots.image_panels(panels, path, num_columns=8, suptitle=f"{dataset.name}: decoded "
-                       "prior samples (the same z in every panel)")  # fmt: skip
+    plots.image_panels(
+        panels,
+        path,
+        num_columns=8,
+        suptitle=f"{dataset.name}: decoded prior samples (the same z in every panel)",
+    )
 
 
-def interpolation_figure(fits: dict, dataset, path, *, num_pairs: int = 8,
-                         num_steps: int = 10) -> None:  # fmt: skip
+def interpolation_figure(
+    fits: dict, dataset, path, *, num_pairs: int = 8, num_steps: int = 10
+) -> None:
     """One panel per model: rows = test pairs (x_i, x_{num_pairs+i}), columns = t."""
     x, y = dataset.test, dataset.test_labels
     a, b = np.arange(num_pairs), np.arange(num_pairs, 2 * num_pairs)
@@ -155,9 +174,15 @@ def interpolation_figure(fits: dict, dataset, path, *, num_pairs: int = 8,
         for name, (model, params) in fits.items()
     }
     ticks = {title: (np.linspace(0, 1, num_steps), rows) for title in lines}
-    plots.image_panels(lines, path, num_columns=num_steps, xlabel="t", ticks=ticks,
-                       ylabel=f"test pair a->b ({'labels' if y is not None else 'indices'})",
-                       suptitle=f"{dataset.name}: straight lines between test codes")  # fmt: skip
+    plots.image_panels(
+        lines,
+        path,
+        num_columns=num_steps,
+        xlabel="t",
+        ticks=ticks,
+        ylabel=f"test pair a->b ({'labels' if y is not None else 'indices'})",
+        suptitle=f"{dataset.name}: straight lines between test codes",
+    )
 
 
 def grid_study(fits: dict, dataset, n: int = 20, workdir=None) -> dict:
@@ -178,9 +203,15 @@ def grid_study(fits: dict, dataset, n: int = 20, workdir=None) -> dict:
         panels[title] = images.reshape(-1, *dataset.image_shape)
     if workdir is not None:
         ticks = {t: (a[0], a[1][::-1]) for t, a in zip(panels, axes.values())}
-        plots.image_panels(panels, pathlib.Path(workdir) / f"manifolds_{dataset.name}.png",
-                           num_columns=n, xlabel="z1", ylabel="z2", ticks=ticks,
-                           suptitle=f"{dataset.name}: decoded 2-D latent grids")  # fmt: skip
+        plots.image_panels(
+            panels,
+            pathlib.Path(workdir) / f"manifolds_{dataset.name}.png",
+            num_columns=n,
+            xlabel="z1",
+            ylabel="z2",
+            ticks=ticks,
+            suptitle=f"{dataset.name}: decoded 2-D latent grids",
+        )
     return {name: [a.tolist() for a in pair] for name, pair in axes.items()}
 
 
@@ -191,25 +222,49 @@ def reconstruction_figure(fits: dict, dataset, path, num: int = 24) -> None:
     for name, (model, params) in fits.items():
         recon = np.clip(np.asarray(model.reconstruct(params, x)), 0.0, 1.0)
         panels[f"{name} reconstructions"] = recon.reshape(-1, *dataset.image_shape)
-    plots.image_panels(panels, path, num_columns=6,
-                       suptitle=f"{dataset.name}: test images and reconstructions")  # fmt: skip
+    plots.image_panels(
+        panels,
+        path,
+        num_columns=6,
+        suptitle=f"{dataset.name}: test images and reconstructions",
+    )
 
 
-def compare(fits: dict, dataset, key: jax.Array, *, predict_proba=None,
-            num_samples: int = 2000, threshold: float = 0.9, workdir=None) -> dict:  # fmt: skip
+def compare(
+    fits: dict,
+    dataset,
+    key: jax.Array,
+    *,
+    predict_proba=None,
+    num_samples: int = 2000,
+    threshold: float = 0.9,
+    workdir=None,
+) -> dict:
     """The whole comparison on one dataset: ``confidence_study`` (with a classifier),
     ``grid_study`` and, with a ``workdir``, every figure (prior_samples_, interpolations_,
     reconstructions_, manifolds_<data>.png)."""
     results = {}
     if predict_proba is not None:
-        results = confidence_study(fits, dataset, key, predict_proba,
-                                   num_samples=num_samples, threshold=threshold)  # fmt: skip
+        results = confidence_study(
+            fits,
+            dataset,
+            key,
+            predict_proba,
+            num_samples=num_samples,
+            threshold=threshold,
+        )
     results["grid_axes"] = grid_study(fits, dataset, workdir=workdir)
     if workdir is not None:
         workdir, name = pathlib.Path(workdir), dataset.name
-        prior_sample_figure(fits, dataset, key, workdir / f"prior_samples_{name}.png",
-                            num_samples=num_samples, confidence=results,
-                            threshold=threshold)  # fmt: skip
+        prior_sample_figure(
+            fits,
+            dataset,
+            key,
+            workdir / f"prior_samples_{name}.png",
+            num_samples=num_samples,
+            confidence=results,
+            threshold=threshold,
+        )
         interpolation_figure(fits, dataset, workdir / f"interpolations_{name}.png")
         reconstruction_figure(fits, dataset, workdir / f"reconstructions_{name}.png")
     return results

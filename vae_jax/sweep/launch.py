@@ -119,9 +119,15 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]],
-              workdir, *, mode: str = "auto", max_workers: int = 1,
-              index: int | None = None) -> list[dict]:  # fmt: skip
+def run_sweep(
+    base: ml_collections.ConfigDict,
+    sweep: Sequence[Mapping[str, Any]],
+    workdir,
+    *,
+    mode: str = "auto",
+    max_workers: int = 1,
+    index: int | None = None,
+) -> list[dict]:
     """Trains each unfinished config of ``sweep`` (override dicts on ``base``) in
     ``<workdir>/<name>``, then writes the results (``write_results``, returned).
 
@@ -137,8 +143,14 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]
         check_vmappable(runs)
     todo = runs if index is None else [runs[sweep_index(index, len(runs), {})]]
     pending = [run for run in todo if not is_finished(run, workdir)]
-    logging.info("sweep of %d configs in %s: %d to train (%s), %d finished",
-                 len(runs), workdir, len(pending), mode, len(todo) - len(pending))  # fmt: skip
+    logging.info(
+        "sweep of %d configs in %s: %d to train (%s), %d finished",
+        len(runs),
+        workdir,
+        len(pending),
+        mode,
+        len(todo) - len(pending),
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     failures = {}
     if index is not None or mode == "process":
@@ -163,9 +175,14 @@ def final_state(run: Run, workdir, dataset=None) -> tuple[build.Experiment, Any]
     return load_run(pathlib.Path(workdir) / run.name, dataset=dataset)
 
 
-def fit_sweep(base: ml_collections.ConfigDict, sweep: Sequence[Mapping[str, Any]],
-              workdir, *, mode: str = "vmap",
-              dataset=None) -> list[tuple[Run, build.Experiment, Any]]:  # fmt: skip
+def fit_sweep(
+    base: ml_collections.ConfigDict,
+    sweep: Sequence[Mapping[str, Any]],
+    workdir,
+    *,
+    mode: str = "vmap",
+    dataset=None,
+) -> list[tuple[Run, build.Experiment, Any]]:
     """``run_sweep`` for notebooks: trains (or resumes) every config, raises if one
     failed, and returns (run, experiment, final params) per config, in sweep order."""
     rows = run_sweep(base, sweep, workdir, mode=mode)

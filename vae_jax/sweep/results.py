@@ -27,8 +27,12 @@ def _config_json(config: ml_collections.ConfigDict) -> dict:
 
 def write_done(run: Run, run_dir, final: Mapping[str, float]) -> None:
     """``<name>/done.json``: the config (to detect changes), overrides, final metrics."""
-    record = {"name": run.name, "overrides": run.overrides, "final": dict(final),
-              "config": _config_json(run.config)}  # fmt: skip
+    record = {
+        "name": run.name,
+        "overrides": run.overrides,
+        "final": dict(final),
+        "config": _config_json(run.config),
+    }
     writer.write_text_atomic(
         pathlib.Path(run_dir) / "done.json", json.dumps(record, indent=1)
     )
@@ -63,8 +67,11 @@ def is_finished(run: Run, workdir) -> bool:
         done = json.loads((run_dir / "done.json").read_text())
         changed = config_changes(done.get("config") or {}, run.config)
         if changed:
-            logging.info("%s: config changed since it finished (%s); training it again",
-                         run.name, ", ".join(changed))  # fmt: skip
+            logging.info(
+                "%s: config changed since it finished (%s); training it again",
+                run.name,
+                ", ".join(changed),
+            )
         return bool(done.get("config")) and not changed
     except (OSError, json.JSONDecodeError, AttributeError):
         pass
@@ -129,15 +136,22 @@ def plot_results(rows: Sequence[Mapping], keys: Sequence[str], path) -> None:
     from vae_jax.plots import plt
 
     done = [r for r in rows if r["status"] == "done"]
-    metric = next((m for m in ("test/loss", "valid/loss", "train/loss")
-                   if any(m in r for r in done)), None)  # fmt: skip
+    metric = next(
+        (
+            m
+            for m in ("test/loss", "valid/loss", "train/loss")
+            if any(m in r for r in done)
+        ),
+        None,
+    )
     if metric is None or not keys:
         return
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         points = [(r[key], r[metric]) for r in done if key in r and metric in r]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                      for v, _ in points)  # fmt: skip
+        numeric = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v, _ in points
+        )
         labels = sorted({format_value(v) for v, _ in points}) if not numeric else []
         xs = [v if numeric else labels.index(format_value(v)) for v, _ in points]
         ys = [m for _, m in points]

@@ -74,15 +74,26 @@ def unit_rate_optimizer(exp: build.Experiment):
     return optim.make_optimizer(optim_config, exp.total_steps, exp.steps_per_epoch)
 
 
-def stack_states(exp: build.Experiment, states: Sequence[train.TrainState],
-                 configs: Sequence[ml_collections.ConfigDict]) -> SweepState:  # fmt: skip
+def stack_states(
+    exp: build.Experiment,
+    states: Sequence[train.TrainState],
+    configs: Sequence[ml_collections.ConfigDict],
+) -> SweepState:
     """C configs' train states as one ``SweepState`` [C]: ``exp``'s unit-rate optimizer
     and apply_fn, each config's ``hyper_values``."""
     tx, apply_fn = unit_rate_optimizer(exp), exp.model.apply
-    members = [SweepState(step=st.step, apply_fn=apply_fn, params=st.params, tx=tx,
-                          opt_state=st.opt_state, key=st.key,
-                          hyper=hyper_values(config))
-               for st, config in zip(states, configs)]  # fmt: skip
+    members = [
+        SweepState(
+            step=st.step,
+            apply_fn=apply_fn,
+            params=st.params,
+            tx=tx,
+            opt_state=st.opt_state,
+            key=st.key,
+            hyper=hyper_values(config),
+        )
+        for st, config in zip(states, configs)
+    ]
     return jax.tree.map(lambda *x: jnp.stack(x), *members)
 
 
@@ -184,8 +195,9 @@ class _Member:
 
     def save(self, stacked: SweepState, i: int, step: int) -> None:
         s = _take(stacked, i)
-        single = self.state.replace(params=s.params, opt_state=s.opt_state,
-                                    step=s.step, key=s.key)  # fmt: skip
+        single = self.state.replace(
+            params=s.params, opt_state=s.opt_state, step=s.step, key=s.key
+        )
         checkpoint.save(self.manager, single, step)
 
 
@@ -194,8 +206,15 @@ class _StackedRunner:
     ``make_sweep_chunk`` (one compiled program) on ``train_x`` with the configs'
     epoch orders [C, E, N // B, B]; returns host metrics [C, n]."""
 
-    def __init__(self, step_fn, train_x, shared: bool, orders, place: Callable,
-                 steps_per_dispatch: int):  # fmt: skip
+    def __init__(
+        self,
+        step_fn,
+        train_x,
+        shared: bool,
+        orders,
+        place: Callable,
+        steps_per_dispatch: int,
+    ):
         self.train_x, self.orders, self.place = train_x, orders, place
         self.steps_per_dispatch = steps_per_dispatch
         self.chunk = train.CompiledOnce(
@@ -212,8 +231,13 @@ class _StackedRunner:
 
     def __call__(self, state: SweepState, step: int, num_steps: int):
         first_epoch, orders = self.orders(step)
-        state, metrics = self.chunk(state, self.train_x, self.place(orders),
-                                    jnp.int32(first_epoch), jnp.int32(num_steps))  # fmt: skip
+        state, metrics = self.chunk(
+            state,
+            self.train_x,
+            self.place(orders),
+            jnp.int32(first_epoch),
+            jnp.int32(num_steps),
+        )
         metrics = jax.device_get(metrics)  # the chunk's one host sync
         return state, {k: v[:, :num_steps] for k, v in metrics.items()}
 
@@ -248,9 +272,14 @@ def _hooks(members: Sequence[_Member]) -> loop.LoopHooks:
         for i, m in live():
             m.save(state, i, step)
 
-    return loop.LoopHooks(check=check, log=log, evaluate=evaluate_now, save=save,
-                          saved_in=str(members[0].dir.parent / "*" / "checkpoints"),
-                          running=lambda: bool(live()))  # fmt: skip
+    return loop.LoopHooks(
+        check=check,
+        log=log,
+        evaluate=evaluate_now,
+        save=save,
+        saved_in=str(members[0].dir.parent / "*" / "checkpoints"),
+        running=lambda: bool(live()),
+    )
 
 
 def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
@@ -274,16 +303,18 @@ def _train_group(members: Sequence[_Member], state: SweepState) -> SweepState:
             train_x, split if not shared else parallel.replicated(mesh)
         )
         logging.info("%d configs split over %d devices", len(members), mesh.size)
-    runner = _StackedRunner(make_sweep_step(exp), train_x, shared, orders, place,
-                            cfg.steps_per_dispatch)  # fmt: skip
+    runner = _StackedRunner(
+        make_sweep_step(exp), train_x, shared, orders, place, cfg.steps_per_dispatch
+    )
     step = int(members[0].state.step)
     return loop.run_loop(state, step, exp.total_steps, cfg, runner, _hooks(members))
 
 
 def _train_members(members: Sequence[_Member]) -> None:
     """Trains configs resumed at one step as one program; evaluates and marks them done."""
-    state = stack_states(members[0].exp, [m.state for m in members],
-                         [m.run.config for m in members])  # fmt: skip
+    state = stack_states(
+        members[0].exp, [m.state for m in members], [m.run.config for m in members]
+    )
     step = int(members[0].state.step)
     logging.info("vmapped training of %d configs from step %d", len(members), step)
     for m in members:
