@@ -55,24 +55,16 @@ def test_log_weights_match_their_definition_and_bounds_are_ordered():
     assert log_w.shape == log_px.shape == (6,) and np.all(np.asarray(log_px) < 0)
     key = jax.random.PRNGKey(3)
     hp = {"beta": jnp.float32(1.0)}
-    # jitted: one compile each instead of one per eager op
-    elbo = jax.jit(
-        lambda k: (
-            -objectives.negative_elbo(params, x, k, hp, model=model, num_samples=1)[0]
-        )
+    elbo = lambda k: (
+        -objectives.negative_elbo(params, x, k, hp, model=model, num_samples=1)[0]
     )
-    bound = jax.jit(
-        lambda k, n: (
-            -objectives.negative_iwae_bound(
-                params, x, k, hp, model=model, num_samples=n
-            )[0]
-        ),
-        static_argnums=1,
+    bound = lambda k, n: (
+        -objectives.negative_iwae_bound(params, x, k, hp, model=model, num_samples=n)[0]
     )
     np.testing.assert_allclose(bound(key, 1), elbo(key), rtol=1e-6)
     keys = jax.random.split(key, 4000)
-    elbos = np.asarray(jax.vmap(elbo)(keys), np.float64)
-    bounds = np.asarray(jax.vmap(bound, (0, None))(keys, 20), np.float64)
+    elbos = np.asarray(jax.jit(jax.vmap(elbo))(keys), np.float64)
+    bounds = np.asarray(jax.jit(jax.vmap(lambda k: bound(k, 20)))(keys), np.float64)
     se = elbos.std() / np.sqrt(len(keys)) + bounds.std() / np.sqrt(len(keys))
     assert elbos.mean() + 3 * se < bounds.mean()  # ELBO < L_20 in expectation
 
