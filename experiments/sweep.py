@@ -16,9 +16,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import common_flags
+
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Sweep root: <workdir>/<name> per config."
+_WORKDIR, _CACHE = common_flags.define_workdir_and_cache(
+    "Sweep root: <workdir>/<name> per config."
 )
 _SWEEP = flags.DEFINE_string(
     "sweep",
@@ -40,18 +42,6 @@ _LIST = flags.DEFINE_bool(
 )
 config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
-)
-_CACHE = flags.DEFINE_string(
-    "compilation_cache",
-    None,
-    "Directory of JAX's persistent compilation cache ('off' disables); default "
-    "$VAE_JAX_COMPILATION_CACHE, else ~/.cache/vae_jax/xla.",
-)
-flags.mark_flags_as_required(["workdir"])
-flags.register_validator(
-    "workdir",
-    lambda value: value is None or value.strip() != "",
-    message="--workdir must name a directory (it is empty).",
 )
 
 
