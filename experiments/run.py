@@ -34,6 +34,13 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer(
     "num_processes", None, "Processes in all (with --distributed)."
 )
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a run whose config differs from its config.json in fields other than "
+    "seed, data and model (those never change mid-run); the change is recorded in "
+    "<workdir>/config_history.jsonl.",
+)
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index, 0-based (with --distributed)."
 )
@@ -42,7 +49,16 @@ _PROCESS_ID = flags.DEFINE_integer(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from vae_jax import checkpoint, loop, parallel, preemption, runtime  # after flags
+    import jax
+
+    from vae_jax import (  # after flags
+        checkpoint,
+        loop,
+        parallel,
+        preemption,
+        runtime,
+        workdir_lock,
+    )
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(
@@ -52,7 +68,11 @@ def main(argv):
         os.environ[runtime.CACHE_ENV] = _CACHE.value
     runtime.configure()  # INFO logs, no orbax per-save records, Agg, compile cache
     try:
-        loop.train_and_evaluate(flags.FLAGS.config, os.path.expanduser(_WORKDIR.value))
+        loop.train_and_evaluate(
+            flags.FLAGS.config,
+            os.path.expanduser(_WORKDIR.value),
+            allow_config_change=_ALLOW_CHANGE.value,
+        )
     except preemption.Preempted as stop:
         logging.warning("%s", stop)
         sys.exit(0)
@@ -61,11 +81,17 @@ def main(argv):
         OSError,
         checkpoint.CheckpointError,
         loop.NonFiniteLossError,
+        workdir_lock.WorkdirLockedError,
     ) as err:
         # Bad input ends with one clear message, not a traceback.
         logging.error("%s: %s", type(err).__name__, err)
         sys.exit(1)
+    except jax.errors.JaxRuntimeError as err:  # XlaRuntimeError
+        if (message := common_flags.out_of_memory(err)) is None:
+            raise
+        logging.error("%s", message)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common_flags.run(main)

@@ -64,7 +64,9 @@ def main(argv):
     if _MAX_WORKERS.value > 1:  # processes share the GPU: allocate on demand
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # Imported after flag parsing.
-    from vae_jax import preemption, runtime
+    import jax
+
+    from vae_jax import preemption, runtime, workdir_lock
     from vae_jax.sweep import launch, results, spec
 
     if _CACHE.value is not None:  # children of a process-mode sweep inherit it
@@ -90,8 +92,13 @@ def main(argv):
     except preemption.Preempted as stop:
         logging.warning("%s", stop)
         sys.exit(0)
-    except (ValueError, OSError) as err:  # bad input: one clear message
+    except (ValueError, OSError, workdir_lock.WorkdirLockedError) as err:  # one line
         logging.error("%s: %s", type(err).__name__, err)
+        sys.exit(1)
+    except jax.errors.JaxRuntimeError as err:  # XlaRuntimeError
+        if (message := common_flags.out_of_memory(err)) is None:
+            raise
+        logging.error("%s", message)
         sys.exit(1)
     failed = [
         f"{r['name']}: {r['status']}" for r in rows if r["status"].startswith("failed")
@@ -103,4 +110,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common_flags.run(main)

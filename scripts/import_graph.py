@@ -30,6 +30,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "vae_jax.checkpoint",
             "vae_jax.plots",
             "vae_jax.runtime",
+            "vae_jax.workdir_lock",
+            "vae_jax.provenance",
             "vae_jax.configs*",
         ],
     ),

@@ -79,11 +79,104 @@ def test_read_idx_rejects_bad_gzip(tmp_path, payload):
 
 def test_label_checks():
     images = np.zeros((3, 28, 28), np.uint8)
-    data._check_labeled(images, np.array([0, 9, 5], np.uint8), "f")
-    with pytest.raises(data.DataCorruptError, match="outside"):
-        data._check_labeled(images, np.array([0, 10, 5], np.uint8), "f")
-    with pytest.raises(data.DataCorruptError, match="labels"):
-        data._check_labeled(images, np.array([0, 1], np.uint8), "f")
+    data._check_labeled(images, np.array([0, 9, 5], np.uint8), "imgs", "labs")
+    with pytest.raises(data.DataCorruptError, match="labs: label 10 outside"):
+        data._check_labeled(images, np.array([0, 10, 5], np.uint8), "imgs", "labs")
+    with pytest.raises(data.DataCorruptError, match="imgs: images are"):
+        data._check_labeled(images[:, :27], np.array([0, 1, 2]), "imgs", "labs")
+
+
+def test_label_count_mismatch_names_both_files():
+    images = np.zeros((3, 28, 28), np.uint8)
+    with pytest.raises(data.DataCorruptError) as err:
+        data._check_labeled(images, np.array([0, 1], np.uint8), "imgs.gz", "labs.gz")
+    assert "labs.gz" in str(err.value) and "imgs.gz" in str(err.value)
+
+
+# ---------------------------------------------------------------- damaged files
+@pytest.fixture
+def unchecked(isolated_search, monkeypatch):
+    """A data directory whose files skip the sha256 check (as if it matched)."""
+    monkeypatch.setattr(data, "verify_checksum", lambda path, expected: None)
+    return isolated_search / "files"
+
+
+def _frey_file(root, payload: bytes | None = None, **variables):
+    import scipy.io
+
+    path = root / "frey_faces" / "frey_rawface.mat"
+    path.parent.mkdir(parents=True)
+    if payload is None:
+        scipy.io.savemat(path, variables)
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+@pytest.mark.parametrize(
+    "variables,payload,message",
+    [
+        ({"faces": np.zeros((560, 3), np.uint8)}, None, "no variable 'ff'.*faces"),
+        ({}, b"not a MATLAB file at all " * 20, "not a readable MATLAB file"),
+        ({}, b"MATLAB", "not a readable MATLAB file"),
+        ({"ff": np.zeros((10, 3), np.uint8)}, None, "want \\[560, N\\]"),
+    ],
+    ids=["no_ff", "garbage", "truncated", "wrong_shape"],
+)
+def test_damaged_frey_file_names_path_and_problem(
+    unchecked, variables, payload, message
+):
+    path = _frey_file(unchecked, payload, **variables)
+    with pytest.raises(data.DataCorruptError, match=message) as err:
+        data.load_dataset("frey_faces", data_dir=str(unchecked))
+    assert str(path) in str(err.value)
+
+
+def test_truncated_frey_file(unchecked):
+    path = _frey_file(unchecked, ff=np.zeros((560, 300), np.uint8))
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(data.DataCorruptError, match="not a readable MATLAB file"):
+        data.load_dataset("frey_faces", data_dir=str(unchecked))
+
+
+def _npz_path(root):
+    path = root / "binarized_mnist" / "binarized_mnist.npz"
+    path.parent.mkdir(parents=True)
+    return path
+
+
+def test_npz_missing_key_names_path_and_key(unchecked):
+    path = _npz_path(unchecked)
+    split = np.zeros((2, 784), np.uint8)
+    np.savez(path, train=split, test=split)
+    with pytest.raises(data.DataCorruptError, match="no array 'valid'") as err:
+        data.load_dataset("binarized_mnist", data_dir=str(unchecked))
+    assert str(path) in str(err.value) and "['test', 'train']" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"garbage bytes " * 10, b"PK\x03\x04" + b"x" * 100, b"", None],
+    ids=["garbage", "bad_zip", "empty", "cut_zip"],
+)
+def test_npz_garbage_is_a_corrupt_file(unchecked, payload):
+    path = _npz_path(unchecked)
+    if payload is None:  # a real archive cut short
+        split = np.zeros((2, 784), np.uint8)
+        np.savez(path, train=split, valid=split, test=split)
+        payload = path.read_bytes()[:-40]
+    path.write_bytes(payload)
+    with pytest.raises(data.DataCorruptError, match="not a readable .npz") as err:
+        data.load_dataset("binarized_mnist", data_dir=str(unchecked))
+    assert str(path) in str(err.value)
+
+
+def test_npy_in_place_of_npz(unchecked):
+    path = _npz_path(unchecked)
+    with open(path, "wb") as f:  # np.save would append .npy to the name
+        np.save(f, np.zeros((2, 784), np.uint8))
+    with pytest.raises(data.DataCorruptError, match="not an .npz archive"):
+        data.load_dataset("binarized_mnist", data_dir=str(unchecked))
 
 
 # ---------------------------------------------------------------- discovery, checksums

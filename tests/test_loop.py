@@ -100,7 +100,7 @@ def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, straight_run
     bad = _straight_config(60)
     bad.optim.learning_rate = 1e38  # overflows to inf/nan within a few steps
     with pytest.raises(loop.NonFiniteLossError, match="Last good checkpoint: step 40"):
-        loop.train_and_evaluate(bad, str(tmp_path))
+        loop.train_and_evaluate(bad, str(tmp_path), allow_config_change=True)
     step, params = _final_params(tmp_path)
     assert step == 40 and all(np.all(np.isfinite(p)) for p in params)
 
@@ -195,8 +195,16 @@ def test_wrongly_shaped_batch_gives_a_clear_error():
 def test_skip_mode_never_applies_nonfinite_updates(tmp_path):
     config = _config(30, write_figures=False, on_nonfinite="skip")
     config.optim.learning_rate = 1e38
+    config.train.max_skipped_fraction = 1.0  # let it run to the end
     loop.train_and_evaluate(config, str(tmp_path))
     records = writer.read_metrics(tmp_path / "metrics.jsonl")
     assert sum(r.get("train/nonfinite", 0) for r in records) > 0
     step, params = _final_params(tmp_path)
     assert step == 30 and all(np.all(np.isfinite(p)) for p in params)
+
+
+def test_skip_mode_stops_past_the_skip_budget(tmp_path):
+    config = _config(30, write_figures=False, on_nonfinite="skip")
+    config.optim.learning_rate = 1e38
+    with pytest.raises(loop.NonFiniteLossError, match="max_skipped_fraction = 0.01"):
+        loop.train_and_evaluate(config, str(tmp_path))

@@ -1,13 +1,25 @@
-"""Orbax checkpoints of a training state: atomic saves, last N kept, safe restore.
+"""Orbax checkpoints of a training state: atomic, verified saves, last N kept, safe
+restore.
 
 States are saved as ``flax.serialization.to_state_dict`` trees (plain dicts of
 arrays) and restored onto the abstract shape of a freshly built state, so nothing is
-ever unpickled and a mismatched config is caught before any array is read.
+ever unpickled and a mismatched config is caught before any array is read. Only
+finite states are saved, each with a CRC-32 per array (``checksums.json`` in its
+step directory) that a restore verifies. A checkpoint that cannot be read or fails
+its checksums is moved aside to ``<directory>_unreadable/`` (kept for inspection)
+and the previous one is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import logging as std_logging
 import pathlib
+import shutil
+import time
+import zlib
 
 import flax.serialization
 import jax
@@ -15,14 +27,26 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+CHECKSUMS = "checksums.json"
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be used with this configuration."""
 
 
+class NonFiniteStateError(FloatingPointError):
+    """A state holding NaN or inf was about to be checkpointed (it was not)."""
+
+
+class CorruptCheckpointError(OSError):
+    """A checkpoint's arrays do not match the checksums written with it."""
+
+
 def make_manager(directory: str | pathlib.Path, keep: int) -> ocp.CheckpointManager:
     """A manager writing ``<directory>/<step>/`` and keeping the last ``keep`` steps."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, cleanup_tmp_directories=True
+    )
     return ocp.CheckpointManager(
         pathlib.Path(directory).absolute(),
         options=options,
@@ -30,15 +54,93 @@ def make_manager(directory: str | pathlib.Path, keep: int) -> ocp.CheckpointMana
     )
 
 
+def checksums(tree) -> dict[str, str]:
+    """``{leaf path: "dtype shape crc32"}`` of a state dict's arrays (host copies)."""
+    sums = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+        array = np.ascontiguousarray(leaf)
+        crc = zlib.crc32(array.tobytes())
+        sums[jax.tree_util.keystr(path)] = f"{array.dtype} {array.shape} {crc:08x}"
+    return sums
+
+
+def nonfinite_leaves(tree) -> list[str]:
+    """Paths of the floating-point leaves of ``tree`` holding NaN or inf."""
+    return [
+        jax.tree_util.keystr(path)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+        if np.issubdtype(np.asarray(leaf).dtype, np.inexact)
+        and not np.isfinite(leaf).all()
+    ]
+
+
+def _check_space(manager: ocp.CheckpointManager, tree, step: int) -> None:
+    """Raises ``OSError`` (ENOSPC) before writing if the disk cannot hold the state."""
+    need = sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)) + (1 << 20)
+    free = shutil.disk_usage(manager.directory).free
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left for checkpoint {step} in {manager.directory}: "
+            f"{free / 2**20:.1f} MiB free, about {need / 2**20:.1f} MiB needed; the "
+            "checkpoints before it are intact. Free some space and rerun to resume",
+        )
+
+
+@contextlib.contextmanager
+def _orbax_errors_held():
+    """Holds back orbax's ERROR records (tracebacks of its writer threads) while a
+    save runs; ``save`` raises one ``OSError`` instead. Re-logged if it succeeds."""
+    held: list[std_logging.LogRecord] = []
+
+    def hold(record: std_logging.LogRecord) -> bool:
+        path = record.pathname.replace("\\", "/").split("/")
+        if record.levelno >= std_logging.ERROR and "orbax" in path:
+            held.append(record)
+            return False
+        return True
+
+    absl_logger = logging.get_absl_logger()
+    absl_logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(hold)
+    for record in held:  # reached only when the save succeeded
+        absl_logger.handle(record)
+
+
 def save(manager: ocp.CheckpointManager, state, step: int) -> None:
-    """Writes ``state`` at ``step`` and waits until it is committed on disk.
+    """Writes ``state`` at ``step`` with its checksums and waits until it is on disk.
 
     Orbax writes into a temporary directory and renames it when complete, so a
-    crash mid-save never replaces the previous checkpoint.
+    crash mid-save never replaces the previous checkpoint. Raises
+    ``NonFiniteStateError`` (writing nothing) if any array holds NaN or inf.
     """
     tree = flax.serialization.to_state_dict(state)
-    manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
-    manager.wait_until_finished()
+    bad = nonfinite_leaves(tree)
+    if bad:
+        raise NonFiniteStateError(
+            f"The state at step {step} holds NaN or inf in {', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''}; it was not checkpointed."
+        )
+    sums = checksums(tree)
+    _check_space(manager, tree, step)
+    try:
+        with _orbax_errors_held():
+            manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
+            manager.wait_until_finished()
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        raise OSError(
+            f"Checkpoint {step} could not be written in {manager.directory} ({first}); "
+            "the checkpoints before it are intact."
+        ) from err
+    if jax.process_index() == 0:
+        step_dir = pathlib.Path(manager.directory) / str(int(step))
+        tmp = step_dir / f".{CHECKSUMS}.tmp"
+        tmp.write_text(json.dumps(sums, indent=0))
+        tmp.replace(step_dir / CHECKSUMS)
 
 
 def _shape_mismatches(template_tree, metadata_tree) -> list[str]:
@@ -59,6 +161,30 @@ def _shape_mismatches(template_tree, metadata_tree) -> list[str]:
     return problems
 
 
+def _verify(manager: ocp.CheckpointManager, step: int, restored) -> None:
+    """Raises ``CorruptCheckpointError`` unless ``restored`` matches the checksums
+    saved with ``step`` (a checkpoint written without them is used unverified)."""
+    path = pathlib.Path(manager.directory) / str(step) / CHECKSUMS
+    if not path.is_file():
+        logging.warning(
+            "Checkpoint %d has no %s; restored unverified.", step, CHECKSUMS
+        )
+        return
+    try:
+        expected = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CorruptCheckpointError(f"{path} is unreadable ({err})") from err
+    actual = checksums(restored)
+    wrong = sorted(
+        k for k in actual.keys() | expected.keys() if actual.get(k) != expected.get(k)
+    )
+    if wrong:
+        raise CorruptCheckpointError(
+            f"checkpoint {step}: {len(wrong)} arrays fail their checksums "
+            f"({', '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''})"
+        )
+
+
 def _restore_step(manager: ocp.CheckpointManager, template, step: int):
     tree = flax.serialization.to_state_dict(template)
     metadata = manager.item_metadata(step)
@@ -74,6 +200,7 @@ def _restore_step(manager: ocp.CheckpointManager, template, step: int):
         )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
     restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    _verify(manager, step, restored)
     return flax.serialization.from_state_dict(template, restored)
 
 
@@ -81,7 +208,8 @@ def restore_step(manager: ocp.CheckpointManager, template, step: int):
     """Restores the checkpoint at ``step`` onto ``template``'s structure.
 
     Raises FileNotFoundError (naming the steps there are) if there is none at
-    ``step``, and ``CheckpointError`` on a shape mismatch with the config.
+    ``step``, ``CheckpointError`` on a shape mismatch with the config and
+    ``CorruptCheckpointError`` if its arrays fail their checksums.
     """
     steps = sorted(manager.all_steps())
     if int(step) not in steps:
@@ -91,25 +219,69 @@ def restore_step(manager: ocp.CheckpointManager, template, step: int):
     return _restore_step(manager, template, int(step))
 
 
-def restore_latest(manager: ocp.CheckpointManager, template):
+def unreadable_dir(manager: ocp.CheckpointManager) -> pathlib.Path:
+    """Where ``restore_latest`` moves checkpoints it cannot use: ``<dir>_unreadable``."""
+    directory = pathlib.Path(manager.directory)
+    return directory.with_name(directory.name + "_unreadable")
+
+
+def _move_aside(manager: ocp.CheckpointManager, step: int) -> pathlib.Path:
+    """Moves step ``step``'s directory into ``unreadable_dir`` (never overwriting)."""
+    target = unreadable_dir(manager) / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (pathlib.Path(manager.directory) / str(step)).rename(target)
+    return target
+
+
+def restore_latest(manager: ocp.CheckpointManager, template, *, move_aside=True):
     """Restores the newest readable checkpoint onto ``template``'s structure.
 
-    Returns the restored state, or None if there is no checkpoint. A corrupt or
-    truncated checkpoint is skipped with a warning in favour of the previous one; a
-    shape mismatch with the config raises ``CheckpointError`` naming the fields.
+    Returns the restored state, or None if there is none. A corrupt, truncated or
+    checksum-failing checkpoint is skipped with a warning in favour of the previous
+    one; with ``move_aside`` (training) it is moved to ``unreadable_dir`` first, so
+    training continues past it, and None is returned if no checkpoint is readable;
+    without (read-only use) ``CheckpointError`` is raised then. A shape mismatch
+    with the config raises ``CheckpointError`` naming the fields.
     """
     steps = sorted(manager.all_steps(), reverse=True)
+    restored, moved = None, False
     for step in steps:
         try:
-            return _restore_step(manager, template, step)
+            restored = _restore_step(manager, template, step)
+            break
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001 (any reader failure: fall back)
-            logging.warning(
-                "Checkpoint %d is unreadable (%s); trying the previous one.", step, err
-            )
-    if steps:
+            if move_aside and jax.process_index() == 0:
+                where = _move_aside(manager, step)
+                moved = True
+                logging.warning(
+                    "Checkpoint %d is unreadable (%s); moved to %s, trying the "
+                    "previous one.",
+                    step,
+                    err,
+                    where,
+                )
+            else:
+                logging.warning(
+                    "Checkpoint %d is unreadable (%s); trying the previous one.",
+                    step,
+                    err,
+                )
+    if moved:
+        manager.reload()
+    if restored is None and steps and not move_aside:
         raise CheckpointError(
             f"No readable checkpoint among steps {steps} in {manager.directory}."
         )
-    return None
+    if restored is None and steps:
+        logging.warning(
+            "No readable checkpoint in %s (all moved to %s); starting afresh.",
+            manager.directory,
+            unreadable_dir(manager),
+        )
+    return restored

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
+from collections.abc import Sequence
+
 import ml_collections
 
 from vae_jax import corruptions, data, models, objectives, optim
@@ -49,6 +54,7 @@ NON_NEGATIVE = (
     "objective.sigma",
     "objective.kl_warmup_steps",
     "optim.warmup_steps",
+    "optim.momentum",
     "optim.weight_decay",
     "optim.grad_clip_norm",
     "train.num_epochs",
@@ -64,17 +70,40 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
     return value
 
 
+SEED_MAX = 2**32 - 1  # seeds are uint32 (numpy's Generator, jax.random.PRNGKey)
+
+
+def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
+    """(dotted name, value) of every leaf field."""
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _problems(config: ml_collections.ConfigDict) -> list[str]:
     problems = []
     for field, allowed in choices().items():
         value = _get(config, field)
         if value not in allowed:
             problems.append(f"config.{field}={value!r} is not one of {allowed}")
+    seed = config.seed
+    if not isinstance(seed, numbers.Integral) or not 0 <= seed <= SEED_MAX:
+        problems.append(
+            f"config.seed={seed!r} must be an integer in [0, 2**32 - 1 = {SEED_MAX}]"
+        )
+    non_finite = {
+        field: value
+        for field, value in _leaves(config)
+        if isinstance(value, numbers.Real) and not math.isfinite(value)
+    }  # inf would pass `> 0`, nan fail it misleadingly: named before the ranges
+    problems += [f"config.{f}={v!r} must be finite" for f, v in non_finite.items()]
     for field in POSITIVE:
-        if not _get(config, field) > 0:
+        if field not in non_finite and not _get(config, field) > 0:
             problems.append(f"config.{field}={_get(config, field)!r} must be > 0")
     for field in NON_NEGATIVE:
-        if not _get(config, field) >= 0:
+        if field not in non_finite and not _get(config, field) >= 0:
             problems.append(f"config.{field}={_get(config, field)!r} must be >= 0")
     hidden = tuple(config.model.hidden)
     if any(not isinstance(w, int) or w <= 0 for w in hidden):
@@ -163,14 +192,121 @@ def _autoencoder_problems(config: ml_collections.ConfigDict) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------ model size
+# float32 parameters, their gradients and Adam's two moments.
+STATE_BYTES_PER_PARAMETER = 16
+# Bound on that state in bytes; None: the host's physical memory.
+MAX_STATE_BYTES: int | None = None
+
+
+def state_bytes_limit() -> int | None:
+    """``MAX_STATE_BYTES``, else the host's physical memory (None where unknown)."""
+    if MAX_STATE_BYTES is not None:
+        return MAX_STATE_BYTES
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
+        return None
+
+
+def _dense(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out  # kernel and bias
+
+
+def _mlp(n_in: int, widths: Sequence[int], n_out: int | None = None):
+    """(parameters, output width) of ``layers.MLP(widths, output_dim=n_out)``."""
+    total = 0
+    for width in (*widths, *(() if n_out is None else (n_out,))):
+        total, n_in = total + _dense(n_in, width), width
+    return total, n_in
+
+
+def estimate_parameters(
+    model: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> int:
+    """Parameter count of the model ``config.model`` builds for data of
+    ``image_shape``, layer by layer as ``vae_jax.models`` sizes them (exact for the
+    bundled families, less a learned Gaussian sigma's one scalar)."""
+    data_dim, k = math.prod(image_shape), model.latent_dim
+    hidden = tuple(model.hidden)
+    if model.kind == "vae" and model.stochastic_layers == 2:  # hierarchical
+        hidden2, k2 = tuple(model.hidden2), model.latent_dim2
+        total = 0
+        for n_in, widths, n_out in (
+            (data_dim, hidden, k),  # q(z1|x)
+            (k, hidden2, k2),  # q(z2|z1)
+            (k2, hidden2[::-1], k),  # p(z1|z2)
+        ):
+            trunk, width = _mlp(n_in, widths)
+            total += trunk + 2 * _dense(width, n_out)  # mean, log sigma
+        return total + _mlp(k, hidden[::-1], data_dim)[0]
+    if model.architecture == "conv":
+        if len(image_shape) != 2:
+            return 0  # rejected by validate_against_data
+        height, width = image_shape
+        f, cells = model.conv_features, (height // 4) * (width // 4)
+        encoder, features = (9 * f + f) + (9 * f * 2 * f + 2 * f), cells * 2 * f
+        decoder = _dense(k, cells * 2 * f) + (9 * 2 * f * f + f) + (9 * f + 1)
+    elif model.architecture == "linear":
+        encoder, features = 0, data_dim
+        decoder = _dense(k, data_dim)
+    else:
+        encoder, features = _mlp(data_dim, hidden)
+        decoder = _mlp(k, hidden[::-1], data_dim)[0]
+    if model.kind == "ae":
+        heads = _dense(features, k)  # code
+    else:
+        heads = 2 * _dense(features, k)  # mean, log variance
+        if model.posterior == "full":
+            heads += _dense(features, k * (k - 1) // 2)  # below the diagonal
+    return encoder + heads + decoder
+
+
+def _size_problems(
+    config: ml_collections.ConfigDict, image_shape: Sequence[int] | None
+) -> list[str]:
+    """The model's parameters, gradients and Adam state must fit ``state_bytes_limit``
+    (activations and data come on top: a config that passes can still run out)."""
+    limit = state_bytes_limit()
+    if image_shape is None or limit is None:
+        return []
+    count = estimate_parameters(config.model, image_shape)
+    need = count * STATE_BYTES_PER_PARAMETER
+    if need <= limit:
+        return []
+    where = (
+        "host memory" if MAX_STATE_BYTES is None else "config_checks.MAX_STATE_BYTES"
+    )
+    message = (
+        f"config.model: about {count:,} parameters for data of shape "
+        f"{tuple(image_shape)} need {need / 2**30:,.1f} GiB with gradients and Adam "
+        f"state, more than the {limit / 2**30:,.1f} GiB of {where}; lower "
+        "model.hidden or model.latent_dim (conv: model.conv_features)"
+    )
+    return [message]
+
+
+def _raise(heading: str, problems: list[str]) -> None:
+    """ValueError: one problem on one line, several as a list."""
+    if len(problems) == 1:
+        raise ValueError(f"{heading}: {problems[0]}")
+    if problems:
+        raise ValueError(f"{heading}:\n  " + "\n  ".join(problems))
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ``ValueError`` listing every invalid field of ``config`` at once."""
+    """Raises ``ValueError`` listing every invalid field of ``config`` at once: names
+    not in ``choices()``, non-finite numbers, out-of-range values (``POSITIVE``,
+    ``NON_NEGATIVE``, the seed), settings that do not go together, then a model whose
+    parameters and Adam state would not fit in memory (``_size_problems``)."""
     try:
         problems = _problems(config)
+        if not problems:
+            shape = data.IMAGE_SHAPES.get(config.data.name)
+            problems = _size_problems(config, shape)
     except (KeyError, AttributeError, TypeError) as err:
         raise ValueError(f"Malformed config: {err}") from err
-    if problems:
-        raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+    _raise("Invalid config", problems)
 
 
 def validate_against_data(
@@ -189,5 +325,6 @@ def validate_against_data(
         problems.append(
             f"data {config.data.name!r} is already binary; use data.binarize='none'"
         )
-    if problems:
-        raise ValueError("Invalid config for this data:\n  " + "\n  ".join(problems))
+    if not problems:
+        problems = _size_problems(config, image_shape)
+    _raise("Invalid config for this data", problems)

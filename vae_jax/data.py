@@ -17,6 +17,7 @@ import os
 import pathlib
 import shutil
 import urllib.request
+import zipfile
 import zlib
 
 import jax
@@ -31,6 +32,14 @@ DATASETS: tuple[str, ...] = (
     "binarized_mnist",
     "synthetic",
 )
+IMAGE_SHAPES: dict[str, tuple[int, ...]] = {  # (H, W) of each dataset's images
+    "digits": (8, 8),
+    "mnist": (28, 28),
+    "fashion_mnist": (28, 28),
+    "frey_faces": (28, 20),
+    "binarized_mnist": (28, 28),
+    "synthetic": (4, 4),
+}
 IDX_NAMES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -211,14 +220,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims).copy()
 
 
-def _check_labeled(images: np.ndarray, labels: np.ndarray, path) -> None:
+def _check_labeled(images: np.ndarray, labels: np.ndarray, images_path, labels_path):
     """Images [N, 28, 28] uint8 and labels [N] in 0..9, else DataCorruptError."""
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise DataCorruptError(f"{path}: images are {images.shape}, want [N, 28, 28].")
+        raise DataCorruptError(
+            f"{images_path}: images are {images.shape}, want [N, 28, 28]."
+        )
     if labels.ndim != 1 or len(labels) != len(images):
-        raise DataCorruptError(f"{path}: {labels.shape} labels, {len(images)} images.")
+        raise DataCorruptError(
+            f"{labels_path} holds labels of shape {labels.shape} for the "
+            f"{len(images)} images of {images_path}; want [{len(images)}]."
+        )
     if labels.size and labels.max() > 9:
-        raise DataCorruptError(f"{path}: label {labels.max()} outside 0..9.")
+        raise DataCorruptError(f"{labels_path}: label {labels.max()} outside 0..9.")
 
 
 def _scale(x: np.ndarray, high: float) -> np.ndarray:
@@ -256,7 +270,7 @@ def _load_digits(data_dir, valid_size, seed, download) -> Dataset:
     bunch = load_digits()  # bundled with sklearn: 1797 x 64, values 0..16
     v = 200 if valid_size is None else valid_size
     splits = _permuted_split(bunch.data, bunch.target, 297, v, seed)
-    return _make("digits", splits, (8, 8), high=16.0)
+    return _make("digits", splits, IMAGE_SHAPES["digits"], high=16.0)
 
 
 def _load_idx_dataset(name, data_dir, valid_size, seed, download) -> Dataset:
@@ -266,13 +280,18 @@ def _load_idx_dataset(name, data_dir, valid_size, seed, download) -> Dataset:
     """
     paths = _locate([f"{name}/{n}" for n in IDX_NAMES], data_dir, download)
     x_tr, y_tr, x_te, y_te = (read_idx(p) for p in paths)
-    _check_labeled(x_tr, y_tr, paths[0])
-    _check_labeled(x_te, y_te, paths[2])
+    _check_labeled(x_tr, y_tr, paths[0], paths[1])
+    _check_labeled(x_te, y_te, paths[2], paths[3])
     v = 10000 if valid_size is None else valid_size
     _check_valid_size(v, len(x_tr))
     cut = len(x_tr) - v
     splits = [(x_tr[:cut], y_tr[:cut]), (x_tr[cut:], y_tr[cut:]), (x_te, y_te)]
-    return _make(name, splits, (28, 28), high=255.0)
+    return _make(name, splits, IMAGE_SHAPES[name], high=255.0)
+
+
+# What scipy.io.loadmat raises on a damaged or foreign file, besides MatReadError
+# (truncated: OSError "could not read bytes"; v7.3/HDF5: NotImplementedError).
+_MAT_ERRORS = (ValueError, OSError, EOFError, IndexError, NotImplementedError)
 
 
 def _load_frey(data_dir, valid_size, seed, download) -> Dataset:
@@ -280,25 +299,56 @@ def _load_frey(data_dir, valid_size, seed, download) -> Dataset:
     import scipy.io  # lazy: only this loader needs it
 
     (path,) = _locate(["frey_faces/frey_rawface.mat"], data_dir, download)
-    ff = scipy.io.loadmat(str(path))["ff"]  # [560, 1965] uint8, one face per column
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except (scipy.io.matlab.MatReadError, *_MAT_ERRORS) as e:
+        raise DataCorruptError(f"{path}: not a readable MATLAB file ({e}).") from e
+    if "ff" not in mat:
+        names = sorted(k for k in mat if not k.startswith("__"))
+        raise DataCorruptError(f"{path}: no variable 'ff' (it holds {names}).")
+    ff = mat["ff"]  # [560, 1965] uint8, one face per column
     if ff.dtype != np.uint8 or ff.ndim != 2 or ff.shape[0] != 28 * 20:
         raise DataCorruptError(f"{path}: 'ff' is {ff.dtype}{ff.shape}, want [560, N].")
     v = 100 if valid_size is None else valid_size
     splits = _permuted_split(ff.T.reshape(-1, 28, 20), None, 200, v, seed)
-    return _make("frey_faces", splits, (28, 20), high=255.0)
+    return _make("frey_faces", splits, IMAGE_SHAPES["frey_faces"], high=255.0)
+
+
+_NPZ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error)
+
+
+def _read_npz(path: pathlib.Path, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """The arrays ``keys`` of an ``.npz`` file, else DataCorruptError saying why."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except _NPZ_ERRORS as e:  # not a zip (nor .npy): "pickled data" ValueError
+        raise DataCorruptError(f"{path}: not a readable .npz file ({e}).") from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataCorruptError(f"{path}: a single .npy array, not an .npz archive.")
+    with archive:
+        missing = [k for k in keys if k not in archive.files]
+        if missing:
+            raise DataCorruptError(
+                f"{path}: no array {', '.join(map(repr, missing))} in the archive "
+                f"(it holds {sorted(archive.files)})."
+            )
+        try:
+            return [archive[k] for k in keys]
+        except _NPZ_ERRORS as e:  # a damaged member: CRC, zlib, .npy header
+            raise DataCorruptError(f"{path}: damaged .npz archive ({e}).") from e
 
 
 def _load_binarized(data_dir, valid_size, seed, download) -> Dataset:
     """Larochelle & Murray 2011 fixed split; ``valid_size`` and ``seed`` are ignored."""
     (path,) = _locate(["binarized_mnist/binarized_mnist.npz"], data_dir, download)
-    with np.load(path, allow_pickle=False) as f:
-        parts = [f[k] for k in ("train", "valid", "test")]
+    parts = _read_npz(path, ("train", "valid", "test"))
     for a in parts:
         if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != 784:
             raise DataCorruptError(f"{path}: {a.dtype}{a.shape}, want uint8 [N, 784].")
         if a.max(initial=0) > 1:
             raise DataCorruptError(f"{path}: values outside {{0, 1}}.")
-    return _make("binarized_mnist", [(a, None) for a in parts], (28, 28), binary=True)
+    shape = IMAGE_SHAPES["binarized_mnist"]
+    return _make("binarized_mnist", [(a, None) for a in parts], shape, binary=True)
 
 
 def _load_synthetic(data_dir, valid_size, seed, download) -> Dataset:
@@ -311,7 +361,8 @@ def _load_synthetic(data_dir, valid_size, seed, download) -> Dataset:
     noise = 0.1 * rng.standard_normal((len(labels), 16))
     x = np.clip(centers[labels] + noise, 0.0, 1.0)
     bounds = ((0, 512), (512, 512 + v), (512 + v, None))
-    return _make("synthetic", [(x[a:b], labels[a:b]) for a, b in bounds], (4, 4))
+    splits = [(x[a:b], labels[a:b]) for a, b in bounds]
+    return _make("synthetic", splits, IMAGE_SHAPES["synthetic"])
 
 
 _LOADERS = {

@@ -27,6 +27,8 @@ from vae_jax import (
     figures,
     parallel,
     preemption,
+    provenance,
+    workdir_lock,
     writer,
 )
 
@@ -184,6 +186,27 @@ def nonfinite_step(nonfinite: np.ndarray, first_step: int) -> int | None:
     return int(np.argmax(flags)) + first_step if flags.any() else None
 
 
+class SkipBudget:
+    """Counts the steps ``on_nonfinite='skip'`` skipped; ``add(nonfinite [n])`` returns
+    a message once more than ``fraction`` of the steps run so far (at least 100
+    counted) were skipped, else None."""
+
+    def __init__(self, fraction: float):
+        self.fraction, self.skipped, self.steps = fraction, 0, 0
+
+    def add(self, nonfinite: np.ndarray) -> str | None:
+        flags = np.asarray(nonfinite) > 0
+        self.skipped += int(flags.sum())
+        self.steps += flags.size
+        if self.skipped > self.fraction * max(self.steps, 100):
+            return (
+                f"{self.skipped} of the {self.steps} steps run had a non-finite loss, "
+                f"gradient or update and were skipped: more than "
+                f"train.max_skipped_fraction = {self.fraction}"
+            )
+        return None
+
+
 def check_workdir(workdir: pathlib.Path, state) -> None:
     """Fails before training if ``workdir`` cannot be written or cannot hold checkpoints."""
     try:
@@ -270,54 +293,114 @@ class ProgressLog:
         self.train_at_last_log = self.timer["train"]
 
 
+def last_good(manager) -> str:
+    """Where the newest checkpoint is (every checkpoint holds a finite state)."""
+    step = manager.latest_step()
+    if step is None:
+        return "No checkpoint was written yet."
+    return f"Last good checkpoint: step {step} in {manager.directory}."
+
+
+_ADVICE = (
+    "Lower optim.learning_rate or set optim.grad_clip_norm; with "
+    "train.on_nonfinite='skip' such updates are skipped."
+)
+
+
 def _train(exp, state, manager, metric_writer, evaluate_now, timer: Timer):
     """``run_loop`` of one run: raises ``NonFiniteLossError``, writes metrics and
     checkpoints."""
     cfg = exp.config.train
     step = int(state.step)
+    budget = SkipBudget(cfg.max_skipped_fraction)
 
     def check(metrics, first_step):
         bad = nonfinite_step(metrics["nonfinite"], first_step)
         if bad is not None and cfg.on_nonfinite == "stop":
             raise NonFiniteLossError(
-                f"Non-finite loss or gradient at step {bad}; the update was not "
-                f"applied. Last good checkpoint: step {manager.latest_step()} in "
-                f"{manager.directory}. Lower optim.learning_rate, set "
-                "optim.grad_clip_norm, or set train.on_nonfinite='skip' to skip such "
-                "updates."
+                f"Non-finite loss, gradient or update at step {bad}; the update was "
+                f"not applied. {last_good(manager)} {_ADVICE}"
             )
+        too_many = budget.add(metrics["nonfinite"])
+        if too_many:
+            raise NonFiniteLossError(
+                f"{too_many}. {last_good(manager)} Lower optim.learning_rate, set "
+                "optim.grad_clip_norm, or raise train.max_skipped_fraction."
+            )
+
+    def save(s, at):
+        try:
+            checkpoint.save(manager, s, at)
+        except checkpoint.NonFiniteStateError as err:
+            raise NonFiniteLossError(f"{err} {last_good(manager)} {_ADVICE}") from err
 
     hooks = LoopHooks(
         check=check,
         log=ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step, timer),
         evaluate=lambda s, at: metric_writer.write_scalars(at, evaluate_now(s.params)),
-        save=lambda s, at: checkpoint.save(manager, s, at),
+        save=save,
         saved_in=str(manager.directory),
     )
     runner = exp.chunk_runner()
     return run_loop(state, step, exp.total_steps, cfg, runner, hooks, timer)
 
 
+def finished_metrics(workdir: pathlib.Path, total_steps: int) -> dict | None:
+    """The final evaluation record of a finished run in ``workdir`` (the record at
+    ``total_steps`` with ``test/`` metrics), or None."""
+    for record in writer.read_metrics(workdir / "metrics.jsonl"):
+        if record["step"] == total_steps and any(k.startswith("test/") for k in record):
+            return {k: v for k, v in record.items() if k != "step"}
+    return None
+
+
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    allow_config_change: bool = False,
 ) -> dict[str, float]:
     """Trains per ``config``, resuming from ``workdir``'s latest checkpoint.
 
     Writes ``metrics.jsonl``, ``tensorboard/``, ``config.json``, checkpoints and
-    figures into ``workdir``; returns the final evaluation metrics (``test/...``).
+    figures into ``workdir``, holding its lock (``workdir_lock``); returns the final
+    evaluation metrics (``test/...``). A finished run is not evaluated again: its
+    recorded final metrics are returned. A resumed run's config must match the stored
+    one (``provenance.check_resume``; ``allow_config_change`` for the fields that may
+    change, recorded in ``config_history.jsonl``).
     """
-    workdir, timer, start = pathlib.Path(workdir), Timer(), time.perf_counter()
+    workdir, start = pathlib.Path(workdir), time.perf_counter()
     exp = build.build_experiment(config)
     fresh = exp.init_state()
     check_workdir(workdir, fresh)
-    manager = checkpoint.make_manager(
-        workdir / "checkpoints", config.train.keep_checkpoints
-    )
-    state = checkpoint.restore_latest(manager, fresh) or fresh
-    step = int(state.step)
     primary = parallel.is_primary()  # with several hosts, process 0 writes the files
-    if primary:
-        writer.write_config(workdir, config)
+    lock = workdir_lock.locked(workdir) if primary else contextlib.nullcontext()
+    with lock:
+        manager = checkpoint.make_manager(
+            workdir / "checkpoints", config.train.keep_checkpoints
+        )
+        changes = {}
+        if primary and manager.all_steps():  # before any checkpoint is read
+            changes = provenance.check_resume(workdir, config, allow_config_change)
+        state = checkpoint.restore_latest(manager, fresh) or fresh
+        if primary:
+            provenance.record(workdir, config, int(state.step), changes)
+        done = finished_metrics(workdir, exp.total_steps)
+        if int(state.step) == exp.total_steps and done is not None:
+            logging.info(
+                "The run in %s finished at step %d; final: %s",
+                workdir,
+                exp.total_steps,
+                " ".join(f"{k} {v:.4f}" for k, v in done.items() if v is not None),
+            )
+            return done
+        return _train_and_evaluate(exp, state, manager, workdir, start)
+
+
+def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
+    """Trains ``state`` to the end, evaluates once and writes the figures."""
+    config, timer, step = exp.config, Timer(), int(state.step)
+    primary = parallel.is_primary()
     logging.info(
         "JAX backend %s, devices %s%s",
         jax.default_backend(),

@@ -31,6 +31,9 @@ def quiet_orbax(logger: std_logging.Logger | std_logging.Handler | None = None) 
     if not any(isinstance(f, DropOrbaxInfo) for f in target.filters):
         target.addFilter(DropOrbaxInfo())
     std_logging.getLogger("orbax").setLevel(std_logging.WARNING)
+    # orbax's writer tasks that failed (e.g. a full disk, reported by the save as one
+    # OSError) are logged again at exit as "Task exception was never retrieved".
+    std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
 
 
 def compilation_cache_dir() -> str | None:

@@ -28,6 +28,17 @@ class TrainState(train_state.TrainState):
 
     key: jax.Array
 
+    def param_updates(self, grads):
+        """(updates, new opt_state) of ``grads``: the optimizer's step, not applied."""
+        return self.tx.update(grads, self.opt_state, self.params)
+
+    def apply_gradients(self, *, grads, **kwargs):
+        updates, opt_state = self.param_updates(grads)
+        params = optax.apply_updates(self.params, updates)
+        return self.replace(
+            step=self.step + 1, params=params, opt_state=opt_state, **kwargs
+        )
+
 
 def split_root_key(seed: int) -> dict[str, jax.Array]:
     """The four independent key streams of a run, derived from ``seed`` alone."""
@@ -61,8 +72,9 @@ def make_step_fn(
 ) -> Callable:
     """Pure step(state, batch [B, D]) -> (state, metrics); un-jitted, for composition.
 
-    A step whose loss or gradients are not finite leaves params and optimizer state
-    unchanged and reports ``nonfinite = 1``: the check costs no host sync.
+    A step whose loss, gradients or parameter update are not finite leaves params
+    and optimizer state unchanged and reports ``nonfinite = 1``: the check costs no
+    host sync.
     """
     batch_loss = objectives.batch_mean(loss_one)
 
@@ -76,11 +88,17 @@ def make_step_fn(
         grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
         (loss, aux), grads = grad_fn(state.params, batch, loss_key, hparams)
         grad_norm = optax.tree_utils.tree_norm(grads)
-        # Any inf/nan in the gradients makes their norm non-finite: one reduction.
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = state.param_updates(grads)
+        # Any inf/nan in the gradients makes their norm non-finite: one reduction;
+        # the update is checked too (a non-finite learning rate or an overflow).
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(updates)
         state = jax.lax.cond(
             finite,
-            lambda s: s.apply_gradients(grads=grads),
+            lambda s: s.replace(
+                step=s.step + 1,
+                params=optax.apply_updates(s.params, updates),
+                opt_state=opt_state,
+            ),
             lambda s: s.replace(step=s.step + 1),
             state,
         )
@@ -88,6 +106,13 @@ def make_step_fn(
         return state, {**metrics, "nonfinite": 1 - finite.astype(jnp.int32)}
 
     return step
+
+
+def _all_finite(tree) -> jax.Array:
+    """True iff every element of every leaf of ``tree`` is finite (no overflow, unlike
+    a norm)."""
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]
+    return jnp.stack(leaves).all() if leaves else jnp.asarray(True)
 
 
 def make_train_step(loss_one, hparams_fn, binarize: bool = False) -> Callable:

@@ -12,6 +12,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 
 def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
@@ -52,8 +53,15 @@ class MetricWriter:
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         record = {"step": int(step)}
         record.update({k: _to_json_float(v) for k, v in scalars.items()})
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:  # a torn last line is skipped by read_metrics
+            raise OSError(
+                err.errno,
+                f"{self.path} could not be written ({err.strerror}); the checkpoints "
+                "are intact: rerun to resume",
+            ) from err
         if self.summary is not None:
             for name, value in record.items():
                 if name != "step" and value is not None:
@@ -69,8 +77,13 @@ class MetricWriter:
             )
 
     def close(self) -> None:
+        """Flushes TensorBoard's events; a failure (e.g. a full disk) is logged, not
+        raised, so it never hides the error that ended a run."""
         if self.summary is not None:
-            self.summary.close()
+            try:
+                self.summary.close()
+            except OSError as err:
+                logging.warning("TensorBoard events not flushed: %s", err)
 
 
 def _to_json_float(value) -> float | None:

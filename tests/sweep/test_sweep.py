@@ -146,6 +146,58 @@ def test_make_runs_validates_every_config_and_names_are_safe():
     assert spec.run_name({}) == "base"
 
 
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        (
+            "optim.learning_rate=1e-3,0.001",
+            (
+                "Sweep values '1e-3' and '0.001' of optim.learning_rate are the same "
+                "value (0.001); list it once."
+            ),
+        ),
+        (
+            "data.data_dir=runs/a,runs?a",
+            (
+                "Sweep values 'runs/a' and 'runs?a' of data.data_dir both become "
+                "'runs-a' in run names"
+            ),
+        ),
+    ],
+)
+def test_sweep_values_with_one_run_name_are_named(sweep, message):
+    with pytest.raises(ValueError) as err:
+        spec.parse_sweep(sweep, quickstart.get_config())
+    assert message in str(err.value) and "twice" not in str(err.value)
+
+
+def test_get_sweep_values_with_one_run_name_are_named():
+    base = quickstart.get_config()
+    sweep = [
+        {"data.data_dir": "runs/a", "seed": 0},
+        {"data.data_dir": "runs?a", "seed": 0},
+    ]
+    with pytest.raises(ValueError) as err:
+        spec.make_runs(base, sweep)
+    message = str(err.value)
+    assert "'runs/a' and 'runs?a' of data.data_dir" in message
+    assert "same run name 'data_dir=runs-a_seed=0'" in message
+    assert "letters, digits and ._=+-" in message  # how to fix it
+
+
+def test_sweep_seed_out_of_range_is_one_line_naming_it():
+    """1e30 parses exactly (not as float's 1000000000000000019884624838656) and is
+    rejected with every config before any trains."""
+    base = quickstart.get_config()
+    overrides = spec.parse_sweep("seed=1e30,0", base)
+    assert overrides == [{"seed": 10**30}, {"seed": 0}]
+    with pytest.raises(ValueError) as err:
+        spec.make_runs(base, overrides)
+    message = str(err.value)
+    assert f"config.seed={10**30} must be an integer in [0, 2**32 - 1" in message
+    assert "\n" not in message
+
+
 # ------------------------------------------------------------------ vmap == separate runs
 @pytest.mark.parametrize(
     "name, schedule",
@@ -344,6 +396,16 @@ def test_app_rejects_bad_input_with_one_message(tmp_path):
     assert bad.returncode == 1
     errors = [line for line in bad.stderr.splitlines() if line.startswith("E")]
     assert len(errors) == 1 and "--sweep_index=5 is out of range" in errors[0]
+
+
+def test_app_rejects_an_invalid_sweep_value_before_training(tmp_path):
+    bad = _app(tmp_path, "--sweep=seed=1e30,0")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("E")]
+    assert (
+        len(errors) == 1 and "config.seed=1000000000000000000000000000000" in errors[0]
+    )
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
 
 
 def test_finished_run_survives_added_and_removed_config_fields(tmp_path):

@@ -94,5 +94,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.on_nonfinite = (
         "stop"  # "stop" | "skip" the update of a non-finite step
     )
+    # "skip": stop once more than this fraction of the steps run were skipped
+    config.train.max_skipped_fraction = 0.01
     config.train.write_figures = True  # curves, reconstructions, samples (PNG)
     return config

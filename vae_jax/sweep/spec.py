@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import decimal
 import difflib
 import functools
 import hashlib
@@ -71,8 +72,8 @@ def parse_value(key: str, text: str, current: Any) -> Any:
         if isinstance(current, bool):
             return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
         if isinstance(current, int):
-            number = float(text)
-            if not number.is_integer():
+            number = decimal.Decimal(text)  # exact: "1e30" is 10**30, not float's
+            if not number.is_finite() or number != number.to_integral_value():
                 raise ValueError
             return int(number)
         if isinstance(current, float):
@@ -81,7 +82,7 @@ def parse_value(key: str, text: str, current: Any) -> Any:
             value = ast.literal_eval(text)
             return tuple(value) if isinstance(value, (tuple, list)) else (value,)
         return text.strip("'\"") if isinstance(current, str) else ast.literal_eval(text)
-    except (ValueError, KeyError, SyntaxError):
+    except (ValueError, KeyError, SyntaxError, decimal.InvalidOperation):
         kind = type(current).__name__
         raise ValueError(f"Cannot parse {text!r} as {key} (a {kind}).") from None
 
@@ -99,7 +100,9 @@ def _split_top(text: str, sep: str) -> list[str]:
 
 def parse_sweep(spec: str, base: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """Spec "a.b=1,2;c=x" -> the cartesian product [{"a.b": 1, "c": "x"}, {"a.b": 2, ...}]
-    (last axis fastest), each value typed like ``base``'s field."""
+    (last axis fastest), each value typed like ``base``'s field. ValueError for an
+    unknown field, an unparseable value, or two values of a field that would give
+    their configs one run name ("1e-3,0.001": the same value)."""
     fields, axes = flatten(base), {}
     for part in _split_top(spec, ";"):
         key, equals, values = (s.strip() for s in part.partition("="))
@@ -111,10 +114,33 @@ def parse_sweep(spec: str, base: ml_collections.ConfigDict) -> list[dict[str, An
             raise _unknown_field(key, fields)
         if key in axes:
             raise ValueError(f"Field {key!r} appears twice in the sweep.")
-        axes[key] = [parse_value(key, v, fields[key]) for v in _split_top(values, ",")]
+        texts = [v.strip() for v in _split_top(values, ",")]
+        axes[key] = [parse_value(key, v, fields[key]) for v in texts]
+        _check_axis_names(key, texts, axes[key])
     if not axes:
         raise ValueError(f"Empty sweep {spec!r}; expected 'field=v1,v2;field2=...'.")
     return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
+def _check_axis_names(key: str, texts: Sequence[str], values: Sequence[Any]) -> None:
+    """ValueError if two values of one sweep axis would name their configs alike."""
+    seen = {}
+    for text, value in zip(texts, values):
+        shown = sanitize(format_value(value))
+        if shown not in seen:
+            seen[shown] = (text, value)
+            continue
+        first_text, first_value = seen[shown]
+        if format_value(first_value) == format_value(value):
+            raise ValueError(
+                f"Sweep values {first_text!r} and {text!r} of {key} are the same value "
+                f"({format_value(value)}); list it once."
+            )
+        raise ValueError(
+            f"Sweep values {first_text!r} and {text!r} of {key} both become "
+            f"{shown!r} in run names, so their configs would share a directory: "
+            f"{_NAME_RULE}; make the values differ in those."
+        )
 
 
 def load_get_sweep(config_file: str) -> list[dict[str, Any]] | None:
@@ -160,35 +186,77 @@ def format_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+_NAME_CHARS = "A-Za-z0-9._=+-"
+_NAME_RULE = "run names keep letters, digits and ._=+- (any other character becomes -)"
+
+
+def sanitize(text: str) -> str:
+    """``text`` with each character outside [A-Za-z0-9._=+-] replaced by "-"."""
+    return re.sub(f"[^{_NAME_CHARS}]", "-", text)
+
+
 def run_name(overrides: Mapping[str, Any]) -> str:
     """Filename-safe directory name: {"optim.learning_rate": 3e-4, "seed": 1} ->
-    "learning_rate=0.0003_seed=1" (full dotted keys where last parts clash)."""
+    "learning_rate=0.0003_seed=1" (full dotted keys where last parts clash).
+
+    A pure function of the config's own overrides, so a config keeps its directory
+    (its checkpoints, its ``done.json``) when others join or leave the sweep. Two
+    configs of one sweep that get the same name (values differing only in characters
+    ``sanitize`` replaces) are therefore rejected by ``make_runs`` rather than renamed:
+    a suffix decided by the other configs would move a directory between reruns."""
     lasts = [key.split(".")[-1] for key in overrides]
     parts = [
         f"{key if lasts.count(last) > 1 else last}={format_value(value)}"
         for (key, value), last in zip(overrides.items(), lasts)
     ]
-    name = re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts)) or "base"
+    name = sanitize("_".join(parts)) or "base"
     if len(name) > 200:  # file names stop at 255 bytes
         name = name[:180] + "_" + hashlib.sha1(name.encode()).hexdigest()[:12]
     return name
 
 
 def make_runs(base: ml_collections.ConfigDict, sweep: Sequence[Mapping]) -> list[Run]:
-    """One validated config per override dict; ValueError names a bad one or a repeat."""
-    runs = []
+    """One validated config per override dict, all checked before any trains.
+
+    ValueError names an invalid config, or two configs with one ``run_name``: the
+    same overrides listed twice, or values that differ only in characters a run name
+    replaces (then it names the field and both values)."""
+    runs, by_name = [], {}
     for overrides in sweep:
         config = apply_overrides(base, overrides)
         try:
             config_checks.validate_config(config)
         except ValueError as err:
             raise ValueError(f"Sweep config {run_name(overrides)}: {err}") from None
-        runs.append(Run(run_name(overrides), dict(overrides), config))
-    names = [run.name for run in runs]
-    for name in names:
-        if names.count(name) > 1:
-            raise ValueError(f"The sweep lists config {name!r} twice.")
+        run = Run(run_name(overrides), dict(overrides), config)
+        if run.name in by_name:
+            raise _same_name_error(by_name[run.name], run)
+        by_name[run.name] = run
+        runs.append(run)
     return runs
+
+
+def _same_name_error(first: Run, second: Run) -> ValueError:
+    """The error for two configs of a sweep that ``run_name`` names alike."""
+    a, b = flatten(first.config), flatten(second.config)
+    keys = dict.fromkeys([*first.overrides, *second.overrides])
+    differ = [key for key in keys if a[key] != b[key]]
+    if not differ:
+        return ValueError(
+            f"The sweep lists config {first.name!r} twice (overrides "
+            f"{first.overrides}); list it once."
+        )
+    if first.overrides.keys() != second.overrides.keys():
+        return ValueError(
+            f"Sweep configs {first.overrides} and {second.overrides} both get the run "
+            f"name {first.name!r}, which names a field by its last part; give every "
+            "config the same fields."
+        )
+    values = "; ".join(f"{a[key]!r} and {b[key]!r} of {key}" for key in differ)
+    return ValueError(
+        f"Sweep values {values} map to the same run name {first.name!r}: "
+        f"{_NAME_RULE}; make the values differ in those."
+    )
 
 
 def sweep_index(flag_value: int | None, num_runs: int, environ=os.environ):

@@ -11,6 +11,7 @@ loop is ``loop.run_loop`` over the stacked state, with per-config hooks.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -22,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 
 from vae_jax import (
@@ -34,7 +34,9 @@ from vae_jax import (
     objectives,
     optim,
     parallel,
+    provenance,
     train,
+    workdir_lock,
     writer,
 )
 from vae_jax import data as data_lib
@@ -51,14 +53,10 @@ class SweepState(train.TrainState):
 
     hyper: dict[str, jax.Array]
 
-    def apply_gradients(self, *, grads, **kwargs):
+    def param_updates(self, grads):
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         rate = self.hyper["learning_rate"]
-        updates = jax.tree.map(lambda u: rate * u, updates)
-        params = optax.apply_updates(self.params, updates)
-        return self.replace(
-            step=self.step + 1, params=params, opt_state=opt_state, **kwargs
-        )
+        return jax.tree.map(lambda u: rate * u, updates), opt_state
 
 
 def hyper_values(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
@@ -198,7 +196,14 @@ class _Member:
         single = self.state.replace(
             params=s.params, opt_state=s.opt_state, step=s.step, key=s.key
         )
-        checkpoint.save(self.manager, single, step)
+        try:
+            checkpoint.save(self.manager, single, step)
+        except checkpoint.NonFiniteStateError as err:
+            self.fail(f"{err} {loop.last_good(self.manager)}")
+
+    def fail(self, message: str) -> None:
+        self.failed = f"failed: {message}"
+        logging.error("%s %s", self.run.name, self.failed)
 
 
 class _StackedRunner:
@@ -247,13 +252,17 @@ def _hooks(members: Sequence[_Member]) -> loop.LoopHooks:
     checkpoints; a config with a non-finite step (``on_nonfinite='stop'``) is marked
     failed and no longer logged or saved."""
     live = lambda: [(i, m) for i, m in enumerate(members) if not m.failed]
+    budgets = [
+        loop.SkipBudget(m.exp.config.train.max_skipped_fraction) for m in members
+    ]
 
     def check(metrics, first_step):
         for i, m in live():
             bad = loop.nonfinite_step(metrics["nonfinite"][i], first_step)
             if bad is not None and m.exp.config.train.on_nonfinite == "stop":
-                m.failed = f"failed: non-finite loss or gradient at step {bad}"
-                logging.error("%s %s", m.run.name, m.failed)
+                m.fail(f"non-finite loss, gradient or update at step {bad}")
+            elif too_many := budgets[i].add(metrics["nonfinite"][i]):
+                m.fail(too_many)
 
     def log(window, step):
         terms = []
@@ -345,20 +354,27 @@ def _finish(m: _Member, params) -> None:
 def train_vmapped(runs: Sequence[Run], workdir) -> dict[str, str]:
     """Trains ``runs`` (differing only in ``VMAPPABLE`` fields) as one vmapped program per
     resume step, each in ``<workdir>/<name>`` as ``loop.train_and_evaluate`` would.
+    Each run directory is locked (``workdir_lock``) and its config checked against
+    the stored one (``provenance.check_resume``) as a single run's would be.
     Returns {name: message} for configs stopped by a non-finite loss."""
     check_vmappable(runs)
     members, eval_fns = [], {}
-    for run, exp in zip(runs, _experiments(runs)):
-        run_dir = pathlib.Path(workdir) / run.name
-        fresh = exp.init_state()
-        loop.check_workdir(run_dir, fresh)
-        writer.write_config(run_dir, run.config)
-        keep = exp.config.train.keep_checkpoints
-        manager = checkpoint.make_manager(run_dir / "checkpoints", keep)
-        state = checkpoint.restore_latest(manager, fresh) or fresh
-        members.append(
-            _Member(run, exp, run_dir, manager, state, _evaluator(exp, eval_fns))
-        )
-    for step in sorted({int(m.state.step) for m in members}):
-        _train_members([m for m in members if int(m.state.step) == step])
+    with contextlib.ExitStack() as locks:
+        for run, exp in zip(runs, _experiments(runs)):
+            run_dir = pathlib.Path(workdir) / run.name
+            fresh = exp.init_state()
+            loop.check_workdir(run_dir, fresh)
+            locks.enter_context(workdir_lock.locked(run_dir))
+            keep = exp.config.train.keep_checkpoints
+            manager = checkpoint.make_manager(run_dir / "checkpoints", keep)
+            changes = {}
+            if manager.all_steps():
+                changes = provenance.check_resume(run_dir, run.config)
+            state = checkpoint.restore_latest(manager, fresh) or fresh
+            provenance.record(run_dir, run.config, int(state.step), changes)
+            members.append(
+                _Member(run, exp, run_dir, manager, state, _evaluator(exp, eval_fns))
+            )
+        for step in sorted({int(m.state.step) for m in members}):
+            _train_members([m for m in members if int(m.state.step) == step])
     return {m.run.name: m.failed for m in members if m.failed}
