@@ -54,13 +54,23 @@ def make_manager(directory: str | pathlib.Path, keep: int) -> ocp.CheckpointMana
     )
 
 
+def _canonical(leaf) -> np.ndarray:
+    """The leaf as the same values in a fixed dtype where a save/restore round trip may
+    change it (a Python int step saved as int64 comes back int32): integers as int64,
+    scalars as float64; float arrays keep theirs."""
+    array = np.asarray(leaf)
+    if array.dtype.kind in "biu":
+        return array.astype(np.int64)
+    return array.astype(np.float64) if array.ndim == 0 else array
+
+
 def checksums(tree) -> dict[str, str]:
-    """``{leaf path: "dtype shape crc32"}`` of a state dict's arrays (host copies)."""
+    """``{leaf path: "shape crc32"}`` of a state dict's arrays (host copies)."""
     sums = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
-        array = np.ascontiguousarray(leaf)
+        array = np.ascontiguousarray(_canonical(leaf))
         crc = zlib.crc32(array.tobytes())
-        sums[jax.tree_util.keystr(path)] = f"{array.dtype} {array.shape} {crc:08x}"
+        sums[jax.tree_util.keystr(path)] = f"{array.shape} {crc:08x}"
     return sums
 
 

@@ -200,8 +200,8 @@ class SkipBudget:
         self.steps += flags.size
         if self.skipped > self.fraction * max(self.steps, 100):
             return (
-                f"{self.skipped} of the {self.steps} steps run had a non-finite loss, "
-                f"gradient or update and were skipped: more than "
+                f"{self.skipped} of the {self.steps} steps run had a non-finite loss "
+                f"or gradient and were skipped: more than "
                 f"train.max_skipped_fraction = {self.fraction}"
             )
         return None
@@ -280,7 +280,9 @@ class ProgressLog:
         seconds = max(self.timer["train"] - self.train_at_last_log, 1e-9)
         rate = num_steps * self.batch_size / seconds
         per_step = self.timer["train"] / max(step - self.start_step, 1)
-        terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "nonfinite")
+        terms = " ".join(
+            f"{k} {v:.4g}" for k, v in means.items() if not k.startswith("nonfinite")
+        )
         logging.info(
             "step %d/%d | %s | %s ex/s | ETA %s",
             step,
@@ -315,11 +317,18 @@ def _train(exp, state, manager, metric_writer, evaluate_now, timer: Timer):
     budget = SkipBudget(cfg.max_skipped_fraction)
 
     def check(metrics, first_step):
+        overflow = nonfinite_step(metrics["nonfinite_state"], first_step)
+        if overflow is not None:  # in both modes: the state itself is lost
+            raise NonFiniteLossError(
+                f"The parameters or optimizer state hold NaN or inf after step "
+                f"{overflow} (an update overflowed); they were not checkpointed. "
+                f"{last_good(manager)} {_ADVICE}"
+            )
         bad = nonfinite_step(metrics["nonfinite"], first_step)
         if bad is not None and cfg.on_nonfinite == "stop":
             raise NonFiniteLossError(
-                f"Non-finite loss, gradient or update at step {bad}; the update was "
-                f"not applied. {last_good(manager)} {_ADVICE}"
+                f"Non-finite loss or gradient at step {bad}; the update was not "
+                f"applied. {last_good(manager)} {_ADVICE}"
             )
         too_many = budget.add(metrics["nonfinite"])
         if too_many:

@@ -72,9 +72,8 @@ def make_step_fn(
 ) -> Callable:
     """Pure step(state, batch [B, D]) -> (state, metrics); un-jitted, for composition.
 
-    A step whose loss, gradients or parameter update are not finite leaves params
-    and optimizer state unchanged and reports ``nonfinite = 1``: the check costs no
-    host sync.
+    A step whose loss or gradients are not finite leaves params and optimizer state
+    unchanged and reports ``nonfinite = 1``: the check costs no host sync.
     """
     batch_loss = objectives.batch_mean(loss_one)
 
@@ -88,17 +87,11 @@ def make_step_fn(
         grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
         (loss, aux), grads = grad_fn(state.params, batch, loss_key, hparams)
         grad_norm = optax.tree_utils.tree_norm(grads)
-        updates, opt_state = state.param_updates(grads)
-        # Any inf/nan in the gradients makes their norm non-finite: one reduction;
-        # the update is checked too (a non-finite learning rate or an overflow).
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(updates)
+        # Any inf/nan in the gradients makes their norm non-finite: one reduction.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         state = jax.lax.cond(
             finite,
-            lambda s: s.replace(
-                step=s.step + 1,
-                params=optax.apply_updates(s.params, updates),
-                opt_state=opt_state,
-            ),
+            lambda s: s.apply_gradients(grads=grads),
             lambda s: s.replace(step=s.step + 1),
             state,
         )
@@ -133,7 +126,8 @@ def make_train_chunk(
     program serves every chunk length; step ``s`` trains on ``train_x[orders[e, p]]``
     with e = s // (N // B) - first_epoch, p = s % (N // B): chunks may cross epoch
     ends (``EpochOrders`` holds the E epochs a chunk can reach). Metrics rows past
-    ``num_steps`` are zeros. With ``batch_sharding`` (``parallel.py``) each batch is
+    ``num_steps`` are zeros; ``nonfinite_state`` is 1 at the chunk's last step if the
+    parameters or optimizer state then hold NaN or inf. With ``batch_sharding`` (``parallel.py``) each batch is
     split across devices.
     """
 
@@ -154,7 +148,12 @@ def make_train_chunk(
 
         shapes = jax.eval_shape(step_fn, state, batch_at(state.step))[1]
         rows = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
-        return jax.lax.fori_loop(0, num_steps, body, (state, rows))
+        state, rows = jax.lax.fori_loop(0, num_steps, body, (state, rows))
+        # One reduction per chunk (a per-step one costs a third of a step): an update
+        # that overflowed to inf/nan is flagged at the chunk's last step.
+        bad = 1 - _all_finite((state.params, state.opt_state)).astype(jnp.int32)
+        flags = jnp.zeros(max_steps, jnp.int32).at[num_steps - 1].set(bad)
+        return state, {**rows, "nonfinite_state": flags}
 
     return jax.jit(chunk, donate_argnums=0)
 

@@ -259,8 +259,11 @@ def _hooks(members: Sequence[_Member]) -> loop.LoopHooks:
     def check(metrics, first_step):
         for i, m in live():
             bad = loop.nonfinite_step(metrics["nonfinite"][i], first_step)
-            if bad is not None and m.exp.config.train.on_nonfinite == "stop":
-                m.fail(f"non-finite loss, gradient or update at step {bad}")
+            overflow = loop.nonfinite_step(metrics["nonfinite_state"][i], first_step)
+            if overflow is not None:
+                m.fail(f"non-finite parameters after step {overflow} (an overflow)")
+            elif bad is not None and m.exp.config.train.on_nonfinite == "stop":
+                m.fail(f"non-finite loss or gradient at step {bad}")
             elif too_many := budgets[i].add(metrics["nonfinite"][i]):
                 m.fail(too_many)
 
