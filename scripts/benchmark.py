@@ -575,7 +575,8 @@ def main_end_to_end() -> None:
     root.mkdir(parents=True, exist_ok=True)
     python = _TORCH_PYTHON.value or sys.executable
     result = _end_to_end.end_to_end(root, rounds=_ROUNDS.value, torch_python=python)
-    result["sweep"] = _end_to_end.sweep_cold_and_warm(root)
+    if _SWEEP_CONFIGS.value:
+        result["sweep"] = _end_to_end.sweep_cold_and_warm(root)
     print(json.dumps(result, indent=1))
     (root / "end_to_end.json").write_text(json.dumps(result, indent=1) + "\n")
 
