@@ -323,6 +323,18 @@ def main(argv):
         print(f"{i:3d} {kind:10s} {outcome:28s} {trial.detail[:150]}", flush=True)
         if not outcome.startswith("FAILED"):
             shutil.rmtree(trial.dir, ignore_errors=True)  # keep only the failures
+        write_report(root, records, counts)  # after every fault: readable mid-run
+    table = write_report(root, records, counts)
+    print(table)
+    failed = sum(n for (_, o), n in counts.items() if o.startswith("FAILED"))
+    print(f"{_FAULTS.value} faults, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+def write_report(root: pathlib.Path, records: list, counts: collections.Counter) -> str:
+    """``campaign.json`` (every fault) and ``campaign.md`` (counts per fault kind and
+    outcome); returns the table."""
     outcomes = sorted({o for _, o in counts})
     table = writer.markdown_table(
         ["fault", *outcomes, "total"],
@@ -335,13 +347,9 @@ def main(argv):
             for k in sorted({k for k, _ in counts})
         ],
     )
-    (root / "campaign.json").write_text(json.dumps(records, indent=1))
-    (root / "campaign.md").write_text(table + "\n")
-    print(table)
-    failed = sum(n for (_, o), n in counts.items() if o.startswith("FAILED"))
-    print(f"{_FAULTS.value} faults, {failed} failed")
-    if failed:
-        sys.exit(1)
+    writer.write_text_atomic(root / "campaign.json", json.dumps(records, indent=1))
+    writer.write_text_atomic(root / "campaign.md", table + "\n")
+    return table
 
 
 if __name__ == "__main__":
