@@ -8,9 +8,10 @@ import sys
 from absl import app, flags, logging
 
 
-def define_workdir_and_cache(workdir_help: str):
+def define_workdir_and_cache(workdir_help: str, *, not_required_with: str = ""):
     """``--workdir`` (required, not empty) and ``--compilation_cache``; returns both
-    flag holders."""
+    flag holders. ``not_required_with``: a bool flag, defined before, with which
+    ``--workdir`` may be left out (e.g. ``--list_fields``, which trains nothing)."""
     workdir = flags.DEFINE_string("workdir", None, workdir_help)
     cache = flags.DEFINE_string(
         "compilation_cache",
@@ -18,7 +19,14 @@ def define_workdir_and_cache(workdir_help: str):
         "Directory of JAX's persistent compilation cache ('off' disables); default "
         "$VAE_JAX_COMPILATION_CACHE, else ~/.cache/vae_jax/xla.",
     )
-    flags.mark_flags_as_required(["workdir"])
+    if not_required_with:
+        flags.register_multi_flags_validator(
+            ["workdir", not_required_with],
+            lambda values: values["workdir"] is not None or values[not_required_with],
+            message=f"--workdir is required (except with --{not_required_with}).",
+        )
+    else:
+        flags.mark_flags_as_required(["workdir"])
     flags.register_validator(
         "workdir",
         lambda value: value is None or value.strip() != "",

@@ -2,6 +2,7 @@
 
   python -m experiments.run --config=experiments/configs/quickstart.py \
       --workdir=~/runs/quickstart --config.model.latent_dim=2
+  python -m experiments.run --config=experiments/configs/vae_mnist.py --list_fields
 
 Runs on whatever XLA backend JAX finds (CPU, GPU or TPU) with no code change.
 """
@@ -15,8 +16,14 @@ from ml_collections import config_flags
 from experiments import common_flags
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+_LIST_FIELDS = flags.DEFINE_bool(
+    "list_fields",
+    False,
+    "Print every config field (after the --config.* overrides) with its value, type "
+    "and comment, and exit without training (no --workdir needed).",
+)
 _WORKDIR, _CACHE = common_flags.define_workdir_and_cache(
-    "Directory for checkpoints, metrics, figures."
+    "Directory for checkpoints, metrics, figures.", not_required_with="list_fields"
 )
 config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
@@ -49,6 +56,12 @@ _PROCESS_ID = flags.DEFINE_integer(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _LIST_FIELDS.value:
+        from vae_jax import config_fields
+
+        config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+        print("\n".join(config_fields.describe_fields(flags.FLAGS.config, config_file)))
+        return
     import jax
 
     from vae_jax import (  # after flags

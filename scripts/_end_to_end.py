@@ -103,7 +103,7 @@ def run_torch_eager(train_x, test_x, epochs: int) -> float:
         seed=0,
         log=lambda *_: None,
     )
-    return metrics["test/loss"]
+    return -metrics["test/elbo"]
 
 
 # ------------------------------------------------------------------ the harness
@@ -139,7 +139,7 @@ def _final_test_loss(workdir: pathlib.Path) -> float:
     from vae_jax import writer
 
     records = writer.read_metrics(workdir / "metrics.jsonl")
-    return [r for r in records if "test/loss" in r][-1]["test/loss"]
+    return -[r for r in records if "test/elbo" in r][-1]["test/elbo"]  # -ELBO
 
 
 def end_to_end(

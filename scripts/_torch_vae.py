@@ -132,20 +132,21 @@ def to_tensor(x):
 
 @torch.no_grad()
 def evaluate(model: TorchVAE, x, batch_size: int = 500) -> dict[str, float]:
-    """Means over x: [N, D] (fixed {0, 1} bits) of the single-sample loss, recon, kl."""
+    """Means over x: [N, D] (fixed {0, 1} bits) of the single-sample ELBO, recon, kl
+    (named as vae_jax's evaluation names them)."""
     sums = torch.zeros(3, dtype=torch.float64)
     for start in range(0, x.shape[0], batch_size):
         terms = negative_elbo(model, x[start : start + batch_size])
         sums += torch.stack([t.sum().double() for t in terms])
-    means = (sums / x.shape[0]).tolist()
-    return dict(zip(("loss", "recon", "kl"), means))
+    loss, recon, kl = (sums / x.shape[0]).tolist()
+    return {"elbo": -loss, "recon": recon, "kl": kl}
 
 
 def train_and_evaluate(
     train_x, test_x, *, epochs, batch_size, learning_rate, seed, log=print
 ):
     """Trains a TorchVAE on train_x: [N, D] intensities for ``epochs`` and evaluates it
-    on test_x: [Nt, D] bits. Returns ({"test/loss", "test/recon", "test/kl"}, seconds)."""
+    on test_x: [Nt, D] bits. Returns ({"test/elbo", "test/recon", "test/kl"}, seconds)."""
     model, optimizer = new_model_and_optimizer(seed, learning_rate)
     step = make_train_step(model, optimizer)
     generator = torch.Generator().manual_seed(seed)

@@ -175,20 +175,35 @@ def _project(codes: np.ndarray) -> np.ndarray:
     return PCA(2).fit_transform(codes)
 
 
+# Table columns: NMI normalised by the arithmetic mean of the entropies (scikit-learn's
+# default) and by their geometric mean (the DEC-era papers' and DEC-keras's NMI).
+_METRICS = ("acc", "nmi", "ari", "nmi_geometric")
+
+
 def _cells(results: list[dict], method: str) -> list[str]:
-    """ACC, NMI, ARI of ``method`` as "mean ± std" % over seeds ("--" if not run)."""
+    """ACC, NMI, ARI, NMI (geometric) of ``method`` as "mean ± std" % over seeds ("--"
+    if not run, or not recorded by an older run)."""
     runs = [r[method] for r in results if r.get(method)]
-    if not runs:
-        return ["--"] * 3
     cells = []
-    for m in ("acc", "nmi", "ari"):
+    for m in _METRICS:
+        if not runs or any(m not in r for r in runs):
+            cells.append("--")
+            continue
         values = 100 * np.array([r[m] for r in runs])
         cells.append(f"{values.mean():.1f} ± {values.std():.1f}")
     return cells
 
 
 def write_table(all_results: dict[str, list[dict]], path: pathlib.Path) -> None:
-    lines = ["# DEC / IDEC clustering (ACC / NMI / ARI %, mean ± std over seeds)", ""]
+    lines = [
+        "# DEC / IDEC clustering (ACC / NMI / ARI %, mean ± std over seeds)",
+        "",
+        (
+            "NMI = I(Y; C) / ((H(Y) + H(C)) / 2) (scikit-learn >= 0.22); NMI geom. "
+            "= I(Y; C) / sqrt(H(Y) H(C)), the normalisation of DEC-keras / IDEC."
+        ),
+        "",
+    ]
     for name, results in all_results.items():
         r0 = results[0]
         lines += [
@@ -203,7 +218,7 @@ def write_table(all_results: dict[str, list[dict]], path: pathlib.Path) -> None:
             [method, *_cells(results, method), REFERENCE[name][method]]
             for method in METHODS
         ]
-        header = ["method", "ACC", "NMI", "ARI", "published"]
+        header = ["method", "ACC", "NMI", "ARI", "NMI geom.", "published"]
         lines.append(writer.markdown_table(header, rows))
         steps = ", ".join(
             f"DEC {r['DEC_steps']} / IDEC {r['IDEC_steps']}" for r in results

@@ -27,7 +27,9 @@ and its outcome one of:
   lost_checkpoint (a finished checkpoint vanished: neither kept nor moved aside).
 
 Writes ``campaign.json`` and ``campaign.md`` (counts per fault and outcome) to
---workdir and exits 1 if any fault FAILED.
+--workdir after every fault and exits 1 if any fault FAILED. Fault i draws from its
+own seeded generator, so a stopped campaign rerun with the same flags resumes after
+the faults it recorded.
 """
 
 from __future__ import annotations
@@ -241,15 +243,15 @@ class Trial:
             proc = start(self.dir)
             time.sleep(self.rng.uniform(0.5, self.wall))
             filler = mount / "filler"
-            with open(filler, "wb") as f:
-                try:
+            try:  # fills the disk (even opening may fail: the run filled it first)
+                with open(filler, "wb") as f:
                     while True:
                         f.write(b"\0" * (1 << 20))
-                except OSError:
-                    pass
+            except OSError:
+                pass
             self.check_exit(*finish(proc))
             self.note_checkpoints()
-            filler.unlink()
+            filler.unlink(missing_ok=True)
             self.run_to_end()
             self.outcome_hash = state_hash(self.dir)
             self.lost = self.seen - checkpoint_steps(self.dir) - moved_aside(self.dir)
@@ -289,13 +291,26 @@ def _rotated(seen: set[int], kept: set[int]) -> set[int]:
     return {s for s in seen if s < cutoff}
 
 
+def _previous_records(root: pathlib.Path, reference: str):
+    """The faults a stopped campaign with the same reference state already ran."""
+    path, counts = root / "campaign.json", collections.Counter()
+    if not path.exists():
+        return [], counts
+    records = json.loads(path.read_text())
+    if records and records[0].get("reference", reference) != reference:
+        return [], counts  # another setting: start over
+    for record in records:
+        counts[(record["kind"], record["outcome"])] += 1
+    print(f"resuming after {len(records)} faults")
+    return records, counts
+
+
 def main(argv):
     del argv
     runtime.configure()
     root = pathlib.Path(os.path.expanduser(_WORKDIR.value))
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault(runtime.CACHE_ENV, str(root / "xla_cache"))
-    rng = random.Random(_SEED.value)
     kinds = list(_KINDS.value)
     if "disk_full" in kinds and os.geteuid() != 0:
         kinds.remove("disk_full")  # mounting a small tmpfs needs root
@@ -308,9 +323,11 @@ def main(argv):
     if code != 0:
         raise SystemExit(f"The reference run failed:\n{stderr[-2000:]}")
     reference = state_hash(reference_dir)
+    (root / "reference.txt").write_text(reference)
     print(f"reference run: {wall:.1f} s, final state {reference}")
-    records, counts = [], collections.Counter()
-    for i in range(_FAULTS.value):
+    records, counts = _previous_records(root, reference)
+    for i in range(len(records), _FAULTS.value):  # resumes a stopped campaign
+        rng = random.Random(f"{_SEED.value}-{i}")  # fault i's draws alone
         kind = rng.choice(kinds)
         trial = Trial(root, i, kind, rng, reference, wall)
         shutil.rmtree(trial.dir, ignore_errors=True)
@@ -318,7 +335,13 @@ def main(argv):
         outcome = trial.outcome()
         counts[(kind, outcome)] += 1
         records.append(
-            {"fault": i, "kind": kind, "outcome": outcome, "detail": trial.detail}
+            {
+                "fault": i,
+                "kind": kind,
+                "outcome": outcome,
+                "detail": trial.detail,
+                "reference": reference,
+            }
         )
         print(f"{i:3d} {kind:10s} {outcome:28s} {trial.detail[:150]}", flush=True)
         if not outcome.startswith("FAILED"):

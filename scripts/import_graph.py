@@ -19,7 +19,6 @@ LAYERS: list[tuple[str, list[str]]] = [
     (
         "foundations",
         [
-            "vae_jax",
             "vae_jax.distributions",
             "vae_jax.corruptions",
             "vae_jax.linear_gaussian",
@@ -33,6 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "vae_jax.workdir_lock",
             "vae_jax.provenance",
             "vae_jax.configs*",
+            "vae_jax.config_fields",
         ],
     ),
     ("models", ["vae_jax.models*"]),
@@ -42,6 +42,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("loop", ["vae_jax.loop", "vae_jax.runs"]),
     ("sweeps", ["vae_jax.sweep*"]),
     ("studies", ["vae_jax.studies*"]),
+    ("reports", ["vae_jax.evaluate_run"]),
+    ("package", ["vae_jax"]),  # __init__: lazy exports of the public API (load_run)
 ]
 
 

@@ -143,13 +143,13 @@ def evaluate_stage(workdir: pathlib.Path, stage: int, settings: Settings) -> dic
 
     from vae_jax import evaluate, runs
 
-    exp, state = runs.load_run(workdir)
-    test = exp.eval_sets()["test"]
+    run = runs.load_run(workdir)
+    test = run.eval_split("test")
     if settings.eval_examples:
         test = test[: settings.eval_examples]
     out = evaluate.evaluate_model(
-        exp,
-        state.params,
+        run.experiment,
+        run.params,
         test,
         settings.eval_samples,
         chunk_size=settings.chunk_size,
@@ -161,8 +161,8 @@ def evaluate_stage(workdir: pathlib.Path, stage: int, settings: Settings) -> dic
     seconds = out.pop("seconds")
     return {
         "stage": stage,
-        "step": int(state.step),
-        "epochs": int(state.step) / exp.steps_per_epoch,
+        "step": run.step,
+        "epochs": run.step / run.experiment.steps_per_epoch,
         **out,
         "estimator": f"-L_k, k={settings.eval_samples}, nats per image",
         "active_units": units,

@@ -94,10 +94,11 @@ def run_torch(config, exp) -> dict:
 
 
 def _row(framework: str, final: dict, seconds: float) -> dict:
-    keys = ("loss", "recon", "kl")
+    """ "loss": the test -ELBO (nats per image), "recon", "kl"."""
     return {
         "framework": framework,
-        **{k: float(final[f"test/{k}"]) for k in keys},
+        "loss": -float(final["test/elbo"]),
+        **{k: float(final[f"test/{k}"]) for k in ("recon", "kl")},
         "seconds": seconds,
     }
 

@@ -294,11 +294,17 @@ def _rd_config(scale, beta=1.0, **objective):
 
 
 def _rd_stats(ctx, scale, exp, params) -> dict:
-    """Test rate, distortion, KL per dim and active units of one trained VAE."""
+    """Test rate, distortion, KL per dim and active units of one trained VAE. Active
+    units over the first 500 training images as the model saw them: one fixed
+    binarization (``evaluate.fixed_binarization``) when the run binarizes dynamically,
+    not the grey levels, which a Bernoulli VAE was never trained on."""
     x = exp.eval_sets()["test"][: _n(10000, scale, 1000)]
     out = theory.rate_distortion(exp.model, params, x, jax.random.key(4))
     means_fn = exp.model.posterior_means
-    au = evaluate.active_units(means_fn, params, exp.dataset.train, jax.random.key(5))
+    train_x = exp.dataset.train[:500]  # evaluate.active_units' default count
+    if exp.binarize:
+        train_x = evaluate.fixed_binarization(train_x, jax.random.key(6))
+    au = evaluate.active_units(means_fn, params, train_x, jax.random.key(5))
     out["kl_per_dim"] = out["kl_per_dim"].tolist()
     beta = exp.config.objective.beta
     return {"beta": beta, **out, "active_units": au["active_units"][0]}

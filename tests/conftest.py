@@ -8,7 +8,7 @@ import pytest
 
 from vae_jax import data, loop, runtime
 
-from helpers import straight_config
+from helpers import family_config, straight_config
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # No persistent compilation cache: every test (and the runners it starts) compiles.
@@ -38,3 +38,19 @@ def straight_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
     loop.train_and_evaluate(straight_config(40), str(workdir))
     return workdir
+
+
+@pytest.fixture(scope="session")
+def family_run(tmp_path_factory):
+    """family_run(name) -> (workdir, final metrics) of a finished 10-step run of that
+    family (``helpers.FAMILY_CONFIGS``), trained once per session on first use."""
+    finished = {}
+
+    def get(family: str):
+        if family not in finished:
+            workdir = tmp_path_factory.mktemp(family)
+            final = loop.train_and_evaluate(family_config(family), str(workdir))
+            finished[family] = workdir, final
+        return finished[family]
+
+    return get

@@ -47,6 +47,25 @@ def straight_config(num_steps: int) -> ml_collections.ConfigDict:
     return short_run_config(num_steps, steps_per_dispatch=10, write_figures=False)
 
 
+# Config sections of the families the runner trains besides the VAE, for tiny runs.
+FAMILY_CONFIGS = {
+    "ae": {"model": {"kind": "ae"}, "objective": {"name": "mse"}},
+    "full_covariance_vae": {"model": {"posterior": "full"}},
+    "hierarchical_vae": {
+        "model": {"stochastic_layers": 2, "hidden2": (16,), "latent_dim2": 3}
+    },
+}
+
+
+def family_config(family: str, num_steps: int = 10) -> ml_collections.ConfigDict:
+    """``short_run_config(num_steps)`` without figures, for the registry family
+    ``family`` (a key of ``FAMILY_CONFIGS``)."""
+    config = short_run_config(num_steps, write_figures=False)
+    for section, fields in FAMILY_CONFIGS[family].items():
+        config[section].update(fields)
+    return config
+
+
 def model_config(**fields) -> ml_collections.ConfigDict:
     """``default``'s model config with ``fields`` set."""
     return make_config(model=fields).model

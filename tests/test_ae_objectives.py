@@ -80,7 +80,7 @@ def test_sparse_step_raises_too_low_activations_towards_target():
         model_codes := exp.model.apply(params, x, method="encode")
     ).mean(0)
     np.testing.assert_allclose(rho_hat, 0.3, atol=0.05)
-    assert model_codes.shape == (200, K) and np.isfinite(metrics["loss"])
+    assert model_codes.shape == (200, K) and np.isfinite(metrics["objective"])
 
 
 def test_denoising_loss_corrupts_input_not_target():

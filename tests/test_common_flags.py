@@ -9,6 +9,8 @@ import jax
 import pytest
 
 from experiments import common_flags
+from vae_jax import config_fields
+from vae_jax.configs import default
 
 from helpers import REPO
 
@@ -60,6 +62,34 @@ def test_config_value_of_the_wrong_type_is_one_line(module, tmp_path):
     line = _one_error_line(result)
     assert result.stderr.strip() == line  # no "Pass --helpshort" line
     assert "--config.seed=1e20" in line
+
+
+def _run_without_workdir(*flags):
+    command = [sys.executable, "-m", "experiments.run", *flags]
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_list_fields_prints_every_field_without_a_workdir_and_exits_0():
+    result = _run_without_workdir(
+        "--config=experiments/configs/vae_fashion_conv.py",
+        "--list_fields",
+        "--config.model.latent_dim=3",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(config_fields.flat_fields(default.get_config()))
+    (latent,) = [line for line in lines if line.startswith("model.latent_dim = ")]
+    assert latent.startswith("model.latent_dim = 3 ") and latent.endswith("# K")
+    assert any(line.startswith("model.architecture = 'conv' ") for line in lines)
+    assert "Traceback" not in result.stderr and "Starting" not in result.stderr
+
+
+def test_missing_workdir_is_one_line():
+    result = _run_without_workdir("--config=experiments/configs/quickstart.py")
+    line = _one_error_line(result)
+    assert "--workdir is required (except with --list_fields)" in line
 
 
 def test_seed_out_of_range_is_one_line(tmp_path):

@@ -66,8 +66,8 @@ def test_run_and_resume_compile_the_training_chunk_once(tmp_path):
         loop.train_and_evaluate(_config(80), str(tmp_path / "resumed"))
     assert len(second) == 1, second
     loop.train_and_evaluate(_config(80), str(tmp_path / "straight"))
-    _, resumed = runs.load_run(tmp_path / "resumed")
-    _, straight = runs.load_run(tmp_path / "straight")
+    resumed = runs.load_run(tmp_path / "resumed").state
+    straight = runs.load_run(tmp_path / "straight").state
     assert int(resumed.step) == int(straight.step) == 80
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
         np.testing.assert_array_equal(a, b)

@@ -183,6 +183,25 @@ def test_diag_and_std_normal_logpdf_match_scipy():
     )
 
 
+def test_reparameterised_draws_and_their_log_density_from_eps():
+    """``sample_diag_normal_and_eps`` gives ``sample_diag_normal``'s draws and their eps;
+    log q from eps (change of variables) equals scipy's density at z = mu + sigma eps
+    computed in float64, also at sigma = 1e-4 << |mu| = 5 where (z - mu) / sigma in
+    float32 would cancel."""
+    rng = np.random.default_rng(8)
+    key, k = jax.random.PRNGKey(8), 6
+    for scale in (1.0, 1e-4):
+        mean = jnp.asarray(5.0 * rng.choice([-1.0, 1.0], k), jnp.float32)
+        logvar = jnp.asarray(2.0 * np.log(scale) + 0.1 * rng.standard_normal(k))
+        z, eps = dist.sample_diag_normal_and_eps(key, mean, logvar, 7)  # [7, K]
+        np.testing.assert_array_equal(z, dist.sample_diag_normal(key, mean, logvar, 7))
+        got = jax.vmap(dist.diag_normal_logpdf_at_eps, in_axes=(0, None))(eps, logvar)
+        sd = np.exp(0.5 * np.asarray(logvar, np.float64))
+        z64 = np.asarray(mean, np.float64) + sd * np.asarray(eps, np.float64)
+        want = scipy.stats.norm.logpdf(z64, np.asarray(mean, np.float64), sd).sum(-1)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_full_normal_logpdf_matches_scipy():
     rng = np.random.default_rng(7)
     k = 4

@@ -6,12 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
 import pytest
 
-from vae_jax import checkpoint, data, loop, preemption, writer
+from vae_jax import checkpoint, data, loop, preemption, runtime, writer
 
 from helpers import REPO
 from helpers import short_run_config as _config
@@ -27,17 +28,73 @@ def _final_params(workdir):
 
 def test_writes_metrics_checkpoints_and_figures(tmp_path):
     final = loop.train_and_evaluate(_config(30), str(tmp_path))
-    assert {"test/loss", "test/kl", "test/recon", "valid/loss"} <= set(final)
+    assert {"test/elbo", "test/kl", "test/recon", "valid/elbo"} <= set(final)
     assert final["test/kl"] >= 0
     records = writer.read_metrics(tmp_path / "metrics.jsonl")
-    assert [r["step"] for r in records if "train/loss" in r] == [10, 20, 30]
+    assert [r["step"] for r in records if "train/objective" in r] == [10, 20, 30]
     for name in ("curves.png", "reconstructions.png", "samples.png", "config.json"):
         assert (tmp_path / name).stat().st_size > 0
     assert (
         json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 8
     )
     tags = _tensorboard_tags(tmp_path / "tensorboard")
-    assert {"train/loss", "test/loss", "reconstructions", "samples"} <= tags
+    assert {"train/objective", "test/elbo", "reconstructions", "samples"} <= tags
+
+
+def test_beta_run_reports_its_objective_and_an_elbo_comparable_across_splits(
+    tmp_path, monkeypatch
+):
+    """beta = 0.5: ``train/objective`` is the minimised recon + 0.5 KL = -elbo - 0.5 KL;
+    ``train/elbo`` and ``valid/elbo`` are both at beta = 1; nothing is called "loss".
+    The run's start-up warns about a GPU JAX does not use (made visible here)."""
+    warned = []
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    monkeypatch.setattr(runtime, "visible_gpu_signs", lambda *a: ["nvidia-smi"])
+    monkeypatch.setattr(loop.logging, "warning", lambda *a: warned.append(a[0] % a[1:]))
+    config = _config(20, write_figures=False, eval_every=10)
+    config.objective.beta = 0.5
+    final = loop.train_and_evaluate(config, str(tmp_path))
+    records = writer.read_metrics(tmp_path / "metrics.jsonl")
+    assert not [k for r in records for k in r if k.endswith("loss")]
+    trained = [r for r in records if "train/objective" in r]
+    assert [r["step"] for r in trained] == [10, 20]
+    for r in trained:
+        weighted = -r["train/elbo"] - 0.5 * r["train/kl"]
+        assert r["train/objective"] == pytest.approx(weighted, rel=1e-5)
+        assert r["train/elbo"] == pytest.approx(-r["train/recon"] - r["train/kl"])
+    assert {"valid/elbo", "valid/recon", "valid/kl", "test/elbo", "test/kl"} <= set(
+        final
+    )
+    assert [w for w in warned if "A GPU is visible (nvidia-smi)" in w]
+
+
+@pytest.mark.parametrize("with_test", [False, True])
+def test_eval_every_evaluates_the_validation_split_and_test_once(tmp_path, with_test):
+    config = _config(
+        20, write_figures=False, eval_every=10, eval_test_during_training=with_test
+    )
+    loop.train_and_evaluate(config, str(tmp_path))
+    records = writer.read_metrics(tmp_path / "metrics.jsonl")
+    steps = lambda split: [r["step"] for r in records if f"{split}/elbo" in r]
+    assert steps("valid") == [10, 20]
+    assert steps("test") == ([10, 20] if with_test else [20])
+
+
+def test_eval_every_without_a_validation_split_is_a_warning():
+    config = _config(10, eval_every=5)
+    split = lambda n: np.zeros((n, 4), np.float32)
+    exp = types.SimpleNamespace(
+        config=config, dataset=types.SimpleNamespace(valid=split(0), test=split(3))
+    )
+    (line,) = loop.evaluation_warnings(exp)
+    assert "no" in line and "data.valid_size" in line
+    config.train.eval_test_during_training = True
+    assert loop.evaluation_warnings(exp) == []
+    config.train.update(eval_test_during_training=False, eval_every=0)
+    assert loop.evaluation_warnings(exp) == []
+    exp.dataset.valid = split(2)
+    config.train.eval_every = 5
+    assert loop.evaluation_warnings(exp) == []
 
 
 def _tensorboard_tags(logdir):
@@ -89,10 +146,10 @@ def test_resume_matches_uninterrupted_run_bitwise(tmp_path, straight_run, monkey
         np.testing.assert_array_equal(a, b)
     records_a = writer.read_metrics(straight_run / "metrics.jsonl")
     records_b = writer.read_metrics(tmp_path / "metrics.jsonl")
-    train_a = [r for r in records_a if "train/loss" in r]
-    train_b = [r for r in records_b if "train/loss" in r]
+    train_a = [r for r in records_a if "train/objective" in r]
+    train_b = [r for r in records_b if "train/objective" in r]
     assert [r["step"] for r in train_b] == [10, 20, 30, 40] and train_a == train_b
-    assert records_a[-1] == records_b[-1] and "test/loss" in records_a[-1]
+    assert records_a[-1] == records_b[-1] and "test/elbo" in records_a[-1]
 
 
 def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, straight_run):

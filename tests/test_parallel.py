@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent(
         losses = []
         for step in (0, 8, 16):
             state, metrics = runner(state, step, 8)
-            losses.append(np.asarray(metrics["loss"]))
+            losses.append(np.asarray(metrics["objective"]))
         return exp, state, np.concatenate(losses)
 
     exp_one, state_one, loss_one = run("off")
@@ -166,7 +166,7 @@ def test_two_processes_train_like_one_process_with_their_devices(tmp_path):
     for a, b in zip(records["one"], records["two"]):
         assert a.keys() == b.keys()
         np.testing.assert_allclose(list(b.values()), list(a.values()), rtol=1e-4)
-    restored = {name: runs.load_run(tmp_path / name)[1] for name in ("one", "two")}
+    restored = {name: runs.load_run(tmp_path / name).state for name in ("one", "two")}
     assert int(restored["one"].step) == int(restored["two"].step) == 60
     for a, b in zip(
         jax.tree.leaves(restored["one"].params), jax.tree.leaves(restored["two"].params)

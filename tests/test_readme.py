@@ -36,3 +36,16 @@ def test_readme_adding_a_model_snippet_registers_a_working_family(monkeypatch):
     params = model.init(jax.random.key(1), x)
     recon, kl = model.elbo_terms(params, x, jax.random.key(2), 1000)
     assert np.isfinite(recon) and kl > 0  # sampled KL of a non-degenerate q
+
+
+def test_readme_finished_run_snippet_runs_on_a_finished_run(straight_run):
+    """The "A finished run" snippet on a finished run (k = 5000 cut to 20 for time)."""
+    code = _snippet("A finished run: load, evaluate, share")
+    code = code.replace('"/tmp/vae_jax/quickstart"', repr(str(straight_run)))
+    code = code.replace("run.log_likelihood(x, 5000)", "run.log_likelihood(x, 20)")
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    x, ll, elbo = namespace["x"], namespace["ll"], namespace["elbo"]
+    assert namespace["samples"].shape == (16, x.shape[1])
+    assert ll.shape == elbo.shape == (x.shape[0],)
+    assert ll.mean() > elbo.mean()  # L_20 >= L_1 on average

@@ -1,4 +1,5 @@
-"""Training steps: scan chunks == single steps, non-finite guard, learning, eval masks."""
+"""Training steps: scan chunks == single steps, run() returns every step, metric names,
+non-finite guard, learning, eval masks."""
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +13,9 @@ from helpers import make_config, tiny_model, tiny_state
 D = 16
 
 
-def _setup(lr=1e-2):
+def _setup(lr=1e-2, beta=1.0):
     fields = {"hidden": (32,), "latent_dim": 3}
-    cfg = make_config(model=fields)
+    cfg = make_config(model=fields, objective={"beta": beta})
     model, _ = tiny_model((4, 4), **fields)
     loss_one = objectives.make_objective(cfg, model)
     state = tiny_state((4, 4), learning_rate=lr, **fields)
@@ -33,17 +34,45 @@ def test_scan_chunk_equals_single_steps():
     losses = []
     for start, n in ((0, 5), (5, 3), (8, 4), (12, 5)):
         state, metrics = runner(state, start, n)
-        losses.extend(metrics["loss"])
+        losses.extend(metrics["objective"])
     for s in range(17):
         idx = data.epoch_batches(keys["data"], s // 8, 256, 32)[s % 8]
         ref, m = single(ref, x[idx])
-        np.testing.assert_allclose(losses[s], m["loss"], rtol=1e-5)
+        np.testing.assert_allclose(losses[s], m["objective"], rtol=1e-5)
     assert int(state.step) == int(ref.step) == 17
     for n in (0, 6):  # a chunk runs 1 to steps_per_dispatch steps
         with pytest.raises(ValueError, match="steps_per_dispatch"):
             runner(state, 17, n)
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_run_returns_every_steps_metrics():
+    loss_one, hparams_fn, state, x, keys = _setup()
+    step_fn = train.make_step_fn(loss_one, hparams_fn)
+    runner = train.ChunkRunner(step_fn, x, 32, keys["data"], steps_per_dispatch=5)
+    ref = jax.tree.map(jnp.copy, state)
+    state, metrics = runner.run(state, 12)  # chunks of 5, 5 and 2 steps
+    assert int(state.step) == 12
+    assert {k: v.shape for k, v in metrics.items()} == {k: (12,) for k in metrics}
+    chunks = []
+    for start, n in ((0, 5), (5, 5), (10, 2)):
+        ref, chunk = runner(ref, start, n)
+        chunks.append(chunk)
+    assert set(metrics) == set(chunks[0]) >= {"objective", "elbo", "nonfinite_state"}
+    for k, v in metrics.items():
+        np.testing.assert_array_equal(v, np.concatenate([c[k] for c in chunks]))
+    assert runner.run(state, 0)[1] == {}
+
+
+def test_step_reports_the_weighted_objective_and_the_elbo_at_beta_1():
+    """``objective`` is what is minimised (recon + beta KL); ``elbo`` is -(recon + KL)
+    whatever beta, the number to compare with the evaluation's ``elbo``."""
+    loss_one, hparams_fn, state, x, _ = _setup(beta=0.5)
+    _, m = train.make_train_step(loss_one, hparams_fn)(state, x[:32])
+    assert "loss" not in m
+    np.testing.assert_allclose(m["objective"], m["recon"] + 0.5 * m["kl"], rtol=1e-6)
+    np.testing.assert_allclose(m["elbo"], -(m["recon"] + m["kl"]), rtol=1e-6)
 
 
 def test_nonfinite_step_is_not_applied():

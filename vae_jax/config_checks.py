@@ -165,6 +165,14 @@ def _objective_problems(config: ml_collections.ConfigDict) -> list[str]:
         return [
             f"model.kind={kind!r} trains with objective.name in {family.objectives}"
         ]
+    beta, warmup = config.objective.beta, config.objective.kl_warmup_steps
+    if name == "iwae" and (beta != 1 or warmup > 0):  # L_k has no KL term to weigh
+        message = (
+            "objective.name='iwae' ignores objective.beta and "
+            "objective.kl_warmup_steps: set beta=1 and kl_warmup_steps=0 "
+            f"(got beta={beta!r}, kl_warmup_steps={warmup!r})"
+        )
+        return [message]
     return []
 
 

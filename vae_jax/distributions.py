@@ -109,8 +109,31 @@ def sample_diag_normal(
     if num_samples is None:
         eps = jax.random.normal(key, mean.shape, jnp.float32)
         return mean + jnp.exp(0.5 * logvar) * eps
+    return sample_diag_normal_and_eps(key, mean, logvar, num_samples)[0]
+
+
+def sample_diag_normal_and_eps(
+    key: jax.Array, mean: jax.Array, logvar: jax.Array, num_samples: int
+) -> tuple[jax.Array, jax.Array]:
+    """(z, eps): ``sample_diag_normal``'s S draws z = mean + exp(logvar / 2) eps and the
+    eps ~ N(0, I) they came from (for ``diag_normal_logpdf_at_eps``).
+
+    mean, logvar: [K]. Returns ([S, K], [S, K]).
+    """
     eps = jax.random.normal(key, (num_samples, *mean.shape), jnp.float32)
-    return mean[None] + jnp.exp(0.5 * logvar)[None] * eps
+    return mean[None] + jnp.exp(0.5 * logvar)[None] * eps, eps
+
+
+def diag_normal_logpdf_at_eps(eps: jax.Array, logvar: jax.Array) -> jax.Array:
+    """log N(z; mean, diag(exp(logvar))) at z = mean + exp(logvar / 2) eps, from eps:
+    log N(eps; 0, I) - sum(logvar) / 2 (change of variables; K&W 2013, §2.4).
+
+    Equal to ``diag_normal_logpdf(z, mean, logvar)``, but exact in float32 however
+    small sigma is next to |mean|: recomputing (z - mean) / sigma from the rounded z
+    cancels (0.04 nats at K = 50, sigma = 1e-4, |mean| = 5).
+    eps, logvar: [K]. Returns a scalar.
+    """
+    return std_normal_logpdf(eps) - 0.5 * jnp.sum(logvar)
 
 
 def sample_full_normal(

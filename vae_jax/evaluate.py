@@ -5,7 +5,9 @@ single-sample estimate unless the objective uses S > 1; ``kl`` >= 0), squared er
 per pixel for autoencoders. ``iwae_bound`` / ``evaluate_log_likelihood`` give the
 importance-weighted bound L_k and the test NLL = -mean L_k (Burda et al. 2015, k =
 5000), ``active_units`` the count of units with Var_x E_q[z_u|x] >= 0.01;
-``evaluate_model`` both for a trained experiment.
+``evaluate_model`` both for a trained experiment. ``make_per_example_fn`` /
+``per_example_values`` give the per-example values behind ``make_eval_fn``'s means
+(for standard errors, ``mean_and_stderr``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,46 @@ def make_eval_fn(loss_one: objectives.LossOne, hparams: Mapping[str, Any]) -> Ca
         return jax.tree.map(lambda s: s / jnp.sum(mask), sums)
 
     return jax.jit(evaluate)
+
+
+def make_per_example_fn(
+    loss_one: objectives.LossOne, hparams: Mapping[str, Any]
+) -> Callable:
+    """Jitted fn(params, xb [nb, B, D], key, first_batch=0) -> {"loss", aux...}, each
+    [nb, B]: the per-example values whose masked means ``make_eval_fn`` returns, with
+    its keys (batch b: ``fold_in(key, first_batch + b)`` split B ways), for standard
+    errors and per-example scores."""
+    lifted = objectives.per_example(loss_one)
+    hparams = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+
+    def values(params, xb, key, first_batch=0):
+        def body(_, inputs):
+            x, i = inputs
+            loss, aux = lifted(params, x, jax.random.fold_in(key, i), hparams)
+            return None, {"loss": loss, **aux}
+
+        index = first_batch + jnp.arange(xb.shape[0])
+        return jax.lax.scan(body, None, (xb, index))[1]
+
+    return jax.jit(values)
+
+
+def per_example_values(
+    fn: Callable, params, x: np.ndarray, batch_size: int, key: jax.Array
+) -> dict[str, np.ndarray]:
+    """``make_per_example_fn``'s values for every row of ``x: [N, D]``: {name: [N]}
+    (float32; padded rows dropped; one host sync)."""
+    xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+    out = jax.device_get(fn(params, xb, key))
+    return {k: np.asarray(v).reshape(-1)[mask.reshape(-1) > 0] for k, v in out.items()}
+
+
+def mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
+    """(mean, std / sqrt(N)) of ``values: [N]`` in float64; stderr 0 for N = 1: the
+    spread over examples, not a Monte-Carlo error."""
+    values = np.asarray(values, np.float64)
+    stderr = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return float(values.mean()), float(stderr)
 
 
 def evaluate_dataset(
@@ -129,25 +171,18 @@ def make_log_likelihood_fn(
     return jax.jit(log_likelihoods)
 
 
-def evaluate_log_likelihood(
+def log_likelihoods(
     ll_fn: Callable,
     params,
     x: np.ndarray,
     batch_size: int,
     key: jax.Array,
-    num_samples: int | None = None,
     log_every: int = 0,
-) -> dict[str, float]:
-    """Test log-likelihood estimate over ``x: [N, D]`` (Burda et al. 2015, §5: k = 5000).
-
-    One host sync, or with ``log_every`` > 0 one per ``log_every`` batches with a
-    progress line (images done, running NLL, ETA) and the same numbers; padded rows are
-    dropped by the mask. Returns, in nats per image:
-    ``log_likelihood`` = mean_x L_k(x) (<= 0 for binary data), ``nll`` = -that (the
-    paper's "test NLL", lower is better), ``nll_stderr`` = std_x L_k(x) / sqrt(N)
-    (spread over the test set, not the Monte-Carlo error), ``num_examples`` = N and
-    ``num_samples`` = k when given.
-    """
+) -> np.ndarray:
+    """L_k(x) of every row of ``x: [N, D]`` with ``ll_fn`` (``make_log_likelihood_fn``):
+    [N] float64, nats. One host sync, or with ``log_every`` > 0 one per ``log_every``
+    batches with a progress line (images done, running NLL, ETA) and the same numbers;
+    padded rows are dropped by the mask."""
     xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
     group = log_every if log_every > 0 else len(xb)
     parts, start = [], time.time()
@@ -165,11 +200,28 @@ def evaluate_log_likelihood(
                 -so_far.mean(),
                 eta,
             )
-    bounds = np.concatenate(parts)[mask > 0]  # [N]
-    mean = float(bounds.mean())
-    stderr = (
-        float(bounds.std(ddof=1) / np.sqrt(len(bounds))) if len(bounds) > 1 else 0.0
-    )
+    return np.concatenate(parts)[mask > 0]  # [N]
+
+
+def evaluate_log_likelihood(
+    ll_fn: Callable,
+    params,
+    x: np.ndarray,
+    batch_size: int,
+    key: jax.Array,
+    num_samples: int | None = None,
+    log_every: int = 0,
+) -> dict[str, float]:
+    """Test log-likelihood estimate over ``x: [N, D]`` (Burda et al. 2015, §5: k = 5000).
+
+    ``log_likelihoods`` (``log_every``: progress lines), summarised. Returns, in nats
+    per image: ``log_likelihood`` = mean_x L_k(x) (<= 0 for binary data), ``nll`` =
+    -that (the paper's "test NLL", lower is better), ``nll_stderr`` = std_x L_k(x) /
+    sqrt(N) (spread over the test set, not the Monte-Carlo error), ``num_examples`` = N
+    and ``num_samples`` = k when given.
+    """
+    bounds = log_likelihoods(ll_fn, params, x, batch_size, key, log_every)
+    mean, stderr = mean_and_stderr(bounds)
     out = {"log_likelihood": mean, "nll": -mean, "nll_stderr": stderr}
     out["num_examples"] = float(len(bounds))
     if num_samples is not None:
@@ -235,16 +287,28 @@ def evaluate_model(
         ll_fn, params, x, batch_size, key, num_samples, log_every=log_every
     )
     seconds = time.time() - start
+    units = experiment_active_units(exp, params, key, active_examples)
+    out.update(active_units=units["active_units"], unit_variances=units["variances"])
+    out["seconds"] = seconds
+    return out
+
+
+def experiment_active_units(
+    exp, params, key: jax.Array | None = None, active_examples: int = 500
+) -> dict[str, Any]:
+    """``active_units`` of a trained experiment as ``evaluate_model`` counts them: its
+    first ``active_examples`` training images (one fixed binarization, keyed
+    ``fold_in(key, 1)``, if the run binarizes dynamically), ``fold_in(key, 2)`` for the
+    posterior draws; ``key`` defaults to ``fold_in(exp.keys["eval"], 5000)``."""
+    if key is None:
+        key = jax.random.fold_in(exp.keys["eval"], 5000)
     train_x = exp.dataset.train[:active_examples]
     if exp.binarize:
         train_x = fixed_binarization(train_x, jax.random.fold_in(key, 1))
-    units = active_units(
+    return active_units(
         exp.model.posterior_means,
         params,
         train_x,
         jax.random.fold_in(key, 2),
         num_examples=active_examples,
     )
-    out.update(active_units=units["active_units"], unit_variances=units["variances"])
-    out["seconds"] = seconds
-    return out

@@ -1,47 +1,136 @@
-"""The standard figures of a run: training curves, reconstructions, prior samples."""
+"""The standard figures of a run: training curves, reconstructions, prior samples.
+
+Every figure says what it shows: curves name their unit (nats per image for the
+ELBO and its terms, squared error per pixel for the MSE) and split, the
+reconstructions their split, and ``samples.png`` that it shows decoder means of
+z ~ p(z), not samples of x.
+"""
 
 from __future__ import annotations
 
 import pathlib
 
 import jax
+import ml_collections
 import numpy as np
 
 from vae_jax import plots, writer
+
+NATS = "nats per image"
+SQUARED_ERROR = "squared error per pixel"
+SPLIT_LABELS = {
+    "train": "train (minibatch means)",
+    "valid": "valid (whole split)",
+    "test": "test (whole split)",
+}
+SAMPLES_TITLE = (
+    "decoder means E[x | z] of z ~ p(z)\n(means of p(x | z), not samples of x)"
+)
+
+
+def describe_objective(config: ml_collections.ConfigDict) -> str:
+    """What ``train/objective`` is for ``config.objective``, e.g. "recon + 0.5 KL"."""
+    obj = config.objective
+    if obj.name == "elbo":
+        if obj.kl_warmup_steps:
+            warmup = f"beta 0 -> {obj.beta:g} in {obj.kl_warmup_steps} steps"
+            text = f"recon + beta KL, {warmup}"
+        elif obj.beta == 1:
+            text = "recon + KL" + ("" if obj.free_bits else " (= -ELBO)")
+        else:
+            text = f"recon + {obj.beta:g} KL"
+        if obj.free_bits:
+            text += f", free bits {obj.free_bits:g} nats"
+        return text
+    if obj.name == "iwae":
+        return f"-L_k, k = {obj.num_samples}"
+    if obj.name == "sparse_mse":
+        return f"MSE + {obj.sparsity_weight:g} sum_j KL(rho || rho_hat_j)"
+    if obj.name == "denoising_mse":
+        return f"MSE of the {obj.corruption}-corrupted input's reconstruction"
+    return "MSE"
+
+
+def curve_panels(exp) -> list[tuple[str, str, list[str]]]:
+    """(title, unit, metric keys) of each panel of ``curves.png`` for ``exp``."""
+    every = lambda name: [f"{split}/{name}" for split in SPLIT_LABELS]
+    objective_name = exp.config.objective.name
+    objective = (
+        f"training objective (minimised):\n{describe_objective(exp.config)}",
+        NATS if exp.model.generative else f"{SQUARED_ERROR} (+ penalty)",
+        ["train/objective"],
+    )
+    if exp.model.generative:
+        return [
+            ("ELBO (higher is better)", NATS, every("elbo")),
+            objective,
+            ("L_k, importance-weighted bound", NATS, every("iwae_bound")),
+            ("reconstruction -E_q[log p(x | z)]", NATS, every("recon")),
+            ("KL(q(z | x) || p(z))", NATS, every("kl")),
+        ]
+    panels = [("mean squared error", SQUARED_ERROR, every("mse"))]
+    if objective_name not in ("mse", "denoising_mse"):  # else the same numbers as mse
+        panels.append(objective)
+    return panels
+
+
+def write_curves(exp, records, path: str | pathlib.Path) -> None:
+    """``curves.png``: one panel per ``curve_panels`` entry with data in ``records``."""
+    panels, cfg = curve_panels(exp), exp.config.train
+    evaluated = 0 < cfg.eval_every < exp.total_steps
+    during = f"every {cfg.eval_every} steps and at the end" if evaluated else ""
+    valid_when = during or "at the end"
+    test_when = during if cfg.eval_test_during_training and during else "at the end"
+    plots.plot_curves(
+        records,
+        path,
+        {title: keys for title, _, keys in panels},
+        ylabels={title: unit for title, unit, _ in panels},
+        labels={
+            key: SPLIT_LABELS[key.split("/")[0]]
+            for _, _, keys in panels
+            for key in keys
+        },
+        suptitle=(
+            "per-example means; train: minibatches since the previous log; "
+            f"valid: {valid_when}; test: {test_when}"
+        ),
+    )
+
+
+def reconstructions_title(exp, split: str = "test") -> str:
+    how = "E[x | z = E_q[z | x]]" if exp.model.generative else "g(f(x))"
+    return f"{split} split: image | reconstruction {how}"
 
 
 def write_run_figures(
     exp, params, workdir: str | pathlib.Path, num_images: int = 16
 ) -> dict[str, np.ndarray]:
-    """Writes ``curves.png``, ``reconstructions.png`` and (VAE) ``samples.png``.
+    """Writes ``curves.png``, ``reconstructions.png`` (test split) and (VAE)
+    ``samples.png`` (decoder means of z ~ p(z)).
 
     Returns the image batches drawn ([N, H, W] each), e.g. for TensorBoard.
     """
     workdir = pathlib.Path(workdir)
     records = writer.read_metrics(workdir / "metrics.jsonl")
-    panels = {
-        name: [f"{split}/{name}" for split in ("train", "valid", "test")]
-        for name in ("loss", "recon", "kl", "mse")
-    }
-    plots.plot_curves(records, workdir / "curves.png", panels)
+    write_curves(exp, records, workdir / "curves.png")
     shape = exp.dataset.image_shape
     x = exp.dataset.test[:num_images]
     recon = np.asarray(exp.model.reconstruct(params, x))
-    pairs = np.stack([x, recon], axis=1).reshape(
-        -1, *shape
-    )  # data, reconstruction, ...
+    pairs = np.stack([x, recon], axis=1).reshape(-1, *shape)  # image, recon, ...
     plots.image_grid(
         pairs,
         workdir / "reconstructions.png",
-        title="data | reconstruction",
+        title=reconstructions_title(exp),
         num_columns=8,
     )
     images = {"reconstructions": pairs}
     if exp.model.generative:
         key = jax.random.fold_in(exp.keys["eval"], 1_000_003)
         z = exp.model.sample_latents(params, key, 64)  # z ~ p(z)
-        samples = np.asarray(exp.model.decode_mean(params, z))
-        images["samples"] = samples.reshape(-1, *shape)
-        title = "E[x|z], z ~ p(z)"
-        plots.image_grid(images["samples"], workdir / "samples.png", title=title)
+        means = np.asarray(exp.model.decode_mean(params, z))  # E[x|z], not x ~ p(x|z)
+        images["samples"] = means.reshape(-1, *shape)
+        plots.image_grid(
+            images["samples"], workdir / "samples.png", title=SAMPLES_TITLE
+        )
     return images

@@ -28,6 +28,7 @@ from vae_jax import (
     parallel,
     preemption,
     provenance,
+    runtime,
     workdir_lock,
     writer,
 )
@@ -226,22 +227,57 @@ def check_workdir(workdir: pathlib.Path, state) -> None:
 
 
 def make_evaluator(exp: build.Experiment, eval_fn=None) -> Callable:
-    """params -> {"valid/loss", "test/loss", ...} on ``exp.eval_sets()`` with
-    ``eval_fn`` (default: ``exp.loss_one`` at beta = 1)."""
+    """evaluate_now(params, splits=None) -> {"valid/elbo", "test/elbo", ...}: the
+    means of ``eval_fn`` (default: ``exp.loss_one`` at beta = 1) over the named
+    splits of ``exp.eval_sets()`` ("valid", "test"; None: all there are).
+
+    Each metric is named for what it is: ``elbo``, ``recon``, ``kl`` (nats per image;
+    ``iwae_bound`` for L_k) or ``mse`` (squared error per pixel). ``eval_fn``'s
+    ``loss``, the objective at beta = 1, is left out: it is -``elbo``, ``mse`` or
+    -``iwae_bound`` again, and not the beta-weighted training ``objective``.
+    """
     if eval_fn is None:
         eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
     sets, batch_size = exp.eval_sets(), exp.config.train.eval_batch_size
 
-    def evaluate_now(params) -> dict[str, float]:
+    def evaluate_now(params, splits: Sequence[str] | None = None) -> dict[str, float]:
         metrics = {}
         for name, x in sets.items():
+            if splits is not None and name not in splits:
+                continue
             means = evaluate.evaluate_dataset(
                 eval_fn, params, x, batch_size, exp.keys["eval"]
             )
+            means.pop("loss", None)
             metrics.update({f"{name}/{k}": v for k, v in means.items()})
         return metrics
 
     return evaluate_now
+
+
+def splits_during_training(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The splits evaluated every ``train.eval_every`` steps: "valid" (model selection
+    on the validation split; the test split once, at the end), or both with
+    ``train.eval_test_during_training``."""
+    if config.train.eval_test_during_training:
+        return ("valid", "test")
+    return ("valid",)
+
+
+def evaluation_warnings(exp: build.Experiment) -> list[str]:
+    """Lines for a run whose ``eval_every`` would evaluate nothing (no validation split
+    and the test split kept for the end)."""
+    cfg = exp.config.train
+    splits = splits_during_training(exp.config)
+    if cfg.eval_every and not any(len(getattr(exp.dataset, s)) for s in splits):
+        line = (
+            f"train.eval_every = {cfg.eval_every} evaluates the validation split only, "
+            "and this run has none (data.valid_size = 0): nothing is evaluated before "
+            "the end. Set data.valid_size > 0, or train.eval_test_during_training=True "
+            "to evaluate the test split during training."
+        )
+        return [line]
+    return []
 
 
 def format_duration(seconds: float) -> str:
@@ -276,7 +312,7 @@ class ProgressLog:
 
     def __call__(self, window: Sequence[Metrics], step: int) -> None:
         means = window_means(window)
-        num_steps = sum(len(w["loss"]) for w in window)
+        num_steps = sum(len(w["nonfinite"]) for w in window)
         seconds = max(self.timer["train"] - self.train_at_last_log, 1e-9)
         rate = num_steps * self.batch_size / seconds
         per_step = self.timer["train"] / max(step - self.start_step, 1)
@@ -343,10 +379,17 @@ def _train(exp, state, manager, metric_writer, evaluate_now, timer: Timer):
         except checkpoint.NonFiniteStateError as err:
             raise NonFiniteLossError(f"{err} {last_good(manager)} {_ADVICE}") from err
 
+    splits = splits_during_training(exp.config)
+
+    def evaluate_during(s, at):
+        metrics = evaluate_now(s.params, splits)
+        if metrics:
+            metric_writer.write_scalars(at, metrics)
+
     hooks = LoopHooks(
         check=check,
         log=ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step, timer),
-        evaluate=lambda s, at: metric_writer.write_scalars(at, evaluate_now(s.params)),
+        evaluate=evaluate_during,
         save=save,
         saved_in=str(manager.directory),
     )
@@ -407,7 +450,8 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
-    """Trains ``state`` to the end, evaluates once and writes the figures."""
+    """Trains ``state`` to the end (evaluating ``splits_during_training`` every
+    ``eval_every`` steps), evaluates every split once and writes the figures."""
     config, timer, step = exp.config, Timer(), int(state.step)
     primary = parallel.is_primary()
     logging.info(
@@ -416,6 +460,10 @@ def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
         jax.devices(),
         f", data-parallel over {exp.mesh.size}" if exp.mesh is not None else "",
     )
+    for line in runtime.backend_warnings(jax.default_backend()):
+        logging.warning("%s", line)
+    for line in evaluation_warnings(exp):
+        logging.warning("%s", line)
     logging.info(
         "%s from step %d of %d",
         "Resuming" if step else "Starting",

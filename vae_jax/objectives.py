@@ -82,7 +82,8 @@ def negative_iwae_bound(params, x, key, hparams, *, model: nn.Module, num_sample
     """-L_k(x) = -log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q, k = num_samples.
 
     Burda et al. 2015, eq. 8 (the IWAE objective; k = 1 is the single-sample ELBO with
-    a sampled KL), from the model's ``log_weights``. ``hparams`` is unused (no beta).
+    a sampled KL), from the model's ``log_weights``. ``hparams`` is unused (no beta;
+    ``config_checks`` rejects objective.beta != 1 or kl_warmup_steps > 0 with it).
     Reported ``elbo`` is the mean of the k log-weights, ``kl`` = mean of log q(z|x) -
     log p(z) (estimates KL >= 0).
     x: [D] -> (scalar, {"iwae_bound", "elbo", "recon", "kl"}), nats per example.

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import math
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 
 def plot_curves(
-    records: Sequence[dict], path: str | pathlib.Path, panels: dict[str, Sequence[str]]
+    records: Sequence[dict],
+    path: str | pathlib.Path,
+    panels: dict[str, Sequence[str]],
+    *,
+    ylabels: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    suptitle: str = "",
 ) -> None:
-    """One panel per entry of ``panels`` (title -> metric keys): value against step."""
+    """One panel per entry of ``panels`` (title -> metric keys): value against step.
+
+    ``ylabels[title]``: the panel's y-axis label (its unit); ``labels[key]``: a
+    metric's legend entry (default: the key). Panels without data are left out.
+    """
     panels = {
         title: [k for k in keys if any(r.get(k) is not None for r in records)]
         for title, keys in panels.items()
@@ -21,18 +31,26 @@ def plot_curves(
     panels = {title: keys for title, keys in panels.items() if keys}
     if not panels:
         return
+    ylabels, labels = ylabels or {}, labels or {}
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(4 * len(panels), 3), squeeze=False
+        1,
+        len(panels),
+        figsize=(4.4 * len(panels), 3.4 + 0.3 * bool(suptitle)),
+        squeeze=False,
     )
     for ax, (title, keys) in zip(axes[0], panels.items()):
         for key in keys:
             points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
             steps, values = zip(*points)
-            ax.plot(steps, values, marker="o" if len(points) < 20 else None, label=key)
-        ax.set_title(title)
+            marker = "o" if len(points) < 20 else None
+            ax.plot(steps, values, marker=marker, label=labels.get(key, key))
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
+        ax.set_ylabel(ylabels.get(title, ""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -37,6 +37,7 @@ FREE = (
     "train.on_nonfinite",
     "train.max_skipped_fraction",
     "train.write_figures",
+    "train.eval_test_during_training",
     "data.data_dir",
     "data.download",
 )

@@ -1,5 +1,6 @@
 """Process-wide settings that entry points choose: log verbosity, orbax's per-save
-INFO records, the matplotlib backend and JAX's persistent compilation cache.
+INFO records, the matplotlib backend and JAX's persistent compilation cache; and the
+start-up warning for a GPU that JAX does not use (``backend_warnings``).
 
 Importing ``vae_jax`` changes no global state; the runner, the sweep runner, the
 scripts and the tests call ``configure()`` once at start-up.
@@ -10,6 +11,9 @@ from __future__ import annotations
 import logging as std_logging
 import os
 import pathlib
+import shutil
+import sys
+from collections.abc import Callable, Mapping
 
 from absl import logging
 
@@ -34,6 +38,26 @@ def quiet_orbax(logger: std_logging.Logger | std_logging.Handler | None = None) 
     # orbax's writer tasks that failed (e.g. a full disk, reported by the save as one
     # OSError) are logged again at exit as "Task exception was never retrieved".
     std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
+
+
+def _drop_closed_event_loop_reports(previous):
+    """A ``sys.excepthook`` that drops "Event loop is closed" reports: tensorstore's
+    threads print one per pending read when orbax gives up on an unreadable
+    checkpoint (which ``checkpoint.restore_latest`` then reports in one warning)."""
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(exc_type, exc, tb)
+
+    hook.drops_closed_event_loop_reports = True
+    return hook
+
+
+def quiet_closed_event_loops() -> None:
+    """Installs ``_drop_closed_event_loop_reports`` once as ``sys.excepthook``."""
+    if not getattr(sys.excepthook, "drops_closed_event_loop_reports", False):
+        sys.excepthook = _drop_closed_event_loop_reports(sys.excepthook)
 
 
 def compilation_cache_dir() -> str | None:
@@ -61,6 +85,7 @@ def configure(verbosity: int = logging.INFO, plot_backend: str | None = "Agg") -
     compilation cache of ``compilation_cache_dir()``."""
     logging.set_verbosity(verbosity)
     quiet_orbax()
+    quiet_closed_event_loops()
     cache = compilation_cache_dir()
     if cache is not None:
         enable_compilation_cache(cache)
@@ -68,3 +93,46 @@ def configure(verbosity: int = logging.INFO, plot_backend: str | None = "Agg") -
         import matplotlib  # lazy: entry points that plot nothing skip the import
 
         matplotlib.use(plot_backend)
+
+
+def visible_gpu_signs(
+    environ: Mapping[str, str] | None = None,
+    exists: Callable[[str], bool] = os.path.exists,
+    which: Callable[[str], str | None] = shutil.which,
+) -> list[str]:
+    """What says an NVIDIA GPU is there: ``nvidia-smi`` on the PATH,
+    ``/proc/driver/nvidia``, ``CUDA_VISIBLE_DEVICES`` naming devices (not "" or -1)."""
+    environ = os.environ if environ is None else environ
+    signs = []
+    if which("nvidia-smi"):
+        signs.append("nvidia-smi")
+    if exists("/proc/driver/nvidia"):
+        signs.append("/proc/driver/nvidia")
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() not in ("", "-1"):
+        signs.append(f"CUDA_VISIBLE_DEVICES={visible}")
+    return signs
+
+
+def backend_warnings(
+    backend: str,
+    environ: Mapping[str, str] | None = None,
+    exists: Callable[[str], bool] = os.path.exists,
+    which: Callable[[str], str | None] = shutil.which,
+) -> list[str]:
+    """One line when a GPU is visible (``visible_gpu_signs``) but JAX's default
+    ``backend`` is "cpu" (a jaxlib without CUDA), naming the install extras; none
+    otherwise, nor when ``JAX_PLATFORMS`` asks for CPU on purpose."""
+    environ = os.environ if environ is None else environ
+    if backend != "cpu" or environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return []
+    signs = visible_gpu_signs(environ, exists, which)
+    if not signs:
+        return []
+    line = (
+        f"A GPU is visible ({', '.join(signs)}) but JAX runs on CPU: this jaxlib has "
+        "no CUDA support. Install it with pip install -e '.[cuda12]' (or pip install "
+        "'jax[cuda12]'); on TPU VMs pip install -e '.[tpu]'. JAX_PLATFORMS=cpu "
+        "silences this."
+    )
+    return [line]

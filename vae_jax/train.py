@@ -72,8 +72,11 @@ def make_step_fn(
 ) -> Callable:
     """Pure step(state, batch [B, D]) -> (state, metrics); un-jitted, for composition.
 
-    A step whose loss or gradients are not finite leaves params and optimizer state
-    unchanged and reports ``nonfinite = 1``: the check costs no host sync.
+    Metrics (batch means): ``objective``, the value minimised (beta-weighted for a
+    beta-VAE, with any batch penalty), the objective's own terms (``elbo`` at beta = 1,
+    ``recon``, ``kl``; ``mse`` for autoencoders; ...), ``grad_norm`` and ``nonfinite``.
+    A step whose objective or gradients are not finite leaves params and optimizer
+    state unchanged and reports ``nonfinite = 1``: the check costs no host sync.
     """
     batch_loss = objectives.batch_mean(loss_one)
 
@@ -95,7 +98,7 @@ def make_step_fn(
             lambda s: s.replace(step=s.step + 1),
             state,
         )
-        metrics = {"loss": loss, **aux, "grad_norm": grad_norm}
+        metrics = {"objective": loss, **aux, "grad_norm": grad_norm}
         return state, {**metrics, "nonfinite": 1 - finite.astype(jnp.int32)}
 
     return step
@@ -230,7 +233,8 @@ class ChunkRunner:
     ``runner(state, step, n) -> (state, host metrics [n] each)`` runs n <=
     ``steps_per_dispatch`` steps from global ``step`` in one XLA call, across epoch
     ends; ``runner.run(state, n)`` trains n steps in chunks of at most
-    ``steps_per_dispatch``. One compiled program for every n (``compile_seconds``).
+    ``steps_per_dispatch`` and returns every step's metrics. One compiled program for
+    every n (``compile_seconds``).
     """
 
     def __init__(
@@ -277,13 +281,18 @@ class ChunkRunner:
         return state, {k: v[:num_steps] for k, v in metrics.items()}
 
     def run(self, state: TrainState, num_steps: int):
-        """``num_steps`` steps from ``state.step``; returns (state, last chunk's metrics)."""
-        step, end, metrics = int(state.step), int(state.step) + num_steps, None
+        """``num_steps`` steps from ``state.step`` in chunks of at most
+        ``steps_per_dispatch``; returns (state, host metrics of every step: [num_steps]
+        each, the chunks' rows concatenated in step order; {} for 0 steps)."""
+        step, end, chunks = int(state.step), int(state.step) + num_steps, []
         while step < end:
             n = min(self.steps_per_dispatch, end - step)
             state, metrics = self(state, step, n)
+            chunks.append(metrics)
             step += n
-        return state, metrics
+        if not chunks:
+            return state, {}
+        return state, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def median_epoch_seconds(seconds: Sequence[float]) -> float | None:

@@ -70,6 +70,10 @@ def test_log_weights_match_their_definition_and_bounds_are_ordered():
 
 
 def test_two_layer_trains_and_reports_active_units_per_layer():
+    """One IWAE step trains; then, with unit 0 of each layer made constant in x (its
+    mean weights zeroed), the counts per layer are those of Var_x E_q[z_u] >= 0.01
+    computed here: layer 1 E_q[z1|x], layer 2 E_q[z2|z1] at z1 ~ q(z1|x) drawn with
+    the row's key (yburda/iwae ``get_units_variances``; Burda et al. 2015, §5.2)."""
     config, model, _ = _two_layer()
     config.objective.name, config.objective.num_samples = "iwae", 3
     loss_one = objectives.make_objective(config, model)
@@ -85,12 +89,26 @@ def test_two_layer_trains_and_reports_active_units_per_layer():
     )
     x = jax.random.uniform(jax.random.PRNGKey(2), (16, D))
     state, metrics = step(state, x)
-    assert np.isfinite(metrics["loss"]) and int(state.step) == 1
-    units = evaluate.active_units(
-        model.posterior_means, state.params, np.asarray(x), jax.random.PRNGKey(3)
-    )
-    assert [v.shape for v in units["variances"]] == [(5,), (3,)]
-    assert all(0 <= c <= n for c, n in zip(units["active_units"], (5, 3)))
+    assert np.isfinite(metrics["objective"]) and int(state.step) == 1
+    params = jax.tree.map(jnp.array, state.params)
+    for layer in ("q1", "q2"):  # unit 0 of each layer ignores its input
+        kernel = params["params"][layer]["mean"]["kernel"]
+        params["params"][layer]["mean"]["kernel"] = kernel.at[:, 0].set(0.0)
+    xb = np.asarray(jax.random.uniform(jax.random.PRNGKey(4), (200, D)) > 0.5, "f4")
+    key = jax.random.PRNGKey(3)
+    units = evaluate.active_units(model.posterior_means, params, xb, key)
+    mean1, logvar1 = model.apply(params, xb, method="encode")  # [N, K1]
+    eps = np.stack([jax.random.normal(k, (5,)) for k in jax.random.split(key, 200)])
+    z1 = mean1 + jnp.exp(0.5 * logvar1) * eps  # [N, K1], the row keys' draws
+    mean2, _ = model.apply(params, z1, method="encode2")  # [N, K2]
+    for got, means, count in zip(units["variances"], (mean1, mean2), (5, 3)):
+        var = np.var(np.asarray(means, np.float64), axis=0)  # diag Cov_x
+        np.testing.assert_allclose(got, var, rtol=1e-4, atol=1e-12)
+        assert var[0] < 1e-12 and 0 < np.sum(var >= 0.01) < count
+    assert units["active_units"] == [
+        int(np.sum(np.var(np.asarray(m, np.float64), axis=0) >= 0.01))
+        for m in (mean1, mean2)
+    ]
 
 
 def test_burda_schedule_boundaries_and_rates():

@@ -122,3 +122,32 @@ def test_kernel_init_scales_every_dense_kernel(kind):
             np.testing.assert_allclose(np.std(kernel), std(kernel), rtol=0.1)
             if name == "torch_default":
                 assert np.abs(kernel).max() <= 1.0 / np.sqrt(kernel.shape[0])
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"latent_dim": 3},
+        {"latent_dim": 3, "posterior": "full"},
+        {"latent_dim": 3, "stochastic_layers": 2, "hidden2": (5,), "latent_dim2": 2},
+    ],
+)
+def test_posterior_logvar_is_the_log_variance_of_q(fields):
+    """exp(posterior_logvar) = the variances of q(z|x) (of z1 for two layers) as
+    ``encode`` gives them: exp(logvar), or diag(L L^T) for a full covariance; any
+    leading dims."""
+    cfg = model_config(hidden=(16,), **fields)
+    model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 3))
+    x = jax.random.uniform(jax.random.PRNGKey(0), (4, 6))
+    params = model.init(jax.random.PRNGKey(1), x[0])
+    logvar = model.posterior_logvar(params, x)
+    assert logvar.shape == (4, 3)
+    _, scale = model.apply(params, x, method="encode")
+    if scale.ndim == 3:  # full covariance: scale_tril L, Var = diag(L L^T)
+        expected = jnp.diagonal(scale @ jnp.swapaxes(scale, -1, -2), axis1=-2, axis2=-1)
+    else:
+        expected = jnp.exp(scale)
+    np.testing.assert_allclose(jnp.exp(logvar), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        model.posterior_logvar(params, x[1]), logvar[1], rtol=1e-5
+    )

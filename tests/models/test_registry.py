@@ -101,9 +101,9 @@ def sweeps(laplace_config, tmp_path_factory):
 def trained(sweeps):
     """(experiment, final state, final metrics, 40 test images) of SWEEP[0]'s run."""
     root, rows = sweeps
-    exp, state = runs.load_run(root / "process" / spec.run_name(SWEEP[0]))
-    x = np.asarray(exp.eval_sets()["test"][:40])
-    return exp, state, rows["process"][0], x
+    run = runs.load_run(root / "process" / spec.run_name(SWEEP[0]))
+    x = np.asarray(run.eval_split("test")[:40])
+    return run.experiment, run.state, rows["process"][0], x
 
 
 def test_laplace_log_prior_matches_scipy():
@@ -116,7 +116,7 @@ def test_laplace_log_prior_matches_scipy():
 def test_registered_family_trains_and_evaluates(trained):
     exp, state, final, x = trained
     assert isinstance(exp.model, LaplacePriorVAE)
-    assert int(state.step) == 300 and np.isfinite(final["test/loss"])
+    assert int(state.step) == 300 and np.isfinite(final["test/elbo"])
     init_elbo = evaluate.evaluate_dataset(
         evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0}),
         exp.init_state().params,
@@ -157,6 +157,6 @@ def test_registered_family_sweeps_vmapped_as_separate_runs(sweeps):
     assert [r["status"] for r in vmapped + single] == ["done"] * 4
     for a, b in zip(vmapped, single):
         np.testing.assert_allclose(
-            float(a["test/loss"]), float(b["test/loss"]), rtol=1e-4
+            float(a["test/elbo"]), float(b["test/elbo"]), rtol=1e-4
         )
-    assert vmapped[0]["test/loss"] != vmapped[1]["test/loss"]
+    assert vmapped[0]["test/elbo"] != vmapped[1]["test/elbo"]

@@ -57,7 +57,7 @@ def test_vmapped_one_class_training_equals_one_by_one(kind):
                 singles[c], jnp.asarray(xs[c]), counts[c], keys[c][2]
             )
         np.testing.assert_allclose(
-            metrics_c["loss"], vmetrics["loss"][c], rtol=1e-5, atol=1e-6
+            metrics_c["objective"], vmetrics["objective"][c], rtol=1e-5, atol=1e-6
         )
         tree_c = member(state.params, c)
         jax.tree.map(

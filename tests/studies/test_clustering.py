@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from vae_jax import models
+from vae_jax import models, runs
 from vae_jax.configs import dec_mnist
 from vae_jax.studies import cluster_metrics, clustering
 
@@ -157,6 +157,15 @@ def test_pretraining_resumes_from_its_checkpoint(pretrained):
     _, params2, seconds2 = clustering.pretrain_autoencoder(config, x, workdir, 3)
     assert seconds2 == []
     jax.tree.map(np.testing.assert_array_equal, params, params2)
+
+
+def test_pretrained_autoencoder_loads_as_a_run(pretrained):
+    x, _, model, params, _, workdir = pretrained
+    run = runs.load_run(workdir, dataset=clustering.pretraining_dataset(x))
+    assert run.family == "ae" and run.step == run.experiment.total_steps
+    jax.tree.map(np.testing.assert_array_equal, run.params, params)
+    codes = run.encode(x[:50])
+    np.testing.assert_allclose(codes, model.code(params, x[:50]), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("idec", [False, True])

@@ -136,7 +136,7 @@ def _fits(image_shape):
     (ae, ae_params), (vae, vae_params) = (_model(k, image_shape) for k in ("ae", "vae"))
     return {
         "AE": (types.SimpleNamespace(model=ae), ae_params, {"mse": 0.1}),
-        "VAE": (types.SimpleNamespace(model=vae), vae_params, {"loss": 50.0}),
+        "VAE": (types.SimpleNamespace(model=vae), vae_params, {"elbo": -50.0}),
     }
 
 

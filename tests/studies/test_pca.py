@@ -100,3 +100,29 @@ def test_linear_ae_vs_pca_table_on_low_rank_data():
     assert row["max_subspace_angle_deg"] < 1.0
     assert 0.99 < row["mse_ratio_train"] < 1.05
     assert 0.95 < row["mse_ratio_test"] < 1.1
+
+
+def _orthonormal(d, k, seed=0):
+    """[d, k] float64 orthonormal columns."""
+    return np.linalg.qr(np.random.default_rng(seed).normal(size=(d, k)))[0]
+
+
+def test_principal_angles_are_float64_accurate_for_tiny_angles():
+    """Identical 784 x 10 subspaces (the same basis and another basis of it) give
+    < 1e-6 degrees, and known angles of 0.001 .. 0.01 degrees come back to 1e-6
+    degrees: no float32 arccos of cosines near 1 (Knyazev & Argentati 2002)."""
+    q = _orthonormal(784, 20)
+    a = q[:, :10]
+    mixed = a @ np.random.default_rng(1).normal(size=(10, 10))  # same subspace
+    a32 = a.astype(np.float32)  # e.g. two copies of a float32 decoder's columns
+    for x, y in ((a, a), (a, mixed), (a32, a32)):
+        assert np.degrees(pca.principal_angles(x, y)).max() < 1e-6
+    theta = np.radians(np.linspace(0.001, 0.01, 10))  # ascending
+    rotated = np.cos(theta) * a + np.sin(theta) * q[:, 10:]  # column j by theta_j
+    got = np.degrees(pca.principal_angles(a, rotated))
+    np.testing.assert_allclose(got, np.degrees(theta), rtol=0, atol=1e-6)
+    single = np.radians(0.001)
+    b = a.copy()
+    b[:, 3] = np.cos(single) * a[:, 3] + np.sin(single) * q[:, 15]
+    got = np.degrees(pca.principal_angles(a, b))
+    np.testing.assert_allclose(got, [0.0] * 9 + [0.001], rtol=0, atol=1e-6)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import build, loop, objectives, optim, train
+from vae_jax import build, loop, objectives, optim, train, writer
 from vae_jax.configs import quickstart
 from vae_jax.sweep import launch, results, spec, vmapped
 
@@ -283,10 +283,77 @@ def test_vmapped_sweep_matches_separate_runs(sweeps):
             np.testing.assert_array_equal(a, c)
     for row_v, row_p in zip(rows["vmap"], rows["process"]):
         assert row_v["status"] == row_p["status"] == "done"
-        for key in ("train/loss", "train/kl", "test/kl", "test/loss"):
+        for key in ("train/objective", "train/kl", "test/kl", "test/elbo"):
             np.testing.assert_allclose(row_v[key], row_p[key], rtol=1e-5)
-    losses = [r["test/loss"] for r in rows["vmap"]]
+    losses = [r["test/elbo"] for r in rows["vmap"]]
     assert len(set(losses)) == 3  # each config trained with its own hyper-parameters
+
+
+def test_vmapped_sweep_evaluates_the_validation_split_during_training(tmp_path):
+    """``eval_every`` evaluates the validation split, the test split once at the end;
+    the records name the beta-weighted ``objective`` and the beta = 1 ``elbo``."""
+    base = _base(20)
+    base.data.valid_size = 100
+    base.train.eval_every = 10
+    launch.run_sweep(base, SWEEP[:2], tmp_path, mode="vmap")
+    for overrides in SWEEP[:2]:
+        path = tmp_path / spec.run_name(overrides) / "metrics.jsonl"
+        records = writer.read_metrics(path)
+        assert [r["step"] for r in records if "valid/elbo" in r] == [10, 20]
+        assert [r["step"] for r in records if "test/elbo" in r] == [20]
+        assert not [k for r in records for k in r if k.endswith("loss")]
+        last = [r for r in records if "train/objective" in r][-1]  # past the warm-up
+        beta = overrides["objective.beta"]
+        weighted = -last["train/elbo"] - (1 - beta) * last["train/kl"]
+        assert last["train/objective"] == pytest.approx(weighted, rel=1e-5)
+
+
+def test_results_table_puts_the_headline_metrics_first(tmp_path):
+    (run,) = spec.make_runs(_base(), SWEEP[:1])
+    record = {
+        "step": 40,
+        "train/grad_norm": 3.0,
+        "train/kl": 2.0,
+        "train/objective": 90.0,
+        "train/elbo": -90.0,
+        "test/kl": 2.5,
+        "test/elbo": -95.0,
+    }
+    (tmp_path / run.name).mkdir()
+    (tmp_path / run.name / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    results.write_results([run], tmp_path)
+    header = (tmp_path / "results.md").read_text().splitlines()[0]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    metrics = [c for c in columns if "/" in c]
+    assert metrics == [
+        "train/elbo",
+        "train/objective",
+        "train/kl",
+        "train/grad_norm",
+        "test/elbo",
+        "test/kl",
+    ]
+
+
+def test_results_plot_draws_the_configs_above_the_mean_line(tmp_path, monkeypatch):
+    from vae_jax.plots import plt
+
+    betas = (0.5, 0.5, 1.0, 2.0)
+    rows = [
+        {"name": f"r{i}", "objective.beta": b, "status": "done", "test/elbo": -90.0 - i}
+        for i, b in enumerate(betas)
+    ]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    results.plot_results(rows, ["objective.beta"], tmp_path / "results.png")
+    (ax,) = figures[0].axes
+    (points,) = ax.collections
+    (line,) = ax.lines
+    assert points.get_zorder() > line.get_zorder()
+    assert len(points.get_offsets()) == 4 and len(line.get_xdata()) == 3
+    assert "final test/elbo" in ax.get_ylabel() and "nats per image" in ax.get_ylabel()
+    monkeypatch.undo()
+    plt.close(figures[0])
 
 
 def test_vmap_refuses_configs_that_differ_in_shape_or_kind(tmp_path):
@@ -343,8 +410,9 @@ def test_results_written_and_finished_configs_skipped(sweeps, monkeypatch):
             "optim.learning_rate",
             "seed",
             "status",
-            "train/loss",
-            "test/loss",
+            "train/objective",
+            "train/elbo",
+            "test/elbo",
         } <= set(table[0])
         assert float(table[1]["optim.learning_rate"]) == 3e-3
         assert (root / mode / "results.md").read_text().count("| done |") == 3
@@ -413,7 +481,7 @@ def test_finished_run_survives_added_and_removed_config_fields(tmp_path):
     finished run stale; a changed value of a field both configs have does."""
     (run,) = spec.make_runs(_base(), SWEEP[:1])
     (tmp_path / run.name).mkdir()
-    results.write_done(run, tmp_path / run.name, {"test/loss": 1.0})
+    results.write_done(run, tmp_path / run.name, {"test/elbo": -1.0})
     assert results.is_finished(run, tmp_path)
     done_path = tmp_path / run.name / "done.json"
     record = json.loads(done_path.read_text())

@@ -84,7 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.num_steps = 0  # total optimizer steps; 0 = from num_epochs
     config.train.steps_per_dispatch = 100  # steps fused into one XLA call by lax.scan
     config.train.log_every = 100  # steps between progress lines / metrics
-    config.train.eval_every = 0  # steps between evaluations; 0 = at the end only
+    config.train.eval_every = 0  # steps between evaluations (valid split); 0 = end only
+    # True: evaluate the test split every eval_every steps too (the test split is
+    # otherwise evaluated once, at the end: select models on the validation split)
+    config.train.eval_test_during_training = False
     config.train.checkpoint_every = 1000  # steps between checkpoints (and at the end)
     config.train.keep_checkpoints = 3  # last N checkpoints kept
     config.train.eval_batch_size = 500

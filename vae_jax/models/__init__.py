@@ -20,6 +20,8 @@ Latent-variable families (the ELBO and IWAE objectives, L_k, active units) add:
   ``posterior_means(params, x, key)``    -> (E_q[z_l | .] [K_l] per stochastic layer)
   ``sample_latents(params, key, S)``     -> z ~ p(z) [S, K]
   ``kl_per_dimension(params, xs [B, D])`` -> [B, K], or None if q does not factorise
+Optional, where q(z|x) is Gaussian (``runs.Run.posterior_logvar``, exported latents):
+  ``posterior_logvar(params, x [..., D])`` -> log Var_q[z_k|x] [..., K] of ``code``'s z
 """
 
 from __future__ import annotations

@@ -80,6 +80,13 @@ class FullCovarianceVAE(vae.VAEBase):
         return log_px + log_pz - log_qz, log_px
 
     @nn.nowrap
+    def posterior_logvar(self, params, x: jax.Array) -> jax.Array:
+        """log Var_q[z_k|x] = log (L L^T)_kk = log sum_j L_kj^2, the marginal
+        log-variances (the correlations are dropped): [..., D] -> [..., K]."""
+        _, tril = self.apply(params, x, method="encode")  # [..., K, K]
+        return jnp.log(jnp.sum(jnp.square(tril), axis=-1))
+
+    @nn.nowrap
     def gaussian_posterior(self, params, x: jax.Array):
         """q(z|x) as (mean [K], scale_tril [K, K]). x: [D]."""
         return self.apply(params, x, method="encode")

@@ -88,23 +88,25 @@ class HierarchicalVAE(nn.Module):
         """log w_s = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1).
 
         (z1, z2)_s ~ q(z1|x) q(z2|z1), reparameterised; Burda et al. 2015, eq. 8 / §5.
+        key1, key2 = split(key) draw eps1 [S, K1], eps2 [S, K2]; log q of each layer
+        comes from its eps (``dist.diag_normal_logpdf_at_eps``), exact in float32 even
+        when sigma << |mean|.
         x: [D] -> (log_w [S], log p(x|z1_s) [S]) in nats, S = num_samples.
         """
         key1, key2 = jax.random.split(key)
         mean1, logvar1 = self.apply(params, x, method="encode")  # [K1]
-        z1 = dist.sample_diag_normal(key1, mean1, logvar1, num_samples)  # [S, K1]
+        z1, eps1 = dist.sample_diag_normal_and_eps(key1, mean1, logvar1, num_samples)
         mean2, logvar2 = self.apply(params, z1, method="encode2")  # [S, K2]
-        eps = jax.random.normal(key2, mean2.shape, jnp.float32)
-        z2 = mean2 + jnp.exp(0.5 * logvar2) * eps  # [S, K2]
+        eps2 = jax.random.normal(key2, mean2.shape, jnp.float32)
+        z2 = mean2 + jnp.exp(0.5 * logvar2) * eps2  # [S, K2]
         prior_mean1, prior_logvar1 = self.apply(params, z2, method="prior1")  # [S, K1]
         logits = self.apply(params, z1, method="decode")["logits"]  # [S, D]
         log_px = jax.vmap(dist.bernoulli_logpmf, in_axes=(None, 0))(x, logits)
         log_pz1 = jax.vmap(dist.diag_normal_logpdf)(z1, prior_mean1, prior_logvar1)
         log_pz2 = jax.vmap(dist.std_normal_logpdf)(z2)
-        log_qz1 = jax.vmap(dist.diag_normal_logpdf, in_axes=(0, None, None))(
-            z1, mean1, logvar1
-        )
-        log_qz2 = jax.vmap(dist.diag_normal_logpdf)(z2, mean2, logvar2)
+        log_q_at = dist.diag_normal_logpdf_at_eps
+        log_qz1 = jax.vmap(log_q_at, in_axes=(0, None))(eps1, logvar1)
+        log_qz2 = jax.vmap(log_q_at)(eps2, logvar2)
         return log_px + log_pz1 + log_pz2 - log_qz1 - log_qz2, log_px
 
     @nn.nowrap
@@ -129,6 +131,11 @@ class HierarchicalVAE(nn.Module):
     def code(self, params, x: jax.Array) -> jax.Array:
         """E_q[z1|x]: [..., D] -> [..., K1]."""
         return self.apply(params, x, method="encode")[0]
+
+    @nn.nowrap
+    def posterior_logvar(self, params, x: jax.Array) -> jax.Array:
+        """log Var_q[z1_k|x] of the layer ``code`` returns: [..., D] -> [..., K1]."""
+        return self.apply(params, x, method="encode")[1]
 
     @nn.nowrap
     def decode_mean(self, params, z1: jax.Array) -> jax.Array:

@@ -133,16 +133,23 @@ class VAE(VAEBase):
         """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x), z_s ~ q(z|x).
 
         Burda et al. 2015, eq. 8; z drawn as ``elbo_terms`` draws it for the same key.
+        log q(z_s|x) from the drawn eps_s (``dist.diag_normal_logpdf_at_eps``): exact
+        in float32 even when sigma << |mean|.
         x: [D] -> (log_w [S], log p(x|z_s) [S]).
         """
         mean, logvar = self.apply(params, x, method="encode")  # [K], [K]
-        z = dist.sample_diag_normal(key, mean, logvar, num_samples)  # [S, K]
-        log_px = self.log_px(params, x, z)
+        z, eps = dist.sample_diag_normal_and_eps(key, mean, logvar, num_samples)
+        log_px = self.log_px(params, x, z)  # z, eps: [S, K]
         log_pz = jax.vmap(dist.std_normal_logpdf)(z)
-        log_qz = jax.vmap(dist.diag_normal_logpdf, in_axes=(0, None, None))(
-            z, mean, logvar
+        log_qz = jax.vmap(dist.diag_normal_logpdf_at_eps, in_axes=(0, None))(
+            eps, logvar
         )
         return log_px + log_pz - log_qz, log_px
+
+    @nn.nowrap
+    def posterior_logvar(self, params, x: jax.Array) -> jax.Array:
+        """log Var_q[z_k|x], the encoder's logvar: [..., D] -> [..., K]."""
+        return self.apply(params, x, method="encode")[1]
 
     @nn.nowrap
     def gaussian_posterior(self, params, x: jax.Array):

@@ -36,7 +36,17 @@ def reconstruction_score(params, x, key, *, model: nn.Module) -> jax.Array:
 
 def negative_elbo_score(params, x, key, *, model: nn.Module, num_samples: int = 1):
     """-ELBO(x) with S reparameterised samples (Kingma & Welling 2013, eq. 10; the
-    model's own KL, closed form where it has one), nats. x: [D] -> scalar."""
+    model's own KL, closed form where it has one), nats. x: [D] -> scalar.
+
+    On grey levels x in [0, 1] (the anomaly protocol here: no binarization) a
+    Bernoulli p(x|z) gives the binary cross-entropy sum_d -x_d log s_d - (1 - x_d)
+    log(1 - s_d), not a log density: its normaliser as a density on [0, 1] depends on
+    the decoder output s (the continuous Bernoulli; Loaiza-Ganem & Cunningham 2019).
+    So the score is "cross-entropy reconstruction error + KL", not -log p(x) up to a
+    constant. AUROC uses only the ranking, so it stays a valid anomaly score; the
+    models train and score on grey levels (as the AE's squared error does) rather than
+    on binarized images, which would discard grey-level detail.
+    """
     return objectives.negative_elbo(
         params, x, key, {"beta": jnp.float32(1.0)}, model=model, num_samples=num_samples
     )[0]
@@ -44,7 +54,8 @@ def negative_elbo_score(params, x, key, *, model: nn.Module, num_samples: int = 
 
 def iwae_nll_score(params, x, key, *, model: nn.Module, num_samples: int = 100):
     """-L_k(x), the importance-weighted NLL bound (Burda et al. 2015, eq. 8), nats.
-    x: [D] -> scalar."""
+    x: [D] -> scalar. On grey levels with a Bernoulli p(x|z), not an NLL bound of a
+    normalised density (see ``negative_elbo_score``), only an anomaly score."""
     return -evaluate.iwae_bound(model.log_weights, params, x, key, num_samples)
 
 
@@ -184,9 +195,9 @@ def train_one_class_models(
 
     def log(window, step):
         seconds.append(time.time() - start[0])
-        loss = np.concatenate([w["loss"] for w in window], axis=1).mean(axis=1)  # [C]
-        logging.info(
-            "one-class epoch %d/%d loss per class %s (%.1f s)",
+        loss = np.concatenate([w["objective"] for w in window], axis=1).mean(axis=1)
+        logging.info(  # loss: [C], each class model's training objective
+            "one-class epoch %d/%d objective per class %s (%.1f s)",
             step // steps_per_epoch,
             num_epochs,
             np.array2string(loss, precision=4),

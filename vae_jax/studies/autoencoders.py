@@ -28,14 +28,16 @@ def fit(
 
     Same steps as ``loop.train_and_evaluate`` (``make_step_fn`` in scan-fused chunks).
     ``make_loss(model) -> loss_one``, if given, replaces the config's objective.
-    Returns (experiment, params, mean train metrics of the last chunk).
+    Returns (experiment, params, mean train metrics of the last chunk: its last
+    ``(total_steps - 1) % steps_per_dispatch + 1`` steps).
     """
     exp = build.build_experiment(config, dataset)
     if make_loss is not None:
         exp = dataclasses.replace(exp, loss_one=make_loss(exp.model))
     state = exp.init_state()
     state, metrics = exp.chunk_runner().run(state, exp.total_steps)
-    means = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+    last = (exp.total_steps - 1) % config.train.steps_per_dispatch + 1
+    means = {k: float(np.mean(v[-last:])) for k, v in metrics.items()}
     return exp, state.params, means
 
 

@@ -1,7 +1,8 @@
 """Clustering and detection metrics on host arrays (NumPy / scikit-learn / SciPy).
 
 Unsupervised clustering accuracy (Hungarian matching of clusters to classes; Xie et
-al. 2016, eq. 10), NMI and ARI (scikit-learn), and AUROC for anomaly scores.
+al. 2016, eq. 10), NMI (arithmetic and geometric normalisation) and ARI
+(scikit-learn), and AUROC for anomaly scores.
 """
 
 from __future__ import annotations
@@ -35,11 +36,28 @@ def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(counts[rows, cols].sum() / len(labels))
 
 
+def normalized_mutual_info(
+    labels: np.ndarray, clusters: np.ndarray, average: str = "arithmetic"
+) -> float:
+    """NMI = I(Y; C) / mean(H(Y), H(C)) (Strehl & Ghosh 2002; scikit-learn).
+
+    ``average="arithmetic"``: (H(Y) + H(C)) / 2, scikit-learn's default since 0.22;
+    ``"geometric"``: sqrt(H(Y) H(C)), its default before 0.22, hence the NMI of the
+    DEC-era papers and code (DEC-keras, IDEC). labels, clusters: [N] ints."""
+    return float(
+        sk_metrics.normalized_mutual_info_score(
+            labels, clusters, average_method=average
+        )
+    )
+
+
 def clustering_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
-    """{"acc", "nmi", "ari"} of a clustering [N] against true labels [N]."""
+    """{"acc", "nmi" (arithmetic normalisation), "nmi_geometric" (sqrt(H(Y) H(C)), as
+    DEC-era papers report it), "ari"} of a clustering [N] against true labels [N]."""
     return {
         "acc": cluster_accuracy(labels, clusters),
-        "nmi": float(sk_metrics.normalized_mutual_info_score(labels, clusters)),
+        "nmi": normalized_mutual_info(labels, clusters, "arithmetic"),
+        "nmi_geometric": normalized_mutual_info(labels, clusters, "geometric"),
         "ari": float(sk_metrics.adjusted_rand_score(labels, clusters)),
     }
 

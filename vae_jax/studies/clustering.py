@@ -147,20 +147,29 @@ def make_apply_all(fn_one: Callable, batch_size: int) -> Callable:
 
 
 # ------------------------------------------------------------------ stage 1: pretraining
+def pretraining_dataset(x: np.ndarray) -> data_lib.Dataset:
+    """All rows of ``x: [N, D]`` as the training split (no labels, no other split): what
+    ``pretrain_autoencoder`` trains on."""
+    return data_lib.Dataset(
+        "pretrain", x, x[:0], x[:0], None, None, None, (x.shape[1], 1)
+    )
+
+
 def pretrain_autoencoder(
     config: ml_collections.ConfigDict, x: np.ndarray, workdir, num_epochs: int
 ) -> tuple[nn.Module, dict, list[float]]:
     """Trains ``config``'s autoencoder on all rows of ``x: [N, D]`` for ``num_epochs``
     epochs (``loop.run_loop``, one scan-fused chunk each), checkpointing into
     ``workdir`` after every epoch; a rerun resumes there. Non-finite steps are skipped
-    (``train.make_step_fn``). Returns (model, params, seconds per new epoch)."""
-    dataset = data_lib.Dataset(
-        "pretrain", x, x[:0], x[:0], None, None, None, (x.shape[1], 1)
-    )
+    (``train.make_step_fn``). Writes ``config.json`` there too, so the autoencoder
+    loads as a run: ``runs.load_run(workdir, dataset=pretraining_dataset(x))``.
+    Returns (model, params, seconds per new epoch)."""
     config = config.copy_and_resolve_references()
     config.train.num_epochs = num_epochs
-    exp = build.build_experiment(config, dataset)
+    exp = build.build_experiment(config, pretraining_dataset(x))
     state = exp.init_state()
+    pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
+    writer.write_config(workdir, config)
     manager = checkpoint.make_manager(pathlib.Path(workdir) / "checkpoints", 2)
     state = checkpoint.restore_latest(manager, state) or state
     seconds, start = [], [time.time()]  # start: the epoch's, after the last save

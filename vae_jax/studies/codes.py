@@ -130,5 +130,5 @@ def latent_maps_of(ae, vae, dataset, num_points: int = 5000, workdir=None) -> di
         "ae_code_std": ae_codes.std(axis=0).tolist(),
         "vae_code_std": vae_codes.std(axis=0).tolist(),
         "ae_train_mse": ae_metrics["mse"],
-        "vae_train_elbo": -vae_metrics["loss"],
+        "vae_train_elbo": vae_metrics["elbo"],
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 
 class PCA(NamedTuple):
@@ -57,17 +58,23 @@ def project(pca: PCA, x: jnp.ndarray, k: int) -> jnp.ndarray:
     return pca.mean + v.T @ (v @ (x - pca.mean))
 
 
-def principal_angles(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """Angles between span(a) and span(b): arccos of the singular values of Q_a^T Q_b,
-    with a = Q_a R_a, b = Q_b R_b thin QR (Bjorck & Golub 1973).
+def principal_angles(a: jnp.ndarray, b: jnp.ndarray) -> np.ndarray:
+    """Angles between span(a) and span(b) (Bjorck & Golub 1973), in float64 by
+    ``scipy.linalg.subspace_angles``: arccos of the singular values of Q_a^T Q_b for
+    large angles, arcsin of those of (I - Q_a Q_a^T) Q_b for small ones (Knyazev &
+    Argentati 2002). Exact to ~1e-15 rad; a float32 arccos of cosines near 1 gave
+    0.02-0.03 deg for identical 784 x 10 subspaces.
 
-    a: [D, K1], b: [D, K2] (columns span the subspaces). Returns [min(K1, K2)] radians,
-    ascending; the last is the largest angle (0 iff one subspace contains the other).
+    a: [D, K1], b: [D, K2] (columns span the subspaces). Returns [min(K1, K2)] radians
+    (float64), ascending; the last is the largest angle (0 iff one subspace contains
+    the other).
     """
-    qa, _ = jnp.linalg.qr(a)
-    qb, _ = jnp.linalg.qr(b)
-    cosines = jnp.linalg.svd(qa.T @ qb, compute_uv=False)  # descending
-    return jnp.arccos(jnp.clip(cosines, -1.0, 1.0))
+    from scipy import linalg  # lazy: only the PCA study needs it
+
+    angles = linalg.subspace_angles(
+        np.asarray(a, np.float64), np.asarray(b, np.float64)
+    )
+    return angles[::-1].copy()  # scipy returns them descending
 
 
 def nearest_vector_angles(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:

@@ -172,7 +172,8 @@ def run_sweep(
 def final_state(run: Run, workdir, dataset=None) -> tuple[build.Experiment, Any]:
     """(experiment, last checkpointed TrainState) of ``run`` in ``<workdir>/<name>``
     (``load_run``; FileNotFoundError if it has no checkpoint)."""
-    return load_run(pathlib.Path(workdir) / run.name, dataset=dataset)
+    loaded = load_run(pathlib.Path(workdir) / run.name, dataset=dataset)
+    return loaded.experiment, loaded.state
 
 
 def fit_sweep(

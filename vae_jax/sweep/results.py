@@ -91,16 +91,32 @@ def _final_metrics(run_dir: pathlib.Path) -> dict[str, float]:
     return out
 
 
+# Within a split: the headline numbers first, the step diagnostics last.
+_FIRST = ("elbo", "iwae_bound", "mse", "objective", "recon", "kl")
+_LAST = ("grad_norm", "nonfinite", "nonfinite_state")
+
+
 def _metric_order(name: str):
     prefixes = ("step", "train/", "valid/", "test/")
-    return next((i for i, p in enumerate(prefixes) if name.startswith(p)), 4), name
+    split = next((i for i, p in enumerate(prefixes) if name.startswith(p)), 4)
+    short = name.split("/", 1)[-1]
+    if short in _FIRST:
+        rank = _FIRST.index(short)
+    elif short in _LAST:
+        rank = len(_FIRST) + 1 + _LAST.index(short)
+    else:
+        rank = len(_FIRST)
+    return split, rank, name
 
 
 def write_results(
     runs: Sequence[Run], workdir, failures: Mapping[str, str] | None = None
 ):
     """``results.csv`` and ``results.md`` (a row per config: overrides, status, final
-    train and eval metrics) and ``results.png``; returns the rows as dicts."""
+    train metrics (``train/objective``, ``train/elbo``, ...: means of the last log
+    window) and final ``valid/`` and ``test/`` metrics (``elbo`` in nats per image,
+    ``mse`` in squared error per pixel, ...)) and ``results.png``; returns the rows
+    as dicts."""
     workdir, rows = pathlib.Path(workdir), []
     keys = list(dict.fromkeys(k for run in runs for k in run.overrides))
     for run in runs:
@@ -130,19 +146,27 @@ def write_results(
     return rows
 
 
+# What results.png plots, the first present: (metric, its unit).
+PLOTTED = (
+    ("test/elbo", "nats per image, higher is better"),
+    ("valid/elbo", "nats per image, higher is better"),
+    ("test/mse", "squared error per pixel"),
+    ("valid/mse", "squared error per pixel"),
+    ("train/elbo", "nats per image, higher is better"),
+    ("train/mse", "squared error per pixel"),
+    ("train/objective", "training objective"),
+)
+
+
 def plot_results(rows: Sequence[Mapping], keys: Sequence[str], path) -> None:
-    """One panel per swept field: the final test (else valid, train) loss of each
-    finished config against the field's value, and its mean over the other fields."""
+    """One panel per swept field: the final test ELBO (else MSE; else valid, train) of
+    each finished config against the field's value, drawn above the line of its
+    mean over the other fields."""
     from vae_jax.plots import plt
 
     done = [r for r in rows if r["status"] == "done"]
-    metric = next(
-        (
-            m
-            for m in ("test/loss", "valid/loss", "train/loss")
-            if any(m in r for r in done)
-        ),
-        None,
+    metric, unit = next(
+        ((m, u) for m, u in PLOTTED if any(m in r for r in done)), (None, None)
     )
     if metric is None or not keys:
         return
@@ -157,15 +181,33 @@ def plot_results(rows: Sequence[Mapping], keys: Sequence[str], path) -> None:
         ys = [m for _, m in points]
         values = sorted(set(xs))
         means = [np.mean([y for x, y in zip(xs, ys) if x == u]) for u in values]
-        ax.scatter(xs, ys, alpha=0.6, label="configs")
-        ax.plot(values, means, "o-", color="C1", label="mean over other fields")
+        ax.plot(  # below the configs' points (zorder), which stay visible
+            values,
+            means,
+            "-",
+            color="C1",
+            linewidth=1.5,
+            alpha=0.8,
+            zorder=2,
+            label="mean over other fields",
+        )
+        ax.scatter(
+            xs,
+            ys,
+            s=28,
+            color="C0",
+            edgecolors="black",
+            linewidths=0.6,
+            zorder=3,
+            label="configs",
+        )
         if numeric and values[0] > 0 and values[-1] >= 10 * values[0]:
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(labels)), labels)
         ax.set(
             xlabel=key,
-            ylabel=f"final {metric}",
+            ylabel=f"final {metric}\n({unit})",
             title=f"{metric} vs {key.split('.')[-1]}",
         )
         if numeric and all(isinstance(v, int) for v in values):

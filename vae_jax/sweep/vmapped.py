@@ -35,6 +35,7 @@ from vae_jax import (
     optim,
     parallel,
     provenance,
+    runtime,
     train,
     workdir_lock,
     writer,
@@ -187,7 +188,7 @@ class _Member:
     dir: pathlib.Path  # <workdir>/<name>
     manager: Any  # orbax CheckpointManager of <name>/checkpoints
     state: train.TrainState  # restored or fresh, single-run layout
-    evaluate: Callable = None  # params -> {"valid/loss", "test/loss", ...}
+    evaluate: Callable = None  # (params, splits) -> {"valid/elbo", "test/elbo", ...}
     writer: writer.MetricWriter | None = None
     failed: str = ""
 
@@ -272,13 +273,19 @@ def _hooks(members: Sequence[_Member]) -> loop.LoopHooks:
         for i, m in live():
             means = loop.window_means(window, i)
             m.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-            terms.append(f"{m.run.name} loss {means['loss']:.4g}")
+            shown = [k for k in ("objective", "elbo", "mse") if k in means]
+            terms.append(
+                " ".join([m.run.name, *(f"{k} {means[k]:.4g}" for k in shown)])
+            )
         total = members[0].exp.total_steps
         logging.info("step %d/%d | %s", step, total, " | ".join(terms))
 
-    def evaluate_now(state, step):
+    def evaluate_now(state, step):  # valid only, unless eval_test_during_training
         for i, m in live():
-            m.writer.write_scalars(step, m.evaluate(_take(state.params, i)))
+            splits = loop.splits_during_training(m.exp.config)
+            metrics = m.evaluate(_take(state.params, i), splits)
+            if metrics:
+                m.writer.write_scalars(step, metrics)
 
     def save(state, step):
         for i, m in live():
@@ -361,6 +368,8 @@ def train_vmapped(runs: Sequence[Run], workdir) -> dict[str, str]:
     the stored one (``provenance.check_resume``) as a single run's would be.
     Returns {name: message} for configs stopped by a non-finite loss."""
     check_vmappable(runs)
+    for line in runtime.backend_warnings(jax.default_backend()):
+        logging.warning("%s", line)
     members, eval_fns = [], {}
     with contextlib.ExitStack() as locks:
         for run, exp in zip(runs, _experiments(runs)):
@@ -378,6 +387,8 @@ def train_vmapped(runs: Sequence[Run], workdir) -> dict[str, str]:
             members.append(
                 _Member(run, exp, run_dir, manager, state, _evaluator(exp, eval_fns))
             )
+        for line in loop.evaluation_warnings(members[0].exp) if members else []:
+            logging.warning("%s", line)
         for step in sorted({int(m.state.step) for m in members}):
             _train_members([m for m in members if int(m.state.step) == step])
     return {m.run.name: m.failed for m in members if m.failed}
