@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.learning_rate = 3e-3
     config.optim.schedule = "cosine"
     config.train.batch_size = 256
-    config.train.num_steps = 8000  # K = 10: largest principal angle 0.10 deg here (float64)
+    config.train.num_steps = 8000  # K = 10: largest principal angle 0.10 deg
     config.train.steps_per_dispatch = 500
     config.train.log_every = 1000
     config.train.checkpoint_every = 6000
