@@ -3,6 +3,8 @@ start-up warning for a GPU that JAX does not use and the extras it names."""
 
 import subprocess
 import sys
+import threading
+import types
 
 import pytest
 
@@ -106,9 +108,14 @@ def test_accelerator_extras_pin_a_jax_lower_bound():
 def test_closed_event_loop_reports_are_dropped_and_others_kept(monkeypatch):
     seen = []
     monkeypatch.setattr(sys, "excepthook", lambda *args: seen.append(args[1]))
+    monkeypatch.setattr(threading, "excepthook", lambda a: seen.append(a.exc_value))
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
     runtime.quiet_closed_event_loops()
     runtime.quiet_closed_event_loops()  # installed once
-    sys.excepthook(RuntimeError, RuntimeError("Event loop is closed"), None)
-    other = RuntimeError("something else")
-    sys.excepthook(RuntimeError, other, None)
-    assert seen == [other]
+    closed, other = RuntimeError("Event loop is closed"), RuntimeError("other")
+    for exc in (closed, other):
+        sys.excepthook(RuntimeError, exc, None)
+        report = types.SimpleNamespace(exc_type=RuntimeError, exc_value=exc)
+        threading.excepthook(report)
+        sys.unraisablehook(report)
+    assert seen == [other, other, other]

@@ -13,6 +13,7 @@ import os
 import pathlib
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Mapping
 
 from absl import logging
@@ -40,24 +41,41 @@ def quiet_orbax(logger: std_logging.Logger | std_logging.Handler | None = None) 
     std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
 
 
-def _drop_closed_event_loop_reports(previous):
-    """A ``sys.excepthook`` that drops "Event loop is closed" reports: tensorstore's
-    threads print one per pending read when orbax gives up on an unreadable
-    checkpoint (which ``checkpoint.restore_latest`` then reports in one warning)."""
+def _is_closed_event_loop(exc_type, exc) -> bool:
+    return (
+        exc_type is not None
+        and issubclass(exc_type, RuntimeError)
+        and str(exc) == "Event loop is closed"
+    )
 
-    def hook(exc_type, exc, tb):
-        if issubclass(exc_type, RuntimeError) and str(exc) == "Event loop is closed":
-            return
-        previous(exc_type, exc, tb)
+
+def _drop_closed_event_loop_reports(previous, unpack=None):
+    """A ``sys.excepthook`` (or, with ``unpack``, a ``threading.excepthook`` /
+    ``sys.unraisablehook``) that drops "Event loop is closed" reports: tensorstore's
+    threads print one per pending read or write when orbax gives up on a checkpoint
+    (which ``checkpoint`` then reports in one line)."""
+
+    def hook(*args):
+        exc_type, exc = unpack(*args) if unpack else args[:2]
+        if not _is_closed_event_loop(exc_type, exc):
+            previous(*args)
 
     hook.drops_closed_event_loop_reports = True
     return hook
 
 
 def quiet_closed_event_loops() -> None:
-    """Installs ``_drop_closed_event_loop_reports`` once as ``sys.excepthook``."""
-    if not getattr(sys.excepthook, "drops_closed_event_loop_reports", False):
-        sys.excepthook = _drop_closed_event_loop_reports(sys.excepthook)
+    """Installs ``_drop_closed_event_loop_reports`` once as ``sys.excepthook``,
+    ``threading.excepthook`` and ``sys.unraisablehook``."""
+    unpack = lambda report: (report.exc_type, report.exc_value)
+    for owner, name, how in (
+        (sys, "excepthook", None),
+        (threading, "excepthook", unpack),
+        (sys, "unraisablehook", unpack),
+    ):
+        current = getattr(owner, name)
+        if not getattr(current, "drops_closed_event_loop_reports", False):
+            setattr(owner, name, _drop_closed_event_loop_reports(current, how))
 
 
 def compilation_cache_dir() -> str | None:
