@@ -233,7 +233,8 @@ class Trial:
 
     def disk_full(self) -> None:
         mount = self.dir.with_name(self.dir.name + "-tmpfs")
-        mount.mkdir(parents=True)
+        subprocess.run(["umount", str(mount)], check=False, capture_output=True)
+        mount.mkdir(parents=True, exist_ok=True)  # left by a stopped campaign
         subprocess.run(
             ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True
         )
