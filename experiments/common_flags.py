@@ -2,6 +2,7 @@
 ``run``, their ``app.run``, under which a bad flag ends with one logged line and exit
 status 1, and ``out_of_memory``, the line for XLA running out of memory."""
 
+import contextlib
 import re
 import sys
 
@@ -94,3 +95,21 @@ def out_of_memory(err: BaseException) -> str | None:
         f"out of memory: {first[:300]}; lower model sizes (model.hidden, "
         "model.latent_dim) or batch size (train.batch_size, train.eval_batch_size)."
     )
+
+
+@contextlib.contextmanager
+def one_line_errors(*clean: type[BaseException]):
+    """Ends the process with one logged line and exit status 1 on a ``clean`` error
+    (bad input) or an XLA out-of-memory error; any other error keeps its traceback."""
+    import jax  # lazy: flag parsing needs no JAX
+
+    try:
+        yield
+    except clean as err:
+        logging.error("%s: %s", type(err).__name__, err)
+        sys.exit(1)
+    except jax.errors.JaxRuntimeError as err:  # XlaRuntimeError
+        if (message := out_of_memory(err)) is None:
+            raise
+        logging.error("%s", message)
+        sys.exit(1)

@@ -6,9 +6,8 @@ error, sample quality (``vae_jax.evaluate_run``); writes <workdir>/eval/<split>.
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import common_flags
 
@@ -44,14 +43,12 @@ _CLASSIFIER_CACHE = flags.DEFINE_string(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    import jax
-
     from vae_jax import checkpoint, evaluate_run, runs, runtime  # after flags
 
     if _CACHE.value is not None:
         os.environ[runtime.CACHE_ENV] = _CACHE.value
     runtime.configure()
-    try:
+    with common_flags.one_line_errors(ValueError, OSError, checkpoint.CheckpointError):
         run = runs.load_run(os.path.expanduser(_WORKDIR.value), _STEP.value)
         result = evaluate_run.evaluate_run(
             run,
@@ -68,14 +65,6 @@ def main(argv):
             written.append(path.parent / "latents.npz")
             evaluate_run.export_latents(run, written[-1], _BATCH.value)
         evaluate_run.write_json(result, path)
-    except (ValueError, OSError, checkpoint.CheckpointError) as err:
-        logging.error("%s: %s", type(err).__name__, err)  # one line, no traceback
-        sys.exit(1)
-    except jax.errors.JaxRuntimeError as err:  # XlaRuntimeError
-        if (message := common_flags.out_of_memory(err)) is None:
-            raise
-        logging.error("%s", message)
-        sys.exit(1)
     print(evaluate_run.summary(result))
     print("  written        " + ", ".join(str(p) for p in written))
 

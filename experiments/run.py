@@ -62,8 +62,6 @@ def main(argv):
         config_file = config_flags.get_config_filename(flags.FLAGS["config"])
         print("\n".join(config_fields.describe_fields(flags.FLAGS.config, config_file)))
         return
-    import jax
-
     from vae_jax import (  # after flags
         checkpoint,
         loop,
@@ -80,30 +78,23 @@ def main(argv):
     if _CACHE.value is not None:  # children of a process-mode sweep inherit it
         os.environ[runtime.CACHE_ENV] = _CACHE.value
     runtime.configure()  # INFO logs, no orbax per-save records, Agg, compile cache
-    try:
-        loop.train_and_evaluate(
-            flags.FLAGS.config,
-            os.path.expanduser(_WORKDIR.value),
-            allow_config_change=_ALLOW_CHANGE.value,
-        )
-    except preemption.Preempted as stop:
-        logging.warning("%s", stop)
-        sys.exit(0)
-    except (
+    clean = (
         ValueError,
         OSError,
         checkpoint.CheckpointError,
         loop.NonFiniteLossError,
         workdir_lock.WorkdirLockedError,
-    ) as err:
-        # Bad input ends with one clear message, not a traceback.
-        logging.error("%s: %s", type(err).__name__, err)
-        sys.exit(1)
-    except jax.errors.JaxRuntimeError as err:  # XlaRuntimeError
-        if (message := common_flags.out_of_memory(err)) is None:
-            raise
-        logging.error("%s", message)
-        sys.exit(1)
+    )
+    try:
+        with common_flags.one_line_errors(*clean):  # bad input: one line
+            loop.train_and_evaluate(
+                flags.FLAGS.config,
+                os.path.expanduser(_WORKDIR.value),
+                allow_config_change=_ALLOW_CHANGE.value,
+            )
+    except preemption.Preempted as stop:
+        logging.warning("%s", stop)
+        sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,6 @@ def main(argv):
     if _MAX_WORKERS.value > 1:  # processes share the GPU: allocate on demand
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # Imported after flag parsing.
-    import jax
-
     from vae_jax import preemption, runtime, workdir_lock
     from vae_jax.sweep import launch, results, spec
 
@@ -74,32 +72,27 @@ def main(argv):
     runtime.configure()  # INFO logs, no orbax per-save records, Agg, compile cache
     workdir, config = os.path.expanduser(_WORKDIR.value), flags.FLAGS.config
     try:
-        overrides = _sweep(spec, config)
-        if _LIST.value:
-            for i, run in enumerate(spec.make_runs(config, overrides)):
-                done = " (finished)" if results.is_finished(run, workdir) else ""
-                print(f"{i}\t{run.name}{done}")
-            return
-        index = spec.sweep_index(_INDEX.value, len(overrides))
-        rows = launch.run_sweep(
-            config,
-            overrides,
-            workdir,
-            mode=_MODE.value,
-            max_workers=_MAX_WORKERS.value,
-            index=index,
-        )
+        with common_flags.one_line_errors(  # bad input: one line
+            ValueError, OSError, workdir_lock.WorkdirLockedError
+        ):
+            overrides = _sweep(spec, config)
+            if _LIST.value:
+                for i, run in enumerate(spec.make_runs(config, overrides)):
+                    done = " (finished)" if results.is_finished(run, workdir) else ""
+                    print(f"{i}\t{run.name}{done}")
+                return
+            index = spec.sweep_index(_INDEX.value, len(overrides))
+            rows = launch.run_sweep(
+                config,
+                overrides,
+                workdir,
+                mode=_MODE.value,
+                max_workers=_MAX_WORKERS.value,
+                index=index,
+            )
     except preemption.Preempted as stop:
         logging.warning("%s", stop)
         sys.exit(0)
-    except (ValueError, OSError, workdir_lock.WorkdirLockedError) as err:  # one line
-        logging.error("%s: %s", type(err).__name__, err)
-        sys.exit(1)
-    except jax.errors.JaxRuntimeError as err:  # XlaRuntimeError
-        if (message := common_flags.out_of_memory(err)) is None:
-            raise
-        logging.error("%s", message)
-        sys.exit(1)
     failed = [
         f"{r['name']}: {r['status']}" for r in rows if r["status"].startswith("failed")
     ]

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import writer
+from vae_jax import provenance, writer
 from vae_jax.sweep.spec import Run, flatten, format_value
 
 
@@ -38,23 +38,16 @@ def write_done(run: Run, run_dir, final: Mapping[str, float]) -> None:
     )
 
 
-def _flat_json(tree: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flat_json(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def config_changes(saved: Mapping, config: ml_collections.ConfigDict) -> list[str]:
     """Fields whose value differs between a finished run's saved config and ``config``.
 
     Only fields present in both count: a field added to the library later (whose default
     keeps the earlier behaviour) or one since removed does not make a run stale.
     """
-    old, new = _flat_json(saved), _flat_json(_config_json(config))
+    old, new = (
+        provenance.flat_fields(saved),
+        provenance.flat_fields(_config_json(config)),
+    )
     return sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
 
 
