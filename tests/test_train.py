@@ -23,24 +23,30 @@ def _setup(lr=1e-2, beta=1.0):
     return loss_one, objectives.make_hparams(cfg), state, x, train.split_root_key(0)
 
 
-def test_scan_chunk_equals_single_steps():
+@pytest.mark.parametrize("per_dispatch", [5, 1])
+def test_scan_chunk_equals_single_steps(per_dispatch):
     loss_one, hparams_fn, state, x, keys = _setup()
     step_fn = train.make_step_fn(loss_one, hparams_fn, binarize=True)
-    runner = train.ChunkRunner(step_fn, x, 32, keys["data"], steps_per_dispatch=5)
+    runner = train.ChunkRunner(
+        step_fn, x, 32, keys["data"], steps_per_dispatch=per_dispatch
+    )
     single = train.make_train_step(loss_one, hparams_fn, binarize=True)
     ref = jax.tree.map(jnp.copy, state)
     # Epochs of 8 steps (B = 32): 5 + 3 steps of epoch 0, 4 of epoch 1, then one chunk
-    # across the end of epoch 1 (steps 12-16).
+    # across the end of epoch 1 (steps 12-16); one step per chunk without the loop.
+    chunks = ((0, 5), (5, 3), (8, 4), (12, 5)) if per_dispatch == 5 else None
+    chunks = chunks or tuple((s, 1) for s in range(17))
     losses = []
-    for start, n in ((0, 5), (5, 3), (8, 4), (12, 5)):
+    for start, n in chunks:
         state, metrics = runner(state, start, n)
+        assert {v.shape for v in metrics.values()} == {(n,)}
         losses.extend(metrics["objective"])
     for s in range(17):
         idx = data.epoch_batches(keys["data"], s // 8, 256, 32)[s % 8]
         ref, m = single(ref, x[idx])
         np.testing.assert_allclose(losses[s], m["objective"], rtol=1e-5)
     assert int(state.step) == int(ref.step) == 17
-    for n in (0, 6):  # a chunk runs 1 to steps_per_dispatch steps
+    for n in (0, per_dispatch + 1):  # a chunk runs 1 to steps_per_dispatch steps
         with pytest.raises(ValueError, match="steps_per_dispatch"):
             runner(state, 17, n)
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.params)):

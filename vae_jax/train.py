@@ -130,8 +130,10 @@ def make_train_chunk(
     with e = s // (N // B) - first_epoch, p = s % (N // B): chunks may cross epoch
     ends (``EpochOrders`` holds the E epochs a chunk can reach). Metrics rows past
     ``num_steps`` are zeros; ``nonfinite_state`` is 1 at the chunk's last step if the
-    parameters or optimizer state then hold NaN or inf. With ``batch_sharding`` (``parallel.py``) each batch is
-    split across devices.
+    parameters or optimizer state then hold NaN or inf. With ``batch_sharding``
+    (``parallel.py``) each batch is split across devices. ``max_steps=1`` compiles
+    one step and no loop: XLA:CPU runs convolutions about 6x slower inside a loop
+    body (jax-ml/jax#12868), so conv configs dispatch one step at a time.
     """
 
     def chunk(state, train_x, orders, first_epoch, num_steps):
@@ -149,9 +151,14 @@ def make_train_chunk(
             state, metrics = step_fn(state, batch_at(state.step))
             return state, jax.tree.map(lambda r, m: r.at[i].set(m), rows, metrics)
 
-        shapes = jax.eval_shape(step_fn, state, batch_at(state.step))[1]
-        rows = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
-        state, rows = jax.lax.fori_loop(0, num_steps, body, (state, rows))
+        if max_steps == 1:  # no loop: XLA:CPU runs convolutions ~6x slower inside one
+            state, metrics = step_fn(state, batch_at(state.step))
+            rows = jax.tree.map(lambda m: m[None], metrics)
+        else:
+            shapes = jax.eval_shape(step_fn, state, batch_at(state.step))[1]
+            zeros = lambda s: jnp.zeros((max_steps, *s.shape), s.dtype)
+            rows = jax.tree.map(zeros, shapes)
+            state, rows = jax.lax.fori_loop(0, num_steps, body, (state, rows))
         # One reduction per chunk (a per-step one costs a third of a step): an update
         # that overflowed to inf/nan is flagged at the chunk's last step.
         bad = 1 - _all_finite((state.params, state.opt_state)).astype(jnp.int32)
