@@ -9,9 +9,9 @@ import sys
 from absl import app, flags, logging
 
 
-def define_workdir_and_cache(workdir_help: str, *, not_required_with: str = ""):
+def define_workdir_and_cache(workdir_help: str, *, not_required_with: tuple = ()):
     """``--workdir`` (required, not empty) and ``--compilation_cache``; returns both
-    flag holders. ``not_required_with``: a bool flag, defined before, with which
+    flag holders. ``not_required_with``: bool flags, defined before, with any of which
     ``--workdir`` may be left out (e.g. ``--list_fields``, which trains nothing)."""
     workdir = flags.DEFINE_string("workdir", None, workdir_help)
     cache = flags.DEFINE_string(
@@ -21,10 +21,14 @@ def define_workdir_and_cache(workdir_help: str, *, not_required_with: str = ""):
         "$VAE_JAX_COMPILATION_CACHE, else ~/.cache/vae_jax/xla.",
     )
     if not_required_with:
+        names = " or ".join(f"--{name}" for name in not_required_with)
         flags.register_multi_flags_validator(
-            ["workdir", not_required_with],
-            lambda values: values["workdir"] is not None or values[not_required_with],
-            message=f"--workdir is required (except with --{not_required_with}).",
+            ["workdir", *not_required_with],
+            lambda values: (
+                values["workdir"] is not None
+                or any(values[name] for name in not_required_with)
+            ),
+            message=f"--workdir is required (except with {names}).",
         )
     else:
         flags.mark_flags_as_required(["workdir"])

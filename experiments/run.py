@@ -3,6 +3,7 @@
   python -m experiments.run --config=experiments/configs/quickstart.py \
       --workdir=~/runs/quickstart --config.model.latent_dim=2
   python -m experiments.run --config=experiments/configs/vae_mnist.py --list_fields
+  python -m experiments.run --list_models
 
 Runs on whatever XLA backend JAX finds (CPU, GPU or TPU) with no code change.
 """
@@ -22,8 +23,15 @@ _LIST_FIELDS = flags.DEFINE_bool(
     "Print every config field (after the --config.* overrides) with its value, type "
     "and comment, and exit without training (no --workdir needed).",
 )
+_LIST_MODELS = flags.DEFINE_bool(
+    "list_models",
+    False,
+    "Print every registered model family (config.model.kind) with the objectives "
+    "it trains with, and exit (no --workdir needed).",
+)
 _WORKDIR, _CACHE = common_flags.define_workdir_and_cache(
-    "Directory for checkpoints, metrics, figures.", not_required_with="list_fields"
+    "Directory for checkpoints, metrics, figures.",
+    not_required_with=("list_fields", "list_models"),
 )
 config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIGS, "quickstart.py"), "Config file.", lock_config=True
@@ -61,6 +69,11 @@ def main(argv):
 
         config_file = config_flags.get_config_filename(flags.FLAGS["config"])
         print("\n".join(config_fields.describe_fields(flags.FLAGS.config, config_file)))
+        return
+    if _LIST_MODELS.value:
+        from vae_jax import models
+
+        print("\n".join(models.describe_families()))
         return
     from vae_jax import (  # after flags
         checkpoint,

@@ -9,7 +9,7 @@ import jax
 import pytest
 
 from experiments import common_flags
-from vae_jax import config_fields
+from vae_jax import config_fields, models
 from vae_jax.configs import default
 
 from helpers import REPO
@@ -86,10 +86,18 @@ def test_list_fields_prints_every_field_without_a_workdir_and_exits_0():
     assert "Traceback" not in result.stderr and "Starting" not in result.stderr
 
 
+def test_list_models_prints_every_registered_family_and_exits_0():
+    result = _run_without_workdir("--list_models")
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == list(models.MODELS)
+    assert "objectives: elbo, iwae." in result.stdout
+
+
 def test_missing_workdir_is_one_line():
     result = _run_without_workdir("--config=experiments/configs/quickstart.py")
     line = _one_error_line(result)
-    assert "--workdir is required (except with --list_fields)" in line
+    assert "--workdir is required (except with --list_fields or --list_models)" in line
 
 
 def test_seed_out_of_range_is_one_line(tmp_path):

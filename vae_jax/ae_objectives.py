@@ -3,7 +3,7 @@
 Same per-example signature as ``objectives``: ``loss_one(params, x [D], key, hparams)
 -> (scalar, metrics)``. The sparse AE's penalty depends on the whole batch (the mean
 activation of each unit), so its ``loss_one`` carries a ``batch_penalty(params, xs
-[B, D], hparams) -> (scalar, metrics)`` that ``objectives.batch_mean`` adds to the
+[B, D], key, hparams) -> (scalar, metrics)`` that ``objectives.batch_mean`` adds to the
 vmapped mean; evaluation (``objectives.per_example``) reports the per-example part.
 """
 
@@ -42,23 +42,21 @@ def bernoulli_kl(rho, rho_hat):
 
 
 def sparsity_penalty(
-    params, xs, hparams, *, model: nn.Module, target: float, weight: float
+    params, xs, key, hparams, *, model: nn.Module, target: float, weight: float
 ):
     """beta sum_j KL(rho || rho_hat_j), rho_hat_j = (1/B) sum_b f_j(x_b): mean activation
     of code unit j over the batch (Ng 2011, §3). xs: [B, D] -> (scalar, metrics).
     """
-    del hparams
+    del key, hparams
     codes = jax.vmap(lambda x: model.code(params, x))(xs)  # [B, K]
     rho_hat = jnp.clip(jnp.mean(codes, axis=0), 1e-6, 1 - 1e-6)  # [K]
     kl = jnp.sum(bernoulli_kl(target, rho_hat))
     return weight * kl, {"sparsity_kl": kl, "mean_activation": jnp.mean(rho_hat)}
 
 
-def with_sparsity_penalty(loss_one, *, model: nn.Module, target: float, weight: float):
-    """A copy of ``loss_one`` (e.g. the per-example MSE) carrying ``.batch_penalty`` =
-    ``sparsity_penalty`` with rho = target, beta = weight bound (Ng 2011, §3)."""
-    loss_one = functools.partial(loss_one)  # a new object: the caller's stays untouched
-    loss_one.batch_penalty = functools.partial(
+def sparsity_penalty_for(*, model: nn.Module, target: float, weight: float):
+    """``sparsity_penalty`` with rho = target, beta = weight bound (Ng 2011, §3): a
+    ``batch_penalty`` for ``objectives.with_batch_penalty``."""
+    return functools.partial(
         sparsity_penalty, model=model, target=target, weight=weight
     )
-    return loss_one

@@ -56,26 +56,35 @@ def negative_elbo_for(model: nn.Module, num_samples: int = 1) -> LossOne:
     return functools.partial(negative_elbo, model=model, num_samples=num_samples)
 
 
-def free_bits_penalty(params, xs, hparams, *, model: nn.Module, free_bits: float):
+def free_bits_penalty(params, xs, key, hparams, *, model: nn.Module, free_bits: float):
     """beta sum_j max(0, lambda - mean_x KL_j): added to the batch's -ELBO_beta it gives
     the free-bits objective recon + beta sum_j max(lambda, mean_x KL_j) (Kingma et al.
     2016, IAF, "free bits", one group per latent dim; the max is over the batch mean).
     xs: [B, D] -> (scalar, {"free_bits_clamped": share of dims with mean KL < lambda}).
     """
+    del key
     kl = jnp.mean(model.kl_per_dimension(params, xs), axis=0)  # [K]
     penalty = hparams["beta"] * jnp.sum(jax.nn.relu(free_bits - kl))
     clamped = jnp.mean((kl < free_bits).astype(jnp.float32))
     return penalty, {"free_bits_clamped": clamped}
 
 
-def with_free_bits(loss_one: LossOne, *, model: nn.Module, free_bits: float) -> LossOne:
-    """A copy of the per-example -ELBO with ``.batch_penalty = free_bits_penalty``: no KL
-    pressure on a dim whose batch-mean KL is below ``free_bits`` (lambda, nats)."""
-    loss_one = functools.partial(loss_one)  # a new object: the caller's stays untouched
-    loss_one.batch_penalty = functools.partial(
-        free_bits_penalty, model=model, free_bits=free_bits
-    )
+def with_batch_penalty(loss_one: LossOne, penalty: Callable) -> LossOne:
+    """A copy of ``loss_one`` carrying ``.batch_penalty = penalty``, a batch-level term
+    ``(params, xs [B, D], key, hparams) -> (scalar, metrics)`` that ``batch_mean`` adds
+    to the vmapped per-example mean (the caller's ``loss_one`` stays untouched)."""
+    loss_one = functools.partial(loss_one)  # a new object
+    loss_one.batch_penalty = penalty
     return loss_one
+
+
+def with_free_bits(loss_one: LossOne, *, model: nn.Module, free_bits: float) -> LossOne:
+    """The per-example -ELBO with ``free_bits_penalty``: no KL pressure on a dim whose
+    batch-mean KL is below ``free_bits`` (lambda, nats)."""
+    return with_batch_penalty(
+        loss_one,
+        functools.partial(free_bits_penalty, model=model, free_bits=free_bits),
+    )
 
 
 def negative_iwae_bound(params, x, key, hparams, *, model: nn.Module, num_samples: int):
@@ -128,11 +137,13 @@ def make_objective(
             level=level("noise_level"),
         )
     if name == "sparse_mse":
-        return ae_objectives.with_sparsity_penalty(
+        return with_batch_penalty(
             functools.partial(squared_error, model=model),
-            model=model,
-            target=level("sparsity_target"),
-            weight=level("sparsity_weight"),
+            ae_objectives.sparsity_penalty_for(
+                model=model,
+                target=level("sparsity_target"),
+                weight=level("sparsity_weight"),
+            ),
         )
     if name == "mse":
         return functools.partial(squared_error, model=model)
@@ -181,8 +192,10 @@ def per_example(loss_one: LossOne) -> Callable:
 def batch_mean(loss_one: LossOne) -> Callable:
     """Lifts loss_one to (params, xs [B, D], key, hparams) -> (mean, metric means).
 
-    If ``loss_one`` has a ``batch_penalty(params, xs, hparams) -> (scalar, metrics)``
-    (a batch-level term, e.g. the sparse AE's KL on mean activations) it is added.
+    If ``loss_one`` has a ``batch_penalty(params, xs, key, hparams) -> (scalar,
+    metrics)`` (a batch-level term: the sparse AE's KL on mean activations, an MMD
+    between q(z) and p(z), ...) it is added; its key is ``fold_in(key, 1)``, apart
+    from the per-example keys ``split(key, B)``.
     """
     lifted = per_example(loss_one)
     penalty = getattr(loss_one, "batch_penalty", None)
@@ -191,7 +204,8 @@ def batch_mean(loss_one: LossOne) -> Callable:
         values, aux = lifted(params, xs, key, hparams)
         value, aux = values.mean(), jax.tree.map(jnp.mean, aux)
         if penalty is not None:
-            extra, extra_aux = penalty(params, xs, hparams)
+            penalty_key = jax.random.fold_in(key, 1)
+            extra, extra_aux = penalty(params, xs, penalty_key, hparams)
             value, aux = value + extra, {**aux, **extra_aux}
         return value, aux
 

@@ -53,6 +53,7 @@ __all__ = [
     "FullCovarianceVAE",
     "HierarchicalVAE",
     "build_model",
+    "describe_families",
     "family_name",
     "output_bias_from_data",
     "register",
@@ -69,28 +70,59 @@ class Family:
 
     build: ``(model_config, *, image_shape, likelihood, sigma) -> nn.Module``.
     objectives: the ``config.objective.name`` values it trains with.
+    summary: one line for ``--list_models``: what it is, the paper, how to select it.
     """
 
     build: Callable[..., nn.Module]
     objectives: tuple[str, ...]
+    summary: str = ""
 
 
 MODELS: dict[str, Family] = {
-    "ae": Family(autoencoder.build, AE_OBJECTIVES),
-    "vae": Family(vae.build, VAE_OBJECTIVES),
+    "ae": Family(
+        autoencoder.build,
+        AE_OBJECTIVES,
+        "deterministic autoencoder x -> z = f(x) -> g(z); plain, denoising "
+        "(Vincent et al. 2008) or sparse (Ng 2011)",
+    ),
+    "vae": Family(
+        vae.build,
+        VAE_OBJECTIVES,
+        "VAE, q(z|x) diagonal Gaussian, p(z) = N(0, I) (Kingma & Welling 2013); "
+        "IWAE with objective.name='iwae' (Burda et al. 2015)",
+    ),
     "full_covariance_vae": Family(
         functools.partial(vae.build, vae_class=full_covariance.FullCovarianceVAE),
         VAE_OBJECTIVES,
+        "VAE with a full-covariance Gaussian q(z|x) = N(mu, L L^T) (Doersch 2016, "
+        "eq. 7); also kind='vae' with posterior='full'",
     ),
-    "hierarchical_vae": Family(hierarchical.build, VAE_OBJECTIVES),
+    "hierarchical_vae": Family(
+        hierarchical.build,
+        VAE_OBJECTIVES,
+        "two stochastic layers x -> z1 -> z2 (Burda et al. 2015, App. C); also "
+        "kind='vae' with stochastic_layers=2",
+    ),
 }
 
 
 def register(
-    name: str, build: Callable[..., nn.Module], objectives: Sequence[str]
+    name: str,
+    build: Callable[..., nn.Module],
+    objectives: Sequence[str],
+    summary: str = "",
 ) -> None:
     """Adds family ``name`` (selected by ``config.model.kind = name``)."""
-    MODELS[name] = Family(build, tuple(objectives))
+    MODELS[name] = Family(build, tuple(objectives), summary)
+
+
+def describe_families() -> list[str]:
+    """One line per registered family: name, objectives, summary (``--list_models``)."""
+    width = max(len(name) for name in MODELS)
+    return [
+        f"{name:<{width}}  objectives: {', '.join(family.objectives)}. {family.summary}"
+        for name, family in MODELS.items()
+    ]
 
 
 def family_name(model_config: ml_collections.ConfigDict) -> str:
