@@ -105,13 +105,57 @@ def negative_iwae_bound(params, x, key, hparams, *, model: nn.Module, num_sample
     return -bound, {**aux, "kl": jnp.mean(log_px - log_w)}
 
 
-OBJECTIVES = {
-    "mse": squared_error,
-    "denoising_mse": ae_objectives.denoising_squared_error,  # Vincent et al. 2008
-    "sparse_mse": squared_error,  # + a batch-level KL penalty (Ng 2011)
-    "elbo": negative_elbo,
-    "iwae": negative_iwae_bound,
+def _squared_error_for(obj, model, level) -> LossOne:
+    del obj, level
+    return functools.partial(squared_error, model=model)
+
+
+def _denoising_for(obj, model, level) -> LossOne:
+    return functools.partial(
+        ae_objectives.denoising_squared_error,
+        model=model,
+        corruption=obj.corruption,
+        level=level("noise_level"),
+    )
+
+
+def _sparse_for(obj, model, level) -> LossOne:
+    penalty = ae_objectives.sparsity_penalty_for(
+        model=model, target=level("sparsity_target"), weight=level("sparsity_weight")
+    )
+    return with_batch_penalty(functools.partial(squared_error, model=model), penalty)
+
+
+def _elbo_for(obj, model, level) -> LossOne:
+    del level
+    loss = negative_elbo_for(model, obj.num_samples)
+    if float(obj.free_bits) > 0:  # Kingma et al. 2016
+        return with_free_bits(loss, model=model, free_bits=float(obj.free_bits))
+    return loss
+
+
+def _iwae_for(obj, model, level) -> LossOne:
+    del level
+    return functools.partial(
+        negative_iwae_bound, model=model, num_samples=obj.num_samples
+    )
+
+
+# ``config.objective.name`` -> builder(objective_config, model, level) -> loss_one, where
+# level(field) is the field's value, or its traced replacement in a vmapped sweep.
+OBJECTIVES: dict[str, Callable[..., LossOne]] = {
+    "mse": _squared_error_for,
+    "denoising_mse": _denoising_for,  # Vincent et al. 2008
+    "sparse_mse": _sparse_for,  # + a batch-level KL penalty (Ng 2011)
+    "elbo": _elbo_for,  # Kingma & Welling 2013 (+ free bits, Kingma et al. 2016)
+    "iwae": _iwae_for,  # Burda et al. 2015
 }
+
+
+def register_objective(name: str, builder: Callable[..., LossOne]) -> None:
+    """Adds objective ``name`` (``config.objective.name``); ``builder(objective_config,
+    model, level) -> loss_one`` as in ``OBJECTIVES``."""
+    OBJECTIVES[name] = builder
 
 
 def make_objective(
@@ -119,8 +163,8 @@ def make_objective(
 ) -> LossOne:
     """Binds ``config.objective`` and the model into a per-example ``loss_one``.
 
-    ``levels``: optional {"noise_level", "sparsity_target", "sparsity_weight"} that
-    replace the config's values (may be traced arrays, as in a vmapped sweep).
+    ``levels``: optional {"noise_level", "sparsity_target", "sparsity_weight", ...}
+    that replace the config's values (may be traced arrays, as in a vmapped sweep).
     """
     name = config.objective.name
     if name not in OBJECTIVES:
@@ -129,29 +173,7 @@ def make_objective(
         )
     obj = config.objective
     level = lambda field: float(obj[field]) if levels is None else levels[field]
-    if name == "denoising_mse":
-        return functools.partial(
-            ae_objectives.denoising_squared_error,
-            model=model,
-            corruption=obj.corruption,
-            level=level("noise_level"),
-        )
-    if name == "sparse_mse":
-        return with_batch_penalty(
-            functools.partial(squared_error, model=model),
-            ae_objectives.sparsity_penalty_for(
-                model=model,
-                target=level("sparsity_target"),
-                weight=level("sparsity_weight"),
-            ),
-        )
-    if name == "mse":
-        return functools.partial(squared_error, model=model)
-    loss = functools.partial(OBJECTIVES[name], model=model, num_samples=obj.num_samples)
-    free_bits = float(obj.free_bits)
-    if name == "elbo" and free_bits > 0:  # Kingma et al. 2016
-        return with_free_bits(loss, model=model, free_bits=free_bits)
-    return loss
+    return OBJECTIVES[name](obj, model, level)
 
 
 def make_hparams(
