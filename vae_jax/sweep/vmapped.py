@@ -97,11 +97,9 @@ def stack_states(
 
 
 def hyper_loss_one(exp: build.Experiment, hyper) -> objectives.LossOne:
-    """``objectives.make_objective`` with noise/sparsity levels from ``hyper`` (traced);
-    beta comes through hparams."""
-    if exp.config.objective.name in ("denoising_mse", "sparse_mse"):
-        return objectives.make_objective(exp.config, exp.model, levels=hyper)
-    return exp.loss_one
+    """``objectives.make_objective`` with the objective's levels (noise, sparsity, ...)
+    from ``hyper`` (traced); beta comes through hparams."""
+    return objectives.make_objective(exp.config, exp.model, levels=hyper)
 
 
 def make_sweep_step(exp: build.Experiment) -> Callable:
