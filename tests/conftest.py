@@ -11,8 +11,9 @@ from vae_jax import data, loop, runtime
 from helpers import family_config, straight_config
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-# No persistent compilation cache: every test (and the runners it starts) compiles.
-os.environ[runtime.CACHE_ENV] = "off"
+# No persistent compilation cache: every test (and the runners it starts) compiles;
+# scripts/mutation_test.sh, which reruns the same tests per mutant, names one.
+os.environ[runtime.CACHE_ENV] = os.environ.get("VAE_JAX_TEST_COMPILATION_CACHE", "off")
 runtime.configure()
 
 
