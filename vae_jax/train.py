@@ -255,15 +255,20 @@ class ChunkRunner:
         batch_sharding: jax.sharding.Sharding | None = None,
         order_sharding: jax.sharding.Sharding | None = None,
     ):
-        self.train_x, self.steps_per_dispatch = train_x, steps_per_dispatch
-        self._orders = EpochOrders(
+        orders = EpochOrders(
             data_key, train_x.shape[0], batch_size, steps_per_dispatch, order_sharding
         )
-        self._chunk = CompiledOnce(
-            make_train_chunk(
-                step_fn, max_steps=steps_per_dispatch, batch_sharding=batch_sharding
-            )
+        chunk = make_train_chunk(
+            step_fn, max_steps=steps_per_dispatch, batch_sharding=batch_sharding
         )
+        self._use(chunk, train_x, orders, steps_per_dispatch)
+
+    def _use(self, chunk, train_x, orders, steps_per_dispatch, place=None) -> None:
+        """Runs the jitted ``chunk(state, train_x, place(orders), first_epoch, n)``;
+        ``place`` (default none) puts the orders where the chunk wants them."""
+        self.train_x, self.steps_per_dispatch = train_x, steps_per_dispatch
+        self._orders, self._chunk = orders, CompiledOnce(chunk)
+        self._place = place or (lambda orders: orders)
 
     @property
     def compile_seconds(self) -> float:
@@ -282,10 +287,14 @@ class ChunkRunner:
             )
         first_epoch, orders = self._orders(step)
         state, metrics = self._chunk(
-            state, self.train_x, orders, jnp.int32(first_epoch), jnp.int32(num_steps)
+            state,
+            self.train_x,
+            self._place(orders),
+            jnp.int32(first_epoch),
+            jnp.int32(num_steps),
         )
         metrics = jax.device_get(metrics)  # the chunk's one host sync
-        return state, {k: v[:num_steps] for k, v in metrics.items()}
+        return state, {k: v[..., :num_steps] for k, v in metrics.items()}
 
     def run(self, state: TrainState, num_steps: int):
         """``num_steps`` steps from ``state.step`` in chunks of at most
@@ -299,7 +308,7 @@ class ChunkRunner:
             step += n
         if not chunks:
             return state, {}
-        return state, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        return state, {k: np.concatenate([c[k] for c in chunks], -1) for k in chunks[0]}
 
 
 def median_epoch_seconds(seconds: Sequence[float]) -> float | None:

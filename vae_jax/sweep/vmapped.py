@@ -205,10 +205,10 @@ class _Member:
         logging.error("%s %s", self.run.name, self.failed)
 
 
-class _StackedRunner:
+class _StackedRunner(train.ChunkRunner):
     """``train.ChunkRunner`` over a stacked state [C]: ``runner(state, step, n)`` runs
     ``make_sweep_chunk`` (one compiled program) on ``train_x`` with the configs'
-    epoch orders [C, E, N // B, B]; returns host metrics [C, n]."""
+    epoch orders [C, E, N // B, B] (``place``d on the mesh); host metrics [C, n]."""
 
     def __init__(
         self,
@@ -219,31 +219,8 @@ class _StackedRunner:
         place: Callable,
         steps_per_dispatch: int,
     ):
-        self.train_x, self.orders, self.place = train_x, orders, place
-        self.steps_per_dispatch = steps_per_dispatch
-        self.chunk = train.CompiledOnce(
-            make_sweep_chunk(step_fn, steps_per_dispatch, shared)
-        )
-
-    @property
-    def compile_seconds(self) -> float:
-        return self.chunk.compile_seconds + self.orders.compile_seconds
-
-    def max_steps(self, step: int) -> int:
-        del step
-        return self.steps_per_dispatch
-
-    def __call__(self, state: SweepState, step: int, num_steps: int):
-        first_epoch, orders = self.orders(step)
-        state, metrics = self.chunk(
-            state,
-            self.train_x,
-            self.place(orders),
-            jnp.int32(first_epoch),
-            jnp.int32(num_steps),
-        )
-        metrics = jax.device_get(metrics)  # the chunk's one host sync
-        return state, {k: v[:, :num_steps] for k, v in metrics.items()}
+        chunk = make_sweep_chunk(step_fn, steps_per_dispatch, shared)
+        self._use(chunk, train_x, orders, steps_per_dispatch, place)
 
 
 def _hooks(members: Sequence[_Member]) -> loop.LoopHooks:
