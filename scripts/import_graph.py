@@ -20,6 +20,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         "foundations",
         [
             "vae_jax.distributions",
+            "vae_jax.mmd",
+            "vae_jax.flows",
             "vae_jax.corruptions",
             "vae_jax.linear_gaussian",
             "vae_jax.data",
@@ -36,7 +38,18 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("models", ["vae_jax.models*"]),
-    ("objectives", ["vae_jax.ae_objectives", "vae_jax.objectives", "vae_jax.optim"]),
+    (
+        "objectives",
+        [
+            "vae_jax.ae_objectives",
+            "vae_jax.batch_penalty",
+            "vae_jax.iwae_objectives",
+            "vae_jax.mmd_objectives",
+            "vae_jax.objectives",
+            "vae_jax.optim",
+            "vae_jax.rae_objectives",
+        ],
+    ),
     ("training", ["vae_jax.train", "vae_jax.evaluate", "vae_jax.config_checks"]),
     ("runs", ["vae_jax.build", "vae_jax.figures"]),
     ("loop", ["vae_jax.loop", "vae_jax.runs"]),

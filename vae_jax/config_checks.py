@@ -9,7 +9,16 @@ from collections.abc import Sequence
 
 import ml_collections
 
-from vae_jax import corruptions, data, models, objectives, optim
+from vae_jax import (
+    corruptions,
+    data,
+    mmd,
+    mmd_objectives,
+    models,
+    objectives,
+    optim,
+    rae_objectives,
+)
 from vae_jax.models import layers, vae
 
 
@@ -27,6 +36,7 @@ def choices() -> dict[str, tuple]:
         "objective.name": tuple(objectives.OBJECTIVES),
         "objective.likelihood": vae.LIKELIHOODS,
         "objective.corruption": tuple(corruptions.CORRUPTIONS),
+        "objective.mmd_kernel": tuple(mmd.KERNELS),
         "data.name": data.DATASETS,
         "data.binarize": ("none", "dynamic"),
         "optim.name": tuple(optim.OPTIMIZERS),
@@ -39,7 +49,10 @@ def choices() -> dict[str, tuple]:
 POSITIVE = (
     "model.latent_dim",
     "model.conv_features",
+    "model.num_pseudo_inputs",
+    "model.flow_length",
     "objective.num_samples",
+    "objective.num_groups",
     "optim.learning_rate",
     "optim.eps",
     "train.batch_size",
@@ -53,6 +66,11 @@ NON_NEGATIVE = (
     "objective.beta",
     "objective.sigma",
     "objective.kl_warmup_steps",
+    "objective.mmd_weight",
+    "objective.mmd_scale",
+    "objective.code_penalty",
+    "objective.decoder_weight_decay",
+    "objective.gradient_penalty",
     "optim.warmup_steps",
     "optim.momentum",
     "optim.weight_decay",
@@ -113,6 +131,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     if config.train.num_epochs <= 0 and config.train.num_steps <= 0:
         problems.append("set config.train.num_epochs or config.train.num_steps > 0")
     problems += _objective_problems(config)
+    problems += mmd_objectives.config_problems(config)  # wae_mmd, info_vae, wae
+    problems += rae_objectives.config_problems(config)  # rae_l2, rae_gp
     if config.model.stochastic_layers == 2 and (
         config.model.kind != "vae"
         or config.model.architecture != "mlp"
@@ -162,18 +182,32 @@ def _objective_problems(config: ml_collections.ConfigDict) -> list[str]:
         return []  # reported with the choices
     family = models.MODELS[models.family_name(config.model)]
     if name not in family.objectives:
-        return [
-            f"model.kind={kind!r} trains with objective.name in {family.objectives}"
-        ]
-    beta, warmup = config.objective.beta, config.objective.kl_warmup_steps
-    if name == "iwae" and (beta != 1 or warmup > 0):  # L_k has no KL term to weigh
         message = (
-            "objective.name='iwae' ignores objective.beta and "
+            f"model.kind={kind!r} trains with objective.name in {family.objectives}"
+        )
+        if name in models.PARAM_SPLIT_OBJECTIVES:  # iwae_objectives.split_params
+            message += (
+                f"; objective.name={name!r} needs a family with "
+                "posterior_param_mask and log_weights(..., stop_q_grad=True)"
+            )
+        return [message]
+    beta, warmup = config.objective.beta, config.objective.kl_warmup_steps
+    if name in NO_KL_WEIGHT and (beta != 1 or warmup > 0):  # no KL term to weigh
+        message = (
+            f"objective.name={name!r} ignores objective.beta and "
             "objective.kl_warmup_steps: set beta=1 and kl_warmup_steps=0 "
             f"(got beta={beta!r}, kl_warmup_steps={warmup!r})"
         )
         return [message]
+    ciwae_beta = config.objective.ciwae_beta
+    if name == "ciwae" and not 0 <= ciwae_beta <= 1:
+        return [f"config.objective.ciwae_beta={ciwae_beta!r} must lie in [0, 1]"]
     return []
+
+
+# Objectives of importance-weighted bounds without a KL term (Burda et al. 2015;
+# Rainforth et al. 2018; Tucker et al. 2019): objective.beta must stay 1.
+NO_KL_WEIGHT = ("iwae", "miwae", "ciwae", "piwae", "iwae_dreg")
 
 
 def _autoencoder_problems(config: ml_collections.ConfigDict) -> list[str]:
@@ -261,12 +295,16 @@ def estimate_parameters(
     else:
         encoder, features = _mlp(data_dim, hidden)
         decoder = _mlp(k, hidden[::-1], data_dim)[0]
-    if model.kind == "ae":
+    if model.kind in ("ae", "wae", "rae"):
         heads = _dense(features, k)  # code
     else:
         heads = 2 * _dense(features, k)  # mean, log variance
         if model.posterior == "full":
             heads += _dense(features, k * (k - 1) // 2)  # below the diagonal
+    if model.kind == "vamp_vae":
+        heads += model.num_pseudo_inputs * data_dim  # the VampPrior's u: [C, D]
+    if model.kind == "flow_vae":  # u_l, w_l [K] and b_l of L planar steps
+        heads += _dense(features, model.flow_length * (2 * k + 1))
     return encoder + heads + decoder
 
 

@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vae_jax import ae_objectives
+from vae_jax import ae_objectives, iwae_objectives, mmd_objectives, rae_objectives
 from vae_jax import distributions as dist
+from vae_jax.batch_penalty import with_batch_penalty
 
 Metrics = dict[str, jax.Array]
 LossOne = Callable[
@@ -67,15 +68,6 @@ def free_bits_penalty(params, xs, key, hparams, *, model: nn.Module, free_bits: 
     penalty = hparams["beta"] * jnp.sum(jax.nn.relu(free_bits - kl))
     clamped = jnp.mean((kl < free_bits).astype(jnp.float32))
     return penalty, {"free_bits_clamped": clamped}
-
-
-def with_batch_penalty(loss_one: LossOne, penalty: Callable) -> LossOne:
-    """A copy of ``loss_one`` carrying ``.batch_penalty = penalty``, a batch-level term
-    ``(params, xs [B, D], key, hparams) -> (scalar, metrics)`` that ``batch_mean`` adds
-    to the vmapped per-example mean (the caller's ``loss_one`` stays untouched)."""
-    loss_one = functools.partial(loss_one)  # a new object
-    loss_one.batch_penalty = penalty
-    return loss_one
 
 
 def with_free_bits(loss_one: LossOne, *, model: nn.Module, free_bits: float) -> LossOne:
@@ -149,6 +141,9 @@ OBJECTIVES: dict[str, Callable[..., LossOne]] = {
     "sparse_mse": _sparse_for,  # + a batch-level KL penalty (Ng 2011)
     "elbo": _elbo_for,  # Kingma & Welling 2013 (+ free bits, Kingma et al. 2016)
     "iwae": _iwae_for,  # Burda et al. 2015
+    **iwae_objectives.BUILDERS,  # miwae, ciwae, piwae, iwae_dreg (Rainforth, Tucker)
+    **mmd_objectives.BUILDERS,  # wae_mmd (Tolstikhin et al. 2018), info_vae (Zhao)
+    **rae_objectives.BUILDERS,  # rae_l2, rae_gp (Ghosh et al. 2020, eq. 11)
 }
 
 

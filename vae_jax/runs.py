@@ -24,6 +24,7 @@ import numpy as np
 
 from vae_jax import build, checkpoint, evaluate, models, objectives, train, writer
 from vae_jax import data as data_lib
+from vae_jax.configs import default
 
 TRAIN_BINARIZATION_FOLD = 100  # eval_split("train") of a dynamically binarized run
 LOG_LIKELIHOOD_FOLD = 5000  # fold_in(keys["eval"], 5000): evaluate_model's L_k key
@@ -331,7 +332,7 @@ def load_run(
             f"{workdir} holds no run: no config.json (loop.train_and_evaluate writes it "
             "when a run starts)."
         )
-    config = writer.read_config(workdir)
+    config = writer.read_config(workdir, defaults=default.get_config())
     checkpoints = workdir / "checkpoints"
     if not checkpoints.is_dir():  # checked first: make_manager would create it
         raise FileNotFoundError(f"The run in {workdir} has no checkpoints/ directory.")

@@ -128,11 +128,28 @@ def write_config(
     )
 
 
-def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+def read_config(
+    workdir: str | pathlib.Path, defaults: ml_collections.ConfigDict | None = None
+) -> ml_collections.ConfigDict:
     """Loads a run's ``config.json`` as a ConfigDict; JSON arrays come back as tuples,
-    as the configs write sequences (``model.hidden``)."""
+    as the configs write sequences (``model.hidden``). With ``defaults``, the stored
+    values go over a copy of them: fields added to the library after the run was
+    written take their default values."""
     text = (pathlib.Path(workdir) / "config.json").read_text()
-    return ml_collections.ConfigDict(_lists_to_tuples(json.loads(text)))
+    stored = _lists_to_tuples(json.loads(text))
+    if defaults is None:
+        return ml_collections.ConfigDict(stored)
+    return ml_collections.ConfigDict(_merge(defaults.to_dict(), stored))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s values, nested dicts merged key by key."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            value = _merge(base[key], value)
+        merged[key] = value
+    return merged
 
 
 def _lists_to_tuples(tree):

@@ -26,6 +26,11 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.model.output_bias = "zeros"  # "zeros" | "data_mean" (logit of train mean)
     config.model.posterior = "diagonal"  # q(z|x): "diagonal" | "full" (Cholesky L(x))
+    # C, pseudo-inputs u_c of the VampPrior (kind="vamp_vae"); 500 for MNIST as in
+    # Tomczak & Welling 2018. A shape: sweeps over it run in process mode
+    config.model.num_pseudo_inputs = 500
+    # L, planar flow steps of q(z|x) (kind="flow_vae"; Rezende & Mohamed 2015)
+    config.model.flow_length = 10
 
     config.objective = ml_collections.ConfigDict()
     config.objective.name = (
@@ -34,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.likelihood = "bernoulli"  # "bernoulli" | "gaussian"
     config.objective.sigma = 0.0  # Gaussian sigma of p(x|z); 0 = learned
     config.objective.num_samples = 1  # S, Monte-Carlo samples of z per example
+    # "miwae" / "piwae" (Rainforth et al. 2018): M groups of k = num_samples draws
+    config.objective.num_groups = 1  # M, groups of k samples per example
+    config.objective.ciwae_beta = 0.5  # beta of "ciwae": beta ELBO + (1 - beta) L_k
     config.objective.beta = 1.0  # weight of KL(q||p); 1 = the ELBO
     config.objective.kl_warmup_steps = 0  # beta ramps linearly from 0 over these steps
     config.objective.free_bits = 0.0  # lambda, nats per latent dim ("elbo"); 0 = off
@@ -47,6 +55,20 @@ def get_config() -> ml_collections.ConfigDict:
         0.05  # rho, target mean activation of a code unit
     )
     config.objective.sparsity_weight = 0.03  # beta of the batch-level KL penalty
+    # "wae_mmd" (kind="wae"; Tolstikhin et al. 2018) and "info_vae" (kind="vae"; Zhao
+    # et al. 2017): + weight * MMD^2_u(B codes of the batch, B draws of p(z))
+    config.objective.mmd_weight = 10.0  # lambda (info_vae: MMD^2 weight alpha+lambda-1)
+    # k(z, z'): "imq" C / (C + ||z - z'||^2) | "rbf" exp(-||z - z'||^2 / (2 s^2))
+    config.objective.mmd_kernel = "imq"
+    config.objective.mmd_scale = 0.0  # C (imq) or s (rbf); 0 = C = 2K, s = sqrt(K)
+    config.objective.info_alpha = 0.0  # alpha: info_vae = recon + (1 - alpha) KL + ...
+    # "rae_l2" / "rae_gp" (kind="rae"; Ghosh et al. 2020, eq. 11): ||x - g(z)||^2
+    # (summed over pixels) + code_penalty ||z||^2 / 2 per example, z = f(x), + ...
+    config.objective.code_penalty = 1e-4  # beta, weight of ||z||^2 / 2 (MNIST: 1e-4)
+    # lambda of "rae_l2": + lambda sum ||W||^2 over the decoder's kernels, once per batch
+    config.objective.decoder_weight_decay = 1e-7  # (MNIST: 1e-7)
+    # gamma of "rae_gp": + gamma ||dg/dz (f(x))||_F^2 per example (MNIST: 0.5e-7)
+    config.objective.gradient_penalty = 5e-8
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "digits"  # digits | mnist | fashion_mnist | frey_faces | binarized_mnist | synthetic

@@ -15,13 +15,24 @@ All families:
 Latent-variable families (the ELBO and IWAE objectives, L_k, active units) add:
   ``elbo_terms(params, x, key, S)``      -> (-E_q[log p(x|z)], KL(q(z|x) || p(z))),
                                             the KL in closed form where one exists
-  ``log_weights(params, x, key, S)``     -> (log p(x, z_s) - log q(z_s|x) [S],
-                                            log p(x|z_s) [S]), z_s ~ q(z|x)
+  ``log_weights(params, x, key, S, stop_q_grad=False)``
+                                         -> (log p(x, z_s) - log q(z_s|x) [S],
+                                            log p(x|z_s) [S]), z_s ~ q(z|x);
+                                            stop_q_grad=True: same values, log q
+                                            sees q's parameters under stop_gradient
+                                            while z_s keeps its reparameterised path
+                                            to them (Tucker et al. 2019, eqs. 5-6)
   ``posterior_means(params, x, key)``    -> (E_q[z_l | .] [K_l] per stochastic layer)
   ``sample_latents(params, key, S)``     -> z ~ p(z) [S, K]
   ``kl_per_dimension(params, xs [B, D])`` -> [B, K], or None if q does not factorise
 Optional, where q(z|x) is Gaussian (``runs.Run.posterior_logvar``, exported latents):
   ``posterior_logvar(params, x [..., D])`` -> log Var_q[z_k|x] [..., K] of ``code``'s z
+Optional, for ``PARAM_SPLIT_OBJECTIVES`` (PIWAE, DReG; list them in the family's
+objectives only with ``stop_q_grad`` honoured as above):
+  ``posterior_param_mask(params)``       -> pytree of bools like params: True on q's
+                                            parameters phi, False on p's theta
+Optional, for ``rae_l2`` (a decoder weight penalty, Ghosh et al. 2020):
+  ``decoder_kernels(params)``            -> [the decoder g's kernels], biases excluded
 """
 
 from __future__ import annotations
@@ -33,7 +44,16 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import ml_collections
 
-from vae_jax.models import autoencoder, full_covariance, hierarchical, vae
+from vae_jax.models import (
+    autoencoder,
+    flow_vae,
+    full_covariance,
+    hierarchical,
+    rae,
+    vae,
+    vampprior,
+    wae,
+)
 from vae_jax.models.autoencoder import Autoencoder
 from vae_jax.models.full_covariance import FullCovarianceVAE
 from vae_jax.models.hierarchical import HierarchicalVAE
@@ -61,7 +81,9 @@ __all__ = [
 ]
 
 AE_OBJECTIVES = ("mse", "denoising_mse", "sparse_mse")
-VAE_OBJECTIVES = ("elbo", "iwae")
+VAE_OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae")  # log_weights only
+# + posterior_param_mask and log_weights(..., stop_q_grad=True) (iwae_objectives)
+PARAM_SPLIT_OBJECTIVES = ("piwae", "iwae_dreg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,11 +107,21 @@ MODELS: dict[str, Family] = {
         "deterministic autoencoder x -> z = f(x) -> g(z); plain, denoising "
         "(Vincent et al. 2008) or sparse (Ng 2011)",
     ),
+    "wae": Family(
+        wae.build,
+        ("wae_mmd",),
+        "Wasserstein auto-encoder: deterministic z = f(x), squared-error cost, "
+        "MMD^2 between the codes and p(z) = N(0, I) (Tolstikhin et al. 2018, "
+        "WAE-MMD); samples G(z), z ~ p(z)",
+    ),
     "vae": Family(
         vae.build,
-        VAE_OBJECTIVES,
+        VAE_OBJECTIVES + PARAM_SPLIT_OBJECTIVES + ("info_vae",),
         "VAE, q(z|x) diagonal Gaussian, p(z) = N(0, I) (Kingma & Welling 2013); "
-        "IWAE with objective.name='iwae' (Burda et al. 2015)",
+        "IWAE with objective.name='iwae' (Burda et al. 2015), its variants "
+        "'miwae', 'ciwae', 'piwae' (Rainforth et al. 2018) and DReG gradients "
+        "'iwae_dreg' (Tucker et al. 2019); InfoVAE / MMD-VAE 'info_vae' (Zhao et "
+        "al. 2017)",
     ),
     "full_covariance_vae": Family(
         functools.partial(vae.build, vae_class=full_covariance.FullCovarianceVAE),
@@ -102,6 +134,25 @@ MODELS: dict[str, Family] = {
         VAE_OBJECTIVES,
         "two stochastic layers x -> z1 -> z2 (Burda et al. 2015, App. C); also "
         "kind='vae' with stochastic_layers=2",
+    ),
+    "vamp_vae": Family(
+        vampprior.build,
+        VAE_OBJECTIVES,
+        "VAE with a VampPrior p(z) = (1/C) sum_c q(z|u_c), C learned pseudo-inputs "
+        "(Tomczak & Welling 2018); C = model.num_pseudo_inputs",
+    ),
+    "flow_vae": Family(
+        flow_vae.build,
+        VAE_OBJECTIVES + PARAM_SPLIT_OBJECTIVES,
+        "VAE whose q(z|x) is a diagonal Gaussian through L amortised planar flows "
+        "(Rezende & Mohamed 2015, eq. 10-13); L = model.flow_length, KL by Monte Carlo",
+    ),
+    "rae": Family(
+        rae.build,
+        ("rae_l2", "rae_gp"),
+        "regularised autoencoder z = f(x), g(z): squared error + beta ||z||^2 / 2 + "
+        "a decoder weight ('rae_l2') or Jacobian ('rae_gp') penalty (Ghosh et al. "
+        "2020); samples via an ex-post density on its codes (studies.expost)",
     ),
 }
 

@@ -105,6 +105,18 @@ class VAEBase(nn.Module):
         del params, xs
         return None
 
+    @nn.nowrap
+    def posterior_param_mask(self, params):
+        """True on q(z|x)'s parameters phi, False on p(x|z)'s theta (the ``decoder``
+        and a learned ``log_sigma``): a pytree of bools shaped like ``params``, for
+        objectives that treat them apart (PIWAE, Rainforth et al. 2018; DReG,
+        Tucker et al. 2019, eq. 7)."""
+
+        def is_phi(path, _):
+            return path[1].key not in ("decoder", "log_sigma")  # path[0]: "params"
+
+        return jax.tree_util.tree_map_with_path(is_phi, params)
+
 
 class VAE(VAEBase):
     """q(z|x) = N(mean(x), diag(exp(logvar(x)))); Kingma & Welling 2013, §3, App. C.
@@ -129,20 +141,39 @@ class VAE(VAEBase):
         return recon, dist.kl_diag_to_std_normal(mean, logvar)
 
     @nn.nowrap
-    def log_weights(self, params, x: jax.Array, key: jax.Array, num_samples: int):
+    def log_weights(
+        self,
+        params,
+        x: jax.Array,
+        key: jax.Array,
+        num_samples: int,
+        stop_q_grad: bool = False,
+    ):
         """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x), z_s ~ q(z|x).
 
         Burda et al. 2015, eq. 8; z drawn as ``elbo_terms`` draws it for the same key.
         log q(z_s|x) from the drawn eps_s (``dist.diag_normal_logpdf_at_eps``): exact
         in float32 even when sigma << |mean|.
+
+        ``stop_q_grad=True``: log q(z_s|x) sees mean and logvar under stop_gradient
+        while z_s = mean + sigma eps_s keeps its path to them (Tucker et al. 2019,
+        eqs. 5-6, the doubly-reparameterised surrogate): same values, gradients
+        without the score-function term.
         x: [D] -> (log_w [S], log p(x|z_s) [S]).
         """
         mean, logvar = self.apply(params, x, method="encode")  # [K], [K]
         z, eps = dist.sample_diag_normal_and_eps(key, mean, logvar, num_samples)
         log_px = self.log_px(params, x, z)  # z, eps: [S, K]
         log_pz = jax.vmap(dist.std_normal_logpdf)(z)
+        eps_q, logvar_q = eps, logvar
+        if stop_q_grad:
+            logvar_q = jax.lax.stop_gradient(logvar)
+            mean_q = jax.lax.stop_gradient(mean)
+            eps_live = (z - mean_q[None]) * jnp.exp(-0.5 * logvar_q)[None]  # [S, K]
+            # value eps (exact, no z - mean cancellation), gradient d eps_live / dz
+            eps_q = eps + (eps_live - jax.lax.stop_gradient(eps_live))
         log_qz = jax.vmap(dist.diag_normal_logpdf_at_eps, in_axes=(0, None))(
-            eps, logvar
+            eps_q, logvar_q
         )
         return log_px + log_pz - log_qz, log_px
 

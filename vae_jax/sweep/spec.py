@@ -35,6 +35,11 @@ VMAPPABLE = (
     "objective.noise_level",
     "objective.sparsity_target",
     "objective.sparsity_weight",
+    "objective.ciwae_beta",
+    "objective.mmd_weight",
+    "objective.code_penalty",  # rae_l2 / rae_gp
+    "objective.decoder_weight_decay",
+    "objective.gradient_penalty",
 )
 
 
