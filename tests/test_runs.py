@@ -2,7 +2,9 @@
 ``runs.Run`` whose bound functions agree with the run's records and
 ``evaluate.evaluate_model``, for every model family the runner trains."""
 
+import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 from vae_jax import checkpoint, evaluate, runs, writer
+from vae_jax.configs import default
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,24 @@ def test_load_run_at_a_step(finished):
 def test_load_run_still_unpacks_as_experiment_and_state(run):
     exp, state = run  # the pre-Run tuple API, for callers not yet updated
     assert exp is run.experiment and state is run.state
+
+
+def test_load_run_of_a_run_written_before_newer_fields_existed(tmp_path, finished):
+    """A config.json without fields added to the library since (here the objective's
+    MMD kernel and the model's flow length) loads, the missing ones at their defaults,
+    and restores the same params."""
+    workdir = tmp_path / "old"
+    shutil.copytree(finished[0], workdir)
+    stored = json.loads((workdir / "config.json").read_text())
+    del stored["objective"]["mmd_kernel"], stored["model"]["flow_length"]
+    (workdir / "config.json").write_text(json.dumps(stored))
+    old = runs.load_run(workdir)
+    defaults = default.get_config()
+    assert old.config.objective.mmd_kernel == defaults.objective.mmd_kernel
+    assert old.config.model.flow_length == defaults.model.flow_length
+    assert old.config.model.hidden == (32,)  # stored values win over the defaults
+    restored = flax.serialization.to_state_dict(old.params)
+    jax.tree.map(np.testing.assert_array_equal, restored, _raw_params(workdir, 40))
 
 
 def test_load_run_without_a_run_or_a_checkpoint_says_so(tmp_path, finished):
