@@ -28,49 +28,106 @@ SAMPLES_TITLE = (
 )
 
 
+SQUARED_ERROR_IMAGE = "squared error per image"
+
+
+def _elbo_text(obj) -> str:
+    if obj.kl_warmup_steps:
+        warmup = f"beta 0 -> {obj.beta:g} in {obj.kl_warmup_steps} steps"
+        text = f"recon + beta KL, {warmup}"
+    elif obj.beta == 1:
+        text = "recon + KL" + ("" if obj.free_bits else " (= -ELBO)")
+    else:
+        text = f"recon + {obj.beta:g} KL"
+    if obj.free_bits:
+        text += f", free bits {obj.free_bits:g} nats"
+    return text
+
+
+# objective.name -> obj -> (what train/objective is, its unit)
+_OBJECTIVE_TEXT = {
+    "elbo": lambda o: (_elbo_text(o), NATS),
+    "iwae": lambda o: (f"-L_k, k = {o.num_samples}", NATS),
+    "iwae_dreg": lambda o: (f"-L_k, k = {o.num_samples}, DReG gradient", NATS),
+    "miwae": lambda o: (
+        f"-MIWAE: mean of M = {o.num_groups} L_k, k = {o.num_samples}",
+        NATS,
+    ),
+    "piwae": lambda o: (
+        f"-L_Mk for p, -MIWAE(M = {o.num_groups}, k = {o.num_samples}) for q",
+        NATS,
+    ),
+    "ciwae": lambda o: (
+        f"-({o.ciwae_beta:g} ELBO + {1 - o.ciwae_beta:g} L_k), k = {o.num_samples}",
+        NATS,
+    ),
+    "info_vae": lambda o: (
+        (
+            f"recon + {1 - o.info_alpha:g} KL + "
+            f"{o.info_alpha + o.mmd_weight - 1:g} MMD^2(q(z), p(z))"
+        ),
+        NATS,
+    ),
+    "wae_mmd": lambda o: (
+        f"||x - g(f(x))||^2 + {o.mmd_weight:g} MMD^2(q(z), p(z))",
+        f"{SQUARED_ERROR_IMAGE} (+ penalty)",
+    ),
+    "rae_l2": lambda o: (
+        (
+            f"||x - g(f(x))||^2 + {o.code_penalty:g} ||z||^2 / 2 + "
+            f"{o.decoder_weight_decay:g} ||theta_dec||^2"
+        ),
+        f"{SQUARED_ERROR_IMAGE} (+ penalty)",
+    ),
+    "rae_gp": lambda o: (
+        (
+            f"||x - g(f(x))||^2 + {o.code_penalty:g} ||z||^2 / 2 + "
+            f"{o.gradient_penalty:g} ||dg/dz||_F^2"
+        ),
+        f"{SQUARED_ERROR_IMAGE} (+ penalty)",
+    ),
+    "sparse_mse": lambda o: (
+        f"MSE + {o.sparsity_weight:g} sum_j KL(rho || rho_hat_j)",
+        f"{SQUARED_ERROR} (+ penalty)",
+    ),
+    "denoising_mse": lambda o: (
+        f"MSE of the {o.corruption}-corrupted input's reconstruction",
+        SQUARED_ERROR,
+    ),
+    "mse": lambda o: ("MSE", SQUARED_ERROR),
+}
+
+
 def describe_objective(config: ml_collections.ConfigDict) -> str:
-    """What ``train/objective`` is for ``config.objective``, e.g. "recon + 0.5 KL"."""
+    """What ``train/objective`` is for ``config.objective``, e.g. "recon + 0.5 KL"
+    (an objective registered elsewhere: its name)."""
+    return objective_text_and_unit(config)[0]
+
+
+def objective_text_and_unit(config: ml_collections.ConfigDict) -> tuple[str, str]:
+    """(``describe_objective``, the unit of ``train/objective``)."""
     obj = config.objective
-    if obj.name == "elbo":
-        if obj.kl_warmup_steps:
-            warmup = f"beta 0 -> {obj.beta:g} in {obj.kl_warmup_steps} steps"
-            text = f"recon + beta KL, {warmup}"
-        elif obj.beta == 1:
-            text = "recon + KL" + ("" if obj.free_bits else " (= -ELBO)")
-        else:
-            text = f"recon + {obj.beta:g} KL"
-        if obj.free_bits:
-            text += f", free bits {obj.free_bits:g} nats"
-        return text
-    if obj.name == "iwae":
-        return f"-L_k, k = {obj.num_samples}"
-    if obj.name == "sparse_mse":
-        return f"MSE + {obj.sparsity_weight:g} sum_j KL(rho || rho_hat_j)"
-    if obj.name == "denoising_mse":
-        return f"MSE of the {obj.corruption}-corrupted input's reconstruction"
-    return "MSE"
+    describe = _OBJECTIVE_TEXT.get(obj.name)
+    return describe(obj) if describe else (obj.name, "per example")
 
 
 def curve_panels(exp) -> list[tuple[str, str, list[str]]]:
-    """(title, unit, metric keys) of each panel of ``curves.png`` for ``exp``."""
+    """(title, unit, metric keys) of each panel of ``curves.png`` for ``exp``; panels
+    whose metrics the run does not record are left out when plotted."""
     every = lambda name: [f"{split}/{name}" for split in SPLIT_LABELS]
-    objective_name = exp.config.objective.name
-    objective = (
-        f"training objective (minimised):\n{describe_objective(exp.config)}",
-        NATS if exp.model.generative else f"{SQUARED_ERROR} (+ penalty)",
-        ["train/objective"],
-    )
-    if exp.model.generative:
-        return [
-            ("ELBO (higher is better)", NATS, every("elbo")),
-            objective,
-            ("L_k, importance-weighted bound", NATS, every("iwae_bound")),
-            ("reconstruction -E_q[log p(x | z)]", NATS, every("recon")),
-            ("KL(q(z | x) || p(z))", NATS, every("kl")),
-        ]
-    panels = [("mean squared error", SQUARED_ERROR, every("mse"))]
-    if objective_name not in ("mse", "denoising_mse"):  # else the same numbers as mse
-        panels.append(objective)
+    text, unit = objective_text_and_unit(exp.config)
+    panels = [
+        ("ELBO (higher is better)", NATS, every("elbo")),
+        ("L_k, importance-weighted bound", NATS, every("iwae_bound")),
+        ("reconstruction -E_q[log p(x | z)]", NATS, every("recon")),
+        ("KL(q(z | x) || p(z))", NATS, every("kl")),
+        ("mean squared error", SQUARED_ERROR, every("mse")),
+        ("MMD^2(q(z), p(z)), unbiased", "per batch", every("mmd2")),
+    ]
+    if exp.config.objective.name not in ("mse", "denoising_mse"):  # else = the MSE
+        panels.insert(
+            1, (f"training objective (minimised):\n{text}", unit, ["train/objective"])
+        )
     return panels
 
 
