@@ -73,12 +73,14 @@ def build(
     image_shape: Sequence[int],
     likelihood: str | None = None,
     sigma: float | None = None,
+    ae_class: type[Autoencoder] = Autoencoder,
 ) -> Autoencoder:
-    """The autoencoder of ``config.model`` (architecture, latent_dim, code_activation)."""
+    """The autoencoder of ``config.model`` (architecture, latent_dim, code_activation);
+    ``ae_class``: the family (a subclass adding its maths, e.g. ``wae.WAE``)."""
     del likelihood, sigma  # scored by squared error
     dtype = jnp.dtype(model_config.dtype)
     encoder, decoder = layers.encoder_decoder(model_config, image_shape, dtype)
-    return Autoencoder(
+    return ae_class(
         encoder,
         decoder,
         model_config.latent_dim,

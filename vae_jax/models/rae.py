@@ -16,14 +16,12 @@ estimation": ``studies.expost``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
-import ml_collections
 
-from vae_jax.models import autoencoder, layers
+from vae_jax.models import autoencoder
 
 
 class RegularizedAutoencoder(autoencoder.Autoencoder):
@@ -47,23 +45,4 @@ class RegularizedAutoencoder(autoencoder.Autoencoder):
         ]
 
 
-def build(
-    model_config: ml_collections.ConfigDict,
-    *,
-    image_shape: Sequence[int],
-    likelihood: str | None = None,
-    sigma: float | None = None,
-) -> RegularizedAutoencoder:
-    """The RAE of ``config.model`` (architecture, latent_dim, code_activation), built
-    as ``autoencoder.build`` builds the plain autoencoder."""
-    del likelihood, sigma  # scored by squared error
-    dtype = jnp.dtype(model_config.dtype)
-    encoder, decoder = layers.encoder_decoder(model_config, image_shape, dtype)
-    return RegularizedAutoencoder(
-        encoder,
-        decoder,
-        model_config.latent_dim,
-        code_activation=model_config.code_activation,
-        dtype=dtype,
-        kernel_init=model_config.kernel_init,
-    )
+build = functools.partial(autoencoder.build, ae_class=RegularizedAutoencoder)

@@ -9,15 +9,13 @@ model. The network is ``autoencoder.Autoencoder``'s; the family adds the prior.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from typing import ClassVar
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
-import ml_collections
 
-from vae_jax.models import autoencoder, layers
+from vae_jax.models import autoencoder
 
 
 class WAE(autoencoder.Autoencoder):
@@ -34,22 +32,4 @@ class WAE(autoencoder.Autoencoder):
         return jax.random.normal(key, (num_samples, self.latent_dim))
 
 
-def build(
-    model_config: ml_collections.ConfigDict,
-    *,
-    image_shape: Sequence[int],
-    likelihood: str | None = None,
-    sigma: float | None = None,
-) -> WAE:
-    """The WAE of ``config.model`` (architecture, latent_dim; linear codes)."""
-    del likelihood, sigma  # scored by squared error
-    dtype = jnp.dtype(model_config.dtype)
-    encoder, decoder = layers.encoder_decoder(model_config, image_shape, dtype)
-    return WAE(
-        encoder,
-        decoder,
-        model_config.latent_dim,
-        code_activation=model_config.code_activation,
-        dtype=dtype,
-        kernel_init=model_config.kernel_init,
-    )
+build = functools.partial(autoencoder.build, ae_class=WAE)
