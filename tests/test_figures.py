@@ -115,9 +115,5 @@ def test_wae_curves_give_the_objective_per_image_and_the_mmd(drawn):
 def test_every_registered_objective_is_described_with_a_unit(name):
     config = make_config("quickstart", objective={"name": name})
     text, unit = figures.objective_text_and_unit(config)
-    assert text != name and unit in (
-        figures.NATS,
-        figures.SQUARED_ERROR,
-        f"{figures.SQUARED_ERROR} (+ penalty)",
-        f"{figures.SQUARED_ERROR_IMAGE} (+ penalty)",
-    )
+    units = (figures.NATS, figures.SQUARED_ERROR, figures.SQUARED_ERROR_IMAGE)
+    assert text != name and unit.startswith(units)

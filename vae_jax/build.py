@@ -11,7 +11,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import config_checks, evaluate, models, objectives, optim, parallel, train
+from vae_jax import (
+    config_checks,
+    evaluate,
+    models,
+    objectives,
+    optim,
+    parallel,
+    tc_objectives,
+    train,
+)
 from vae_jax import data as data_lib
 
 
@@ -112,6 +121,8 @@ def build_experiment(
             f"config.train.batch_size={batch_size} exceeds the {num_train} training examples."
         )
     steps_per_epoch = num_train // batch_size
+    # beta_tcvae's N (Chen et al. 2018): tc_dataset_size = 0 is this training set's size
+    config = tc_objectives.with_dataset_size(config, num_train)
     total = config.train.num_steps or config.train.num_epochs * steps_per_epoch
     sigma = config.objective.sigma or None
     mesh = None

@@ -18,6 +18,8 @@ from vae_jax import (
     objectives,
     optim,
     rae_objectives,
+    tc_objectives,
+    vq_objectives,
 )
 from vae_jax.models import layers, vae
 
@@ -51,6 +53,9 @@ POSITIVE = (
     "model.conv_features",
     "model.num_pseudo_inputs",
     "model.flow_length",
+    "model.num_latents",
+    "model.code_dim",
+    "model.codebook_size",
     "objective.num_samples",
     "objective.num_groups",
     "optim.learning_rate",
@@ -71,6 +76,9 @@ NON_NEGATIVE = (
     "objective.code_penalty",
     "objective.decoder_weight_decay",
     "objective.gradient_penalty",
+    "objective.commitment",
+    "objective.tc_beta",
+    "objective.tc_dataset_size",
     "optim.warmup_steps",
     "optim.momentum",
     "optim.weight_decay",
@@ -133,6 +141,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     problems += _objective_problems(config)
     problems += mmd_objectives.config_problems(config)  # wae_mmd, info_vae, wae
     problems += rae_objectives.config_problems(config)  # rae_l2, rae_gp
+    problems += vq_objectives.config_problems(config)  # vq
+    problems += tc_objectives.config_problems(config)  # beta_tcvae
     if config.model.stochastic_layers == 2 and (
         config.model.kind != "vae"
         or config.model.architecture != "mlp"

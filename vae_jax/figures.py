@@ -68,6 +68,10 @@ _OBJECTIVE_TEXT = {
         ),
         NATS,
     ),
+    "beta_tcvae": lambda o: (
+        f"recon + KL + {o.tc_beta - 1:g} TC ({o.tc_estimator})",
+        NATS,
+    ),
     "wae_mmd": lambda o: (
         f"||x - g(f(x))||^2 + {o.mmd_weight:g} MMD^2(q(z), p(z))",
         f"{SQUARED_ERROR_IMAGE} (+ penalty)",
@@ -85,6 +89,10 @@ _OBJECTIVE_TEXT = {
             f"{o.gradient_penalty:g} ||dg/dz||_F^2"
         ),
         f"{SQUARED_ERROR_IMAGE} (+ penalty)",
+    ),
+    "vq": lambda o: (
+        f"||x - g(z_q)||^2 + ||sg[z_e] - e||^2 + {o.commitment:g} ||z_e - sg[e]||^2",
+        f"{SQUARED_ERROR_IMAGE} (+ VQ terms)",
     ),
     "sparse_mse": lambda o: (
         f"MSE + {o.sparsity_weight:g} sum_j KL(rho || rho_hat_j)",

@@ -18,7 +18,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vae_jax import ae_objectives, iwae_objectives, mmd_objectives, rae_objectives
+from vae_jax import (
+    ae_objectives,
+    iwae_objectives,
+    mmd_objectives,
+    rae_objectives,
+    tc_objectives,
+    vq_objectives,
+)
 from vae_jax import distributions as dist
 from vae_jax.batch_penalty import with_batch_penalty
 
@@ -144,6 +151,8 @@ OBJECTIVES: dict[str, Callable[..., LossOne]] = {
     **iwae_objectives.BUILDERS,  # miwae, ciwae, piwae, iwae_dreg (Rainforth, Tucker)
     **mmd_objectives.BUILDERS,  # wae_mmd (Tolstikhin et al. 2018), info_vae (Zhao)
     **rae_objectives.BUILDERS,  # rae_l2, rae_gp (Ghosh et al. 2020, eq. 11)
+    **vq_objectives.BUILDERS,  # vq (van den Oord et al. 2017, eq. 3)
+    **tc_objectives.BUILDERS,  # beta_tcvae (Chen et al. 2018, eq. 4)
 }
 
 

@@ -9,7 +9,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.seed = 0  # root of every PRNG key (init, train, data, eval)
 
     config.model = ml_collections.ConfigDict()
-    config.model.kind = "vae"  # "vae" | "ae"
+    config.model.kind = "vae"  # a registered family: --list_models prints them
     config.model.architecture = "mlp"  # "mlp" | "conv" | "linear"
     config.model.hidden = (128,)  # encoder hidden widths; the decoder mirrors them
     config.model.latent_dim = 8  # K
@@ -31,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_pseudo_inputs = 500
     # L, planar flow steps of q(z|x) (kind="flow_vae"; Rezende & Mohamed 2015)
     config.model.flow_length = 10
+    # kind="vqvae" (van den Oord et al. 2017): N code vectors of dim C, M codes
+    config.model.num_latents = 16  # N, code vectors z_e(x) per example (K = N * C)
+    config.model.code_dim = 16  # C, dimension of a code vector and a codebook entry
+    config.model.codebook_size = 256  # M, entries e_j of the codebook [M, C]
 
     config.objective = ml_collections.ConfigDict()
     config.objective.name = (
@@ -69,6 +73,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.decoder_weight_decay = 1e-7  # (MNIST: 1e-7)
     # gamma of "rae_gp": + gamma ||dg/dz (f(x))||_F^2 per example (MNIST: 0.5e-7)
     config.objective.gradient_penalty = 5e-8
+    # "vq" (kind="vqvae"; van den Oord et al. 2017, eq. 3): ||x - g(z_q)||^2 (summed
+    # over pixels) + ||sg[z_e] - e||^2 + commitment ||z_e - sg[e]||^2, summed over N
+    config.objective.commitment = 0.25  # beta of the commitment term (paper: 0.25)
+    # "beta_tcvae" (kind="vae"; Chen et al. 2018): -ELBO + (tc_beta - 1) TC_hat, TC_hat
+    # the minibatch-weighted-sampling estimate of KL(q(z) || prod_j q(z_j)) (tc.py)
+    config.objective.tc_beta = 1.0  # beta, weight of the total correlation; 1 = ELBO
+    config.objective.tc_dataset_size = 0  # N ("stratified" only); 0 = training set size
+    config.objective.tc_estimator = "mws"  # "mws" (App. C.1) | "stratified"
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "digits"  # digits | mnist | fashion_mnist | frey_faces | binarized_mnist | synthetic

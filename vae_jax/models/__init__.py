@@ -52,6 +52,7 @@ from vae_jax.models import (
     rae,
     vae,
     vampprior,
+    vqvae,
     wae,
 )
 from vae_jax.models.autoencoder import Autoencoder
@@ -116,12 +117,12 @@ MODELS: dict[str, Family] = {
     ),
     "vae": Family(
         vae.build,
-        VAE_OBJECTIVES + PARAM_SPLIT_OBJECTIVES + ("info_vae",),
+        VAE_OBJECTIVES + PARAM_SPLIT_OBJECTIVES + ("info_vae", "beta_tcvae"),
         "VAE, q(z|x) diagonal Gaussian, p(z) = N(0, I) (Kingma & Welling 2013); "
         "IWAE with objective.name='iwae' (Burda et al. 2015), its variants "
         "'miwae', 'ciwae', 'piwae' (Rainforth et al. 2018) and DReG gradients "
         "'iwae_dreg' (Tucker et al. 2019); InfoVAE / MMD-VAE 'info_vae' (Zhao et "
-        "al. 2017)",
+        "al. 2017); beta-TCVAE 'beta_tcvae' (Chen et al. 2018)",
     ),
     "full_covariance_vae": Family(
         functools.partial(vae.build, vae_class=full_covariance.FullCovarianceVAE),
@@ -153,6 +154,13 @@ MODELS: dict[str, Family] = {
         "regularised autoencoder z = f(x), g(z): squared error + beta ||z||^2 / 2 + "
         "a decoder weight ('rae_l2') or Jacobian ('rae_gp') penalty (Ghosh et al. "
         "2020); samples via an ex-post density on its codes (studies.expost)",
+    ),
+    "vqvae": Family(
+        vqvae.build,
+        ("vq",),
+        "VQ-VAE: N code vectors z_e(x) [N, C] snapped to the nearest of M learned "
+        "codebook entries, straight-through gradients (van den Oord et al. 2017); "
+        "N, C, M = model.num_latents, code_dim, codebook_size; no prior to sample",
     ),
 }
 

@@ -40,6 +40,8 @@ VMAPPABLE = (
     "objective.code_penalty",  # rae_l2 / rae_gp
     "objective.decoder_weight_decay",
     "objective.gradient_penalty",
+    "objective.commitment",  # vq
+    "objective.tc_beta",  # beta_tcvae
 )
 
 
