@@ -71,7 +71,7 @@ echo "$MODULES" | while IFS='|' read -r name module tests; do
 module-path = "$module"
 timeout = $TIMEOUT
 excluded-modules = []
-test-command = "env VAE_JAX_TEST_COMPILATION_CACHE=$WORKDIR/xla PYTHONPATH=$WORKDIR/src $PYTHON -m pytest -x -q -p no:cacheprovider $tests"
+test-command = "env VAE_JAX_TEST_COMPILATION_CACHE=$WORKDIR/xla PYTHONPATH=$WORKDIR/src $PYTHON -m pytest -x -q -n 0 -p no:cacheprovider $tests"
 
 [cosmic-ray.distributor]
 name = "local"

@@ -11,6 +11,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from vae_jax import loop, runs
 from vae_jax.configs import quickstart
@@ -107,6 +108,7 @@ def _runner_seconds(workdir, cache_dir) -> dict[str, float]:
     return {k: float(v) for k, v in seconds.items()} | {"wall": float(line.group(2))}
 
 
+@pytest.mark.slow
 def test_warm_compilation_cache_skips_the_compiles(tmp_path):
     cold = _runner_seconds(tmp_path / "cold", tmp_path / "cache")
     assert any((tmp_path / "cache").iterdir())  # programs were stored

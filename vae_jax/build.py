@@ -42,12 +42,13 @@ class Experiment:
 
     def init_state(self) -> train.TrainState:
         """A fresh TrainState for this experiment's model and optimizer."""
-        example = jnp.zeros((self.dataset.dim,), jnp.float32)
+        example = jnp.zeros((self.dataset.input_dim,), jnp.float32)
         state = train.create_train_state(
             self.model, self.tx, example, self.keys["init"], self.keys["train"]
         )
         if self.config.model.output_bias == "data_mean":
-            bias = models.output_bias_from_data(self.dataset.train)  # Burda et al. 2015
+            images = self.dataset.images(self.dataset.train)
+            bias = models.output_bias_from_data(images)  # Burda et al. 2015
             state = state.replace(params=models.with_output_bias(state.params, bias))
         return (
             state
@@ -113,6 +114,8 @@ def build_experiment(
     """Validates ``config`` (before any compile), loads data and builds the pieces."""
     config_checks.validate_config(config)
     dataset = dataset if dataset is not None else load_data(config)
+    if models.is_conditional(config.model) and not dataset.condition_dim:
+        dataset = data_lib.with_one_hot_labels(dataset, config.model.num_classes)
     config_checks.validate_against_data(config, dataset.image_shape, dataset.binary)
     batch_size = config.train.batch_size
     num_train = dataset.train.shape[0]

@@ -56,6 +56,7 @@ POSITIVE = (
     "model.num_latents",
     "model.code_dim",
     "model.codebook_size",
+    "model.num_classes",
     "objective.num_samples",
     "objective.num_groups",
     "optim.learning_rate",
@@ -299,12 +300,14 @@ def estimate_parameters(
         f, cells = model.conv_features, (height // 4) * (width // 4)
         encoder, features = (9 * f + f) + (9 * f * 2 * f + 2 * f), cells * 2 * f
         decoder = _dense(k, cells * 2 * f) + (9 * 2 * f * f + f) + (9 * f + 1)
-    elif model.architecture == "linear":
-        encoder, features = 0, data_dim
-        decoder = _dense(k, data_dim)
-    else:
-        encoder, features = _mlp(data_dim, hidden)
-        decoder = _mlp(k, hidden[::-1], data_dim)[0]
+    else:  # a CVAE's label columns enter the encoder and, after z, the decoder
+        labels = model.num_classes if model.kind == "cvae" else 0
+        if model.architecture == "linear":
+            encoder, features = 0, data_dim + labels
+            decoder = _dense(k + labels, data_dim)
+        else:
+            encoder, features = _mlp(data_dim + labels, hidden)
+            decoder = _mlp(k + labels, hidden[::-1], data_dim)[0]
     if model.kind in ("ae", "wae", "rae"):
         heads = _dense(features, k)  # code
     else:

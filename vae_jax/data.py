@@ -81,9 +81,11 @@ class DataCorruptError(DataError):
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value
 class Dataset:
-    """train: [N, D], valid: [Nv, D], test: [Nt, D] float32 in [0, 1], C-contiguous;
-    labels [N] int32 or None; image_shape (H, W) with H * W = D; ``binary`` when
-    the values are exactly {0, 1}."""
+    """train: [N, D + C], valid: [Nv, D + C], test: [Nt, D + C] float32 in [0, 1],
+    C-contiguous; labels [N] int32 or None; image_shape (H, W) with H * W = D;
+    ``binary`` when the values are exactly {0, 1}. ``condition_dim`` C = 0 unless
+    the splits end in one-hot label columns for a conditional model
+    (``with_one_hot_labels``); ``images`` strips them."""
 
     name: str
     train: np.ndarray
@@ -94,11 +96,21 @@ class Dataset:
     test_labels: np.ndarray | None
     image_shape: tuple[int, ...]
     binary: bool = False
+    condition_dim: int = 0
 
     @property
     def dim(self) -> int:
-        """D, the flat data dimension."""
+        """D, the flat image dimension."""
         return math.prod(self.image_shape)
+
+    @property
+    def input_dim(self) -> int:
+        """D + C, the width of a model input."""
+        return self.dim + self.condition_dim
+
+    def images(self, x):
+        """The D pixel columns of model inputs: [..., D + C] -> [..., D]."""
+        return x[..., : self.dim]
 
 
 # ---------------------------------------------------------------- file discovery
@@ -444,3 +456,26 @@ def center_dataset(dataset):
         for name in ("train", "valid", "test")
     }
     return dataclasses.replace(dataset, binary=False, **shifted), mean
+
+
+def with_one_hot_labels(dataset: Dataset, num_classes: int) -> Dataset:
+    """Each split followed by its labels' one-hot columns: [N, D] -> [N, D + C], the
+    inputs of a conditional model (``models.cvae``). Binary data stays binary."""
+    if dataset.condition_dim:
+        raise DataError(f"{dataset.name} already ends in label columns.")
+    splits = {}
+    for name in ("train", "valid", "test"):
+        x, labels = getattr(dataset, name), getattr(dataset, f"{name}_labels")
+        if labels is None:
+            raise DataError(
+                f"A conditional model needs labels; {dataset.name} has none for "
+                f"its {name} split."
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise DataError(
+                f"{dataset.name} {name} labels span [{labels.min()}, {labels.max()}],"
+                f" outside the model's {num_classes} classes (model.num_classes)."
+            )
+        onehot = np.eye(num_classes, dtype=x.dtype)[labels]
+        splits[name] = np.ascontiguousarray(np.concatenate([x, onehot], axis=1))
+    return dataclasses.replace(dataset, condition_dim=num_classes, **splits)

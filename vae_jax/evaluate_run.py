@@ -55,7 +55,8 @@ def reconstruction_section(run: runs.Run, x: np.ndarray, batch_size: int):
     """Squared error per pixel of E[x | z = E_q[z|x]] (an AE: g(f(x))) and PSNR =
     10 log10(1 / MSE_n) per image (pixels in [0, 1]), means and standard errors."""
     recon = run.reconstruct(x, batch_size)
-    mse = np.mean(np.square(np.asarray(x, np.float64) - recon), axis=1)  # [N]
+    images = np.asarray(run.dataset.images(x), np.float64)  # a CVAE's labels dropped
+    mse = np.mean(np.square(images - recon), axis=1)  # [N]
     psnr = 10.0 * np.log10(PEAK**2 / np.maximum(mse, 1e-10))
     (mse_mean, mse_se), (psnr_mean, psnr_se) = map(
         evaluate.mean_and_stderr, (mse, psnr)
@@ -80,15 +81,17 @@ def quality_section(
     E[x|z], z ~ p(z) (key ``fold_in(keys["eval"], 1_000_003)``), against as many
     ``split`` images as loaded (no binarization), with training (or, for the train
     split, validation) images as the real-vs-real reference."""
-    real = getattr(run, split)
+    real = run.dataset.images(getattr(run, split))
     n = min(num_samples, len(real))
     net = quality_lib.feature_classifier(
         run.dataset, cache_dir, num_steps=classifier_steps
     )
     samples = run.sample(n, jax.random.fold_in(run.keys["eval"], SAMPLE_FOLD))
-    reference = run.valid if split == "train" else run.train
+    reference = run.dataset.images(run.valid if split == "train" else run.train)
     reference = reference[:n] if len(reference) > 1 else None
     out: dict[str, Any] = quality_lib.sample_quality(net, samples, real[:n], reference)
+    if run.conditional:
+        out["conditional_accuracy"] = conditional_accuracy(run, net, n)
     out.update(
         num_samples=n,
         classifier_test_accuracy=net.info.get("test_accuracy"),
@@ -214,6 +217,16 @@ def _jsonable(tree):
     return tree
 
 
+def conditional_accuracy(run: runs.Run, net, num_samples: int) -> float:
+    """How often the classifier labels a conditional sample E[x|z, y], z ~ p(z),
+    with its condition y (classes in turn; Sohn et al. 2015's use of a CVAE)."""
+    labels = np.arange(num_samples) % run.dataset.condition_dim
+    key = jax.random.fold_in(run.keys["eval"], SAMPLE_FOLD + 1)
+    samples = run.sample_given(labels, key)
+    predicted = np.argmax(net.probabilities(samples), axis=-1)
+    return float(np.mean(predicted == labels))
+
+
 def write_figures(run: runs.Run, split: str, directory, num_images: int = 16):
     """``<split>_reconstructions.png`` (images of the split, as scored, beside their
     reconstructions) and, for generative models, ``samples.png`` (64 E[x|z], z ~
@@ -222,7 +235,8 @@ def write_figures(run: runs.Run, split: str, directory, num_images: int = 16):
     directory.mkdir(parents=True, exist_ok=True)
     shape = run.dataset.image_shape
     x = run.eval_split(split)[:num_images]
-    pairs = np.stack([x, run.reconstruct(x)], axis=1).reshape(-1, *shape)
+    images = run.dataset.images(x)
+    pairs = np.stack([images, run.reconstruct(x)], axis=1).reshape(-1, *shape)
     paths = [directory / f"{split}_reconstructions.png"]
     plots.image_grid(pairs, paths[0], title=f"{split} | reconstruction", num_columns=8)
     if run.generative:
@@ -303,6 +317,11 @@ def summary(result: dict) -> str:
             f"IS {q['inception_score']:.2f} (data {q['inception_score_data']:.2f}), "
             f"N={q['num_samples']}; MLP-classifier features, not Inception"
         )
+        if "conditional_accuracy" in q:
+            lines.append(
+                f"  conditional    {100 * q['conditional_accuracy']:.1f}% of samples "
+                "E[x|z, y] classified as their y"
+            )
     for name, why in result["skipped"].items():
         lines.append(f"  skipped        {name}: {why}")
     return "\n".join(lines)

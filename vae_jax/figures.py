@@ -182,7 +182,7 @@ def write_run_figures(
     shape = exp.dataset.image_shape
     x = exp.dataset.test[:num_images]
     recon = np.asarray(exp.model.reconstruct(params, x))
-    pairs = np.stack([x, recon], axis=1).reshape(-1, *shape)  # image, recon, ...
+    pairs = np.stack([exp.dataset.images(x), recon], axis=1).reshape(-1, *shape)
     plots.image_grid(
         pairs,
         workdir / "reconstructions.png",
@@ -198,4 +198,24 @@ def write_run_figures(
         plots.image_grid(
             images["samples"], workdir / "samples.png", title=SAMPLES_TITLE
         )
+    if callable(getattr(exp.model, "conditional_latents", None)):
+        images["conditional_samples"] = conditional_grid(exp, params, shape)
+        plots.image_grid(
+            images["conditional_samples"],
+            workdir / "conditional_samples.png",
+            title="E[x|z, y]: row y = class, column = one z ~ p(z)",
+            num_columns=8,
+        )
     return images
+
+
+def conditional_grid(exp, params, shape, per_class: int = 8) -> np.ndarray:
+    """A conditional model's decoder means E[x|z_j, y]: row y = class, column j = one
+    draw z_j ~ p(z) shared by every row (the same key for each class), so a column
+    holds one style across the classes: [C * per_class, *shape]."""
+    key = jax.random.fold_in(exp.keys["eval"], 1_000_004)
+    rows = []
+    for label in range(exp.dataset.condition_dim):
+        z = exp.model.conditional_latents(params, key, np.full(per_class, label))
+        rows.append(np.asarray(exp.model.decode_mean(params, z)))
+    return np.concatenate(rows).reshape(-1, *shape)

@@ -134,6 +134,11 @@ class Run:
         """True if p(z) can be sampled (the protocol's ``generative``)."""
         return bool(getattr(self.model, "generative", False))
 
+    @property
+    def conditional(self) -> bool:
+        """True for families conditioned on labels (``conditional_latents``)."""
+        return _has(self.model, "conditional_latents")
+
     def labels(self, split: str) -> np.ndarray | None:
         """Labels [N] int32 of split "train", "valid" or "test", or None."""
         _check_split(split)
@@ -188,6 +193,15 @@ class Run:
             lambda: jax.jit(self.model.sample_latents, static_argnums=2),
         )
         return self.decode(fn(self.params, key, int(n)))
+
+    def sample_given(self, labels, key: jax.Array) -> np.ndarray:
+        """A conditional family's decoder means E[x|z, y_s], z ~ p(z), one per label:
+        labels [n] ints -> [n, D] (``conditional_latents``, then ``decode_mean``)."""
+        self._require(self.conditional, "sample_given", "is not conditioned on labels")
+        fn = self._cached(
+            "conditional_latents", lambda: jax.jit(self.model.conditional_latents)
+        )
+        return self.decode(fn(self.params, key, np.asarray(labels, np.int32)))
 
     def elbo_terms(
         self,
@@ -278,10 +292,11 @@ class Run:
 
     def _rows(self, x) -> np.ndarray:
         x = np.asarray(x, np.float32)
-        if x.ndim != 2 or x.shape[1] != self.dataset.dim:
-            raise ValueError(
-                f"Expected images x: [N, {self.dataset.dim}], got shape {x.shape}."
-            )
+        width = self.dataset.input_dim
+        if x.ndim != 2 or x.shape[1] != width:
+            labels = self.dataset.condition_dim
+            what = f"images and {labels} one-hot label columns" if labels else "images"
+            raise ValueError(f"Expected {what} x: [N, {width}], got shape {x.shape}.")
         return x
 
     def _cached(self, name, make: Callable) -> Callable:

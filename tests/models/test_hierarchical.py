@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 
 from vae_jax import build, evaluate, objectives, optim, train
 from vae_jax.models import hierarchical
@@ -69,6 +70,7 @@ def test_log_weights_match_their_definition_and_bounds_are_ordered():
     assert elbos.mean() + 3 * se < bounds.mean()  # ELBO < L_20 in expectation
 
 
+@pytest.mark.slow
 def test_two_layer_trains_and_reports_active_units_per_layer():
     """One IWAE step trains; then, with unit 0 of each layer made constant in x (its
     mean weights zeroed), the counts per layer are those of Var_x E_q[z_u] >= 0.01

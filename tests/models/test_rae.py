@@ -276,6 +276,7 @@ def test_vmapped_sweep_over_the_code_penalty_matches_separate_runs(tmp_path):
     assert norms[1] < norms[0]  # a larger beta shrinks the codes
 
 
+@pytest.mark.slow
 def test_runner_trains_the_bundled_rae_mnist_config(tmp_path):
     config = rae_mnist.get_config()
     config.model.hidden = (32,)

@@ -317,6 +317,7 @@ def test_library_elbo_estimates_the_exact_elbo(posterior):
     )
 
 
+@pytest.mark.slow
 def test_training_the_encoder_closes_the_gap_only_a_full_q_can_close():
     """Along training: log p(x) = ELBO + KL(q || p(z|x)) at every record, ELBO <= L_k <=
     log p(x), and a diagonal q never beats the best diagonal KL (a theorem)."""

@@ -35,6 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_latents = 16  # N, code vectors z_e(x) per example (K = N * C)
     config.model.code_dim = 16  # C, dimension of a code vector and a codebook entry
     config.model.codebook_size = 256  # M, entries e_j of the codebook [M, C]
+    # kind="cvae" (Sohn et al. 2015): classes of the one-hot label columns
+    config.model.num_classes = 10
 
     config.objective = ml_collections.ConfigDict()
     config.objective.name = (

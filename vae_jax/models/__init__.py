@@ -31,6 +31,10 @@ Optional, for ``PARAM_SPLIT_OBJECTIVES`` (PIWAE, DReG; list them in the family's
 objectives only with ``stop_q_grad`` honoured as above):
   ``posterior_param_mask(params)``       -> pytree of bools like params: True on q's
                                             parameters phi, False on p's theta
+Conditional families (``Family.conditional``; x is [..., D + C], pixels then one-hot
+labels; ``code`` and ``decode_mean``'s z carry the labels too, [..., K + C]; the
+outputs of ``reconstruct`` and ``decode_mean`` are images [..., D]) add:
+  ``conditional_latents(params, key, labels [S])`` -> codes that decode to class y_s
 Optional, for ``rae_l2`` (a decoder weight penalty, Ghosh et al. 2020):
   ``decoder_kernels(params)``            -> [the decoder g's kernels], biases excluded
 """
@@ -46,6 +50,7 @@ import ml_collections
 
 from vae_jax.models import (
     autoencoder,
+    cvae,
     flow_vae,
     full_covariance,
     hierarchical,
@@ -76,6 +81,7 @@ __all__ = [
     "build_model",
     "describe_families",
     "family_name",
+    "is_conditional",
     "output_bias_from_data",
     "register",
     "with_output_bias",
@@ -94,11 +100,14 @@ class Family:
     build: ``(model_config, *, image_shape, likelihood, sigma) -> nn.Module``.
     objectives: the ``config.objective.name`` values it trains with.
     summary: one line for ``--list_models``: what it is, the paper, how to select it.
+    conditional: inputs end in one-hot label columns (``data.with_one_hot_labels``,
+    C = ``config.model.num_classes``) that the model conditions on.
     """
 
     build: Callable[..., nn.Module]
     objectives: tuple[str, ...]
     summary: str = ""
+    conditional: bool = False
 
 
 MODELS: dict[str, Family] = {
@@ -155,6 +164,13 @@ MODELS: dict[str, Family] = {
         "a decoder weight ('rae_l2') or Jacobian ('rae_gp') penalty (Ghosh et al. "
         "2020); samples via an ex-post density on its codes (studies.expost)",
     ),
+    "cvae": Family(
+        cvae.build,
+        VAE_OBJECTIVES,
+        "conditional VAE q(z|x,y), p(x|z,y), p(z) = N(0, I) with one-hot labels y "
+        "(Sohn et al. 2015); C = model.num_classes; samples per class",
+        conditional=True,
+    ),
     "vqvae": Family(
         vqvae.build,
         ("vq",),
@@ -170,9 +186,10 @@ def register(
     build: Callable[..., nn.Module],
     objectives: Sequence[str],
     summary: str = "",
+    conditional: bool = False,
 ) -> None:
     """Adds family ``name`` (selected by ``config.model.kind = name``)."""
-    MODELS[name] = Family(build, tuple(objectives), summary)
+    MODELS[name] = Family(build, tuple(objectives), summary, conditional)
 
 
 def describe_families() -> list[str]:
@@ -197,6 +214,11 @@ def family_name(model_config: ml_collections.ConfigDict) -> str:
             f"Unknown model kind {kind!r}; choose one of {sorted(MODELS)}."
         )
     return kind
+
+
+def is_conditional(model_config: ml_collections.ConfigDict) -> bool:
+    """Whether ``config.model``'s family takes label columns after the pixels."""
+    return MODELS[family_name(model_config)].conditional
 
 
 def build_model(

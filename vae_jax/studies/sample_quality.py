@@ -70,10 +70,11 @@ def fingerprint(dataset: data_lib.Dataset, hidden, num_steps: int, seed: int) ->
     """12 hex digits naming the classifier of ``dataset``'s training split (its name,
     shape, labels and every 97th row) with these settings."""
     h = hashlib.sha256()
-    settings = [dataset.name, list(dataset.train.shape), list(hidden), num_steps, seed]
+    images = dataset.images(dataset.train)
+    settings = [dataset.name, list(images.shape), list(hidden), num_steps, seed]
     h.update(json.dumps(settings).encode())
     h.update(np.ascontiguousarray(dataset.train_labels).tobytes())
-    h.update(np.ascontiguousarray(dataset.train[::97]).tobytes())
+    h.update(np.ascontiguousarray(images[::97]).tobytes())
     return h.hexdigest()[:12]
 
 
@@ -106,7 +107,7 @@ def feature_classifier(
             logging.warning("Retraining the classifier: %s unreadable (%s)", path, err)
     logging.info("Training the %s feature classifier (%d steps)", stem, num_steps)
     _, params = classifier.train_classifier(
-        dataset.train,
+        dataset.images(dataset.train),
         dataset.train_labels,
         jax.random.key(seed),
         num_classes=num_classes,
@@ -116,7 +117,8 @@ def feature_classifier(
     info = {"dataset": dataset.name, "hidden": list(hidden), "num_steps": num_steps}
     info["seed"] = seed
     if dataset.test_labels is not None and len(dataset.test):
-        acc = classifier.accuracy(model, params, dataset.test, dataset.test_labels)
+        test_images = dataset.images(dataset.test)
+        acc = classifier.accuracy(model, params, test_images, dataset.test_labels)
         info["test_accuracy"] = acc
     cache.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, flax.serialization.to_bytes(params))
