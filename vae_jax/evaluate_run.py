@@ -116,16 +116,18 @@ def evaluate_run(
     classifier_cache=None,
     classifier_steps: int = quality_lib.NUM_STEPS,
     log_every: int = 50,
+    max_examples: int | None = None,
 ) -> dict[str, Any]:
     """Every number ``experiments/evaluate.py`` reports on ``run.eval_split(split)``.
 
     ``batch_size``: images per batch; default the runner's ``eval_batch_size`` for the
     ELBO and reconstructions and 20 for L_k (``evaluate_model``'s, which the L_k keys
     depend on). ``nll_samples`` = k of L_k (0: skip it); ``log_every``: L_k progress
-    every that many batches. Sections a model cannot have (or that were switched off)
-    are named in ``result["skipped"]`` with the reason.
+    every that many batches; ``max_examples``: score the split's first that many
+    images only. Sections a model cannot have (or that were switched off) are named
+    in ``result["skipped"]`` with the reason.
     """
-    start, x = time.time(), run.eval_split(split)
+    start, x = time.time(), run.eval_split(split)[:max_examples]
     if not len(x):
         raise ValueError(f"The {split} split of the run in {run.workdir} is empty.")
     batch = batch_size or run.config.train.eval_batch_size

@@ -152,18 +152,27 @@ def image_panels(
     xlabel: str = "",
     ylabel: str = "",
     ticks: dict[str, tuple[Sequence, Sequence]] | None = None,
+    panels_per_row: int | None = None,
 ) -> None:
     """Image grids side by side, title -> images [N, H, W] in [0, 1], ``num_columns``
-    per row. ``ticks[title] = (column values, row values)`` labels a panel's columns
-    and rows (e.g. z1 and z2 of a manifold, t of an interpolation); others have none."""
+    per row, ``panels_per_row`` panels to a row of the figure (default all).
+    ``ticks[title] = (column values, row values)`` labels a panel's columns and rows
+    (e.g. z1 and z2 of a manifold, t of an interpolation); others have none."""
     canvases = {t: grid_canvas(np.asarray(im), num_columns) for t, im in panels.items()}
     ch, cw = next(iter(canvases.values())).shape
     side = max(5.0, 1.5 * max(ch, cw) / 100)  # inches: >= 1.5 screen px per pixel
     width, height = side * cw / max(ch, cw), side * ch / max(ch, cw)
+    cols = min(panels_per_row or len(panels), len(panels))
+    rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(len(panels) * width + 1, height + 1.2), squeeze=False
+        rows,
+        cols,
+        figsize=(cols * width + 1, rows * (height + 0.6) + 0.6),
+        squeeze=False,
     )
-    for ax, (title, canvas) in zip(axes[0], canvases.items()):
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax, (title, canvas) in zip(axes.flat, canvases.items()):
         ax.imshow(np.clip(canvas, 0, 1), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=10)
         if ticks and title in ticks:
@@ -175,6 +184,30 @@ def image_panels(
             ax.set_yticks([])
     if suptitle:
         fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def labelled_scatter(
+    points: Sequence[tuple[float, float, str]],
+    path: str | pathlib.Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+) -> None:
+    """One labelled point per (x, y, label), e.g. models by two scores."""
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for x, y, label in points:
+        ax.scatter([x], [y], s=18)
+        ax.annotate(
+            label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -286,14 +286,14 @@ def sample_quality(
     many ``split`` images, with training (for the train split, validation) images as
     the real-vs-real reference: the numbers ``evaluate_run``'s ``sample_quality``
     section gives for z ~ p(z), in the same classifier feature space."""
-    real = getattr(run, split)
+    real = run.dataset.images(getattr(run, split))
     n = min(num_samples, len(real))
     net = quality_lib.feature_classifier(
         run.dataset, cache_dir, num_steps=classifier_steps
     )
     key = jax.random.fold_in(run.keys["eval"], SAMPLE_FOLD) if key is None else key
     samples = decode_samples(run, sampler, n, key)
-    reference = run.valid if split == "train" else run.train
+    reference = run.dataset.images(run.valid if split == "train" else run.train)
     reference = reference[:n] if len(reference) > 1 else None
     out: dict[str, Any] = quality_lib.sample_quality(net, samples, real[:n], reference)
     out.update(

@@ -1,0 +1,540 @@
+"""The zoo benchmark: every family on MNIST and Fashion-MNIST with one shared MLP and
+one training budget, scored by one evaluator; Pythae's models beside them.
+
+  nice -n 19 python scripts/zoo_benchmark.py --workdir ~/runs/zoo [--epochs 10]
+      [--pythae_python ~/venvs/torch/bin/python]       # + Pythae's versions
+  python scripts/zoo_benchmark.py --workdir /tmp/zoo --quick   # digits, minutes
+
+Setup (every row): MLP D-400-K with ReLU, K = 16 (VQ-VAE: 16 scalar codes, each one of
+256 codebook entries, as Pythae quantises a flat code), Adam 1e-3, batch 128, ``--epochs`` passes over all
+60,000 training images, grey levels in [0, 1] as Pythae's benchmark feeds them; the
+VAE-type rows use a Bernoulli likelihood on them (BCE, so their NLL is a score of the
+same model in both libraries, not a normalised density), the autoencoders squared
+error. Metrics (``experiments.evaluate``'s code): test reconstruction MSE per pixel,
+Frechet distance and inception-style score of 10,000 prior samples and of samples
+from a 10-component Gaussian mixture fitted to the training codes (classifier
+features, not Inception), -L_k over the first ``--nll_examples`` test images, active
+units, and the process's wall time to the end of training.
+
+Each (dataset, model) is one process (``--dataset D --model M``; usable as an array
+job) writing ``<workdir>/<dataset>/<model>/result.json``, its run in ``run/`` beside
+it: finished ones are skipped and a stopped run resumes from its checkpoint. Pythae
+rows (``scripts/_pythae_zoo.py`` in the interpreter ``--pythae_python`` names, with
+torch and pythae) write their reconstructions and samples as arrays, scored here
+by the same functions. At the end: ``results.json``, ``results.md``,
+``samples.png`` (a grid per model) and ``scatter.png`` in the workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import subprocess
+import sys
+import time
+
+START = time.perf_counter()  # the process's start, for the whole-process time
+
+HERE = pathlib.Path(__file__).resolve()
+DATASETS = ("mnist", "fashion_mnist")
+HIDDEN, LATENT = (400,), 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A benchmark row: the bundled config it starts from, what it changes, and the
+    Pythae model (``pythae.models`` class name and config fields) of the same method."""
+
+    config: str
+    changes: dict
+    pythae: tuple[str, dict] | None = None
+
+
+ROWS = {
+    "ae": Row("ae_mnist", {}, ("AE", {})),
+    "dae": Row("dae_mnist", {}),
+    "vae": Row("vae_mnist", {}, ("VAE", {})),
+    "beta_vae": Row("vae_mnist", {"objective.beta": 4.0}, ("BetaVAE", {"beta": 4.0})),
+    "full_cov_vae": Row("vae_mnist", {"model.posterior": "full"}),
+    "iwae": Row(
+        "vae_mnist",
+        {"objective.name": "iwae", "objective.num_samples": 5},
+        ("IWAE", {"number_samples": 5}),
+    ),
+    "miwae": Row(
+        "vae_mnist",
+        {
+            "objective.name": "miwae",
+            "objective.num_samples": 5,
+            "objective.num_groups": 2,
+        },
+        ("MIWAE", {"number_samples": 5, "number_gradient_estimates": 2}),
+    ),
+    "piwae": Row(
+        "vae_mnist",
+        {
+            "objective.name": "piwae",
+            "objective.num_samples": 5,
+            "objective.num_groups": 2,
+        },
+        ("PIWAE", {"number_samples": 5, "number_gradient_estimates": 2}),
+    ),
+    "vamp_vae": Row("vamp_mnist", {}, ("VAMP", {"number_components": 500})),
+    "flow_vae": Row("flow_vae_mnist", {}),
+    "wae": Row(
+        "wae_mnist", {}, ("WAE_MMD", {"kernel_choice": "imq", "reg_weight": 10.0})
+    ),
+    "info_vae": Row("infovae_mnist", {}, ("INFOVAE_MMD", {"kernel_choice": "imq"})),
+    "rae_l2": Row("rae_mnist", {}, ("RAE_L2", {})),
+    "rae_gp": Row("rae_mnist", {"objective.name": "rae_gp"}, ("RAE_GP", {})),
+    "vqvae": Row(
+        "vqvae_fashion",
+        {"model.architecture": "mlp", "model.num_latents": 16, "model.code_dim": 1},
+        ("VQVAE", {"num_embeddings": 256}),
+    ),
+    "beta_tcvae": Row("tcvae_mnist", {}, ("BetaTCVAE", {"beta": 6.0})),
+    "cvae": Row("cvae_mnist", {}),
+}
+
+
+def row_config(name: str, dataset: str, epochs: int, quick: bool):
+    """The config of row ``name``: its bundled config, its changes, then the shared
+    setup of the module docstring (``--quick``: digits)."""
+    import importlib
+
+    row = ROWS[name]
+    config = importlib.import_module(f"vae_jax.configs.{row.config}").get_config()
+    for field, value in row.changes.items():
+        section, key = field.split(".")
+        config[section][key] = value
+    config.model.update(hidden=HIDDEN, latent_dim=LATENT)
+    config.data.update(name=dataset, binarize="none", valid_size=0)
+    config.optim.update(name="adam", learning_rate=1e-3, schedule="constant")
+    config.train.update(batch_size=128, num_epochs=epochs, num_steps=0)
+    config.train.update(log_every=500, checkpoint_every=2000, write_figures=False)
+    if quick:
+        config.data.name = "digits"
+        config.model.num_pseudo_inputs = min(config.model.num_pseudo_inputs, 50)
+    return config
+
+
+# ------------------------------------------------------------ one configuration
+def evaluate_vae_jax(name: str, args, out: pathlib.Path) -> dict:
+    """Trains row ``name`` (the runner's loop, resumable) and scores it."""
+    from vae_jax import evaluate_run, loop, runs
+
+    config = row_config(name, args.dataset, args.epochs, args.quick)
+    final = loop.train_and_evaluate(config, str(out / "run"))
+    train_wall = time.perf_counter() - START
+    run = runs.load_run(out / "run")
+    scores = score_run(run, args)
+    scores["samples"] = sample_images(run, args).tolist()
+    return {
+        "library": "vae_jax",
+        "model": name,
+        "dataset": run.dataset.name,
+        "train_wall_seconds": train_wall,
+        "final": {k: float(v) for k, v in final.items()},
+        "steps": run.step,
+        **scores,
+        "evaluation": evaluate_run.summary(scores.pop("_result")),
+    }
+
+
+def score_run(run, args) -> dict:
+    """MSE, NLL, AU and prior-sample quality by ``evaluate_run``; GMM ex-post samples
+    by ``studies.expost`` (not for conditional rows, whose codes carry the label)."""
+    from vae_jax import evaluate_run
+    from vae_jax.studies import expost
+
+    result = evaluate_run.evaluate_run(
+        run,
+        nll_samples=args.nll_samples if run.latent else 0,
+        max_examples=args.nll_examples,
+        quality_samples=args.quality_samples,
+        classifier_cache=args.workdir / "classifiers",
+        classifier_steps=args.classifier_steps,
+    )
+    out = {
+        "mse": result["reconstruction"]["mse_per_pixel"],
+        "elbo": result.get("elbo", {}).get("elbo"),  # same images as the NLL
+        "nll": result.get("log_likelihood", {}).get("nll"),
+        "nll_stderr": result.get("log_likelihood", {}).get("nll_stderr"),
+        "active_units": (result.get("active_units") or {}).get("counts"),
+        "prior": _quality(result.get("sample_quality")),
+        "_result": result,
+    }
+    if not run.conditional:
+        sampler = expost.fit_sampler(run, "gmm", max_examples=args.gmm_examples)
+        out["gmm"] = _quality(
+            expost.sample_quality(
+                run,
+                sampler,
+                num_samples=args.quality_samples,
+                cache_dir=args.workdir / "classifiers",
+                classifier_steps=args.classifier_steps,
+            )
+        )
+    return out
+
+
+def sample_images(run, args, n: int = 16):
+    """``n`` decoder means of z ~ p(z), or of the GMM where the model has no prior."""
+    import jax
+    import numpy as np
+
+    from vae_jax.studies import expost
+
+    key = jax.random.key(0)
+    if run.generative:
+        return np.clip(run.sample(n, key), 0.0, 1.0)
+    sampler = expost.fit_sampler(run, "gmm", max_examples=args.gmm_examples)
+    return expost.decode_samples(run, sampler, n, key)
+
+
+def _quality(section):
+    if not section:
+        return None
+    keys = ("frechet_distance", "frechet_distance_data", "inception_score")
+    return {k: section.get(k) for k in keys}
+
+
+def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
+    """Runs row ``name``'s Pythae model in ``--pythae_python`` (``_pythae_zoo.py``
+    writes ``arrays.npz`` and ``timing.json``) and scores its arrays here."""
+    import numpy as np
+
+    from vae_jax import data, evaluate
+    from vae_jax.studies import sample_quality
+
+    class_name, fields = ROWS[name].pythae
+    arrays = out / "arrays.npz"
+    if not arrays.is_file():
+        command = [
+            args.pythae_python,
+            str(HERE.with_name("_pythae_zoo.py")),
+            "--model",
+            class_name,
+            "--fields",
+            json.dumps(fields),
+            "--dataset",
+            args.dataset,
+            "--epochs",
+            str(args.epochs),
+            "--latent_dim",
+            str(LATENT),
+            "--hidden",
+            str(HIDDEN[0]),
+            "--nll_samples",
+            str(args.nll_samples),
+            "--nll_examples",
+            str(args.nll_examples),
+            "--num_samples",
+            str(args.quality_samples),
+            "--out",
+            str(out),
+        ] + (["--quick"] if args.quick else [])
+        subprocess.run(command, check=True)
+    saved = np.load(arrays)
+    timing = json.loads((out / "timing.json").read_text())
+    dataset = data.load_dataset("digits" if args.quick else args.dataset, valid_size=0)
+    test = dataset.test[: len(saved["reconstructions"])]
+    mse = np.mean(np.square(test - saved["reconstructions"]), axis=1)
+    net = sample_quality.feature_classifier(
+        dataset, args.workdir / "classifiers", num_steps=args.classifier_steps
+    )
+    real, reference = dataset.test, dataset.train[: len(dataset.test)]
+
+    def score(samples):
+        n = min(len(samples), len(real))
+        scores = sample_quality.sample_quality(
+            net, np.clip(samples[:n], 0, 1), real[:n], reference[:n]
+        )
+        return _quality(scores)
+
+    result = {
+        "library": "pythae",
+        "model": name,
+        "pythae_model": class_name,
+        "dataset": dataset.name,
+        "train_wall_seconds": timing["train_wall_seconds"],
+        "mse": evaluate.mean_and_stderr(mse)[0],
+        "nll": timing.get("nll"),
+        "nll_stderr": None,
+        "prior": score(saved["prior_samples"]) if "prior_samples" in saved else None,
+        "gmm": score(saved["gmm_samples"]) if "gmm_samples" in saved else None,
+        "samples": np.clip(saved["display_samples"], 0, 1).tolist(),
+    }
+    return result
+
+
+def run_one(args) -> None:
+    """One (dataset, model[, pythae]) configuration -> its ``result.json``."""
+    from vae_jax import runtime, writer
+
+    runtime.configure()
+    out = config_dir(args.workdir, args.dataset, args.model, args.library)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.library == "pythae":
+        result = evaluate_pythae(args.model, args, out)
+    else:
+        result = evaluate_vae_jax(args.model, args, out)
+    writer.write_text_atomic(out / "result.json", json.dumps(result, indent=1))
+
+
+def config_dir(workdir, dataset, model, library) -> pathlib.Path:
+    prefix = "" if library == "vae_jax" else "pythae_"
+    return pathlib.Path(workdir) / dataset / f"{prefix}{model}"
+
+
+# ------------------------------------------------------------------ the driver
+def pending(args) -> list[tuple[str, str, str]]:
+    """(dataset, model, library) of every configuration without a result.json."""
+    todo = []
+    for dataset in args.datasets:
+        for model in args.models:
+            libraries = ["vae_jax"]
+            if args.pythae_python and ROWS[model].pythae:
+                libraries.append("pythae")
+            for library in libraries:
+                if not (
+                    config_dir(args.workdir, dataset, model, library) / "result.json"
+                ).is_file():
+                    todo.append((dataset, model, library))
+    return todo
+
+
+def shared_flags(args) -> list[str]:
+    flags = [
+        "--workdir",
+        str(args.workdir),
+        "--epochs",
+        str(args.epochs),
+        "--nll_samples",
+        str(args.nll_samples),
+        "--nll_examples",
+        str(args.nll_examples),
+        "--quality_samples",
+        str(args.quality_samples),
+        "--classifier_steps",
+        str(args.classifier_steps),
+        "--gmm_examples",
+        str(args.gmm_examples),
+    ]
+    if args.pythae_python:
+        flags += ["--pythae_python", args.pythae_python]
+    return flags + (["--quick"] if args.quick else [])
+
+
+def drive(args) -> None:
+    """Each pending configuration in its own process, ``--jobs`` at a time; then the
+    tables and figures."""
+    todo = pending(args)
+    print(f"{len(todo)} configuration(s) to run in {args.workdir}", flush=True)
+    running: list[tuple[subprocess.Popen, tuple]] = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            dataset, model, library = item = todo.pop(0)
+            command = [
+                sys.executable,
+                str(HERE),
+                "--dataset",
+                dataset,
+                "--model",
+                model,
+                "--library",
+                library,
+                *shared_flags(args),
+            ]
+            print(f"start {library} {model} on {dataset}", flush=True)
+            running.append((subprocess.Popen(command), item))
+        time.sleep(0.5)
+        for proc, item in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, item))
+                status = (
+                    "done" if proc.returncode == 0 else f"failed ({proc.returncode})"
+                )
+                print(f"{status}: {' '.join(item[::-1])}", flush=True)
+                if proc.returncode:
+                    failed.append(item)
+    report(args)
+    if failed:
+        raise SystemExit(f"{len(failed)} configuration(s) failed: {failed}")
+
+
+def load_results(workdir: pathlib.Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(workdir.glob("*/*/result.json"))]
+
+
+def report(args) -> None:
+    """results.json, results.md, samples.png and scatter.png from every result."""
+    from vae_jax import writer
+
+    results = load_results(args.workdir)
+    slim = [{k: v for k, v in r.items() if k != "samples"} for r in results]
+    writer.write_text_atomic(args.workdir / "results.json", json.dumps(slim, indent=1))
+    writer.write_text_atomic(args.workdir / "results.md", markdown(results, args))
+    if results:
+        figures(results, args.workdir)
+    print(markdown(results, args))
+
+
+COLUMNS = ("mse", "nll", "prior FD", "GMM FD", "AU", "train s")
+
+
+def _cells(r: dict | None) -> list[str]:
+    if r is None:
+        return ["", "", "", "", "", ""]
+
+    def fd(section):
+        return "" if not section else f"{section['frechet_distance']:.2f}"
+
+    nll = "" if r.get("nll") is None else f"{r['nll']:.2f}"
+    au = r.get("active_units")
+    return [
+        f"{r['mse']:.4f}",
+        nll,
+        fd(r.get("prior")),
+        fd(r.get("gmm")),
+        "" if not au else "/".join(map(str, au)),
+        f"{r['train_wall_seconds']:.0f}",
+    ]
+
+
+def markdown(results: list[dict], args) -> str:
+    """One table per dataset: vae_jax's and Pythae's columns per row and the ratio of
+    their training times."""
+    by_key = {(r["dataset"], r["library"], r["model"]): r for r in results}
+    lines = [
+        f"# Zoo benchmark ({'quick: digits, ' if args.quick else ''}{args.epochs} epochs)",
+        "",
+        (
+            f"MLP D-{HIDDEN[0]}-{LATENT}, Adam 1e-3, batch 128; MSE per pixel on the test "
+            f"split; NLL = -L_{args.nll_samples} over the first {args.nll_examples} test "
+            "images (Bernoulli on grey levels); FD: Frechet distance in the feature space "
+            f"of a classifier of the dataset, {args.quality_samples} samples (prior z ~ p(z); GMM: 10 "
+            "components fitted to the training codes; not Inception); AU: active units; "
+            "train s: the process's wall time to the end of training."
+        ),
+    ]
+    for dataset in sorted({r["dataset"] for r in results}):
+        head = ["model"] + [f"vae_jax {c}" for c in COLUMNS]
+        head += [f"Pythae {c}" for c in COLUMNS] + ["speed-up"]
+        lines += ["", f"## {dataset}", "", "| " + " | ".join(head) + " |"]
+        lines.append("|" + "---|" * len(head))
+        for model in ROWS:
+            ours = by_key.get((dataset, "vae_jax", model))
+            theirs = by_key.get((dataset, "pythae", model))
+            if ours is None and theirs is None:
+                continue
+            ratio = ""
+            if ours and theirs:
+                ratio = (
+                    f"{theirs['train_wall_seconds'] / ours['train_wall_seconds']:.1f}x"
+                )
+            lines.append(
+                "| " + " | ".join([model, *_cells(ours), *_cells(theirs), ratio]) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def figures(results: list[dict], workdir: pathlib.Path) -> None:
+    """samples.png: 16 samples per (library, model, dataset); scatter.png: MSE against
+    prior (or GMM) FD, one point per result."""
+    import numpy as np
+
+    from vae_jax import plots
+
+    panels = {}
+    for r in results:
+        images = np.asarray(r["samples"], np.float32)
+        side = math.isqrt(images.shape[1])
+        panels[f"{r['library']} {r['model']} ({r['dataset']})"] = images.reshape(
+            -1, side, side
+        )
+    plots.image_panels(
+        panels,
+        workdir / "samples.png",
+        num_columns=4,
+        panels_per_row=6,
+        suptitle="samples: E[x|z], z ~ p(z) (GMM for models without one)",
+    )
+    points = []
+    for r in results:
+        quality = r.get("prior") or r.get("gmm")
+        if quality:
+            points.append(
+                (
+                    r["mse"],
+                    quality["frechet_distance"],
+                    f"{r['library'][0]}:{r['model']} {r['dataset'][:5]}",
+                )
+            )
+    plots.labelled_scatter(
+        points,
+        workdir / "scatter.png",
+        xlabel="test MSE per pixel",
+        ylabel="Frechet distance (classifier features)",
+        title="reconstruction vs sample quality",
+    )
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=pathlib.Path, required=True)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--datasets", nargs="+", default=list(DATASETS), choices=DATASETS
+    )
+    parser.add_argument("--models", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument(
+        "--pythae_python", default="", help="Python with torch and pythae"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="configurations at a time")
+    parser.add_argument("--nll_samples", type=int, default=5000)
+    parser.add_argument("--nll_examples", type=int, default=2000)
+    parser.add_argument("--quality_samples", type=int, default=10_000)
+    parser.add_argument("--classifier_steps", type=int, default=2000)
+    parser.add_argument("--gmm_examples", type=int, default=10_000)
+    parser.add_argument(
+        "--quick", action="store_true", help="digits, 3 epochs, small scores"
+    )
+    parser.add_argument("--dataset", choices=DATASETS, help="run one configuration")
+    parser.add_argument("--model", choices=list(ROWS))
+    parser.add_argument("--library", choices=["vae_jax", "pythae"], default="vae_jax")
+    args = parser.parse_args(argv)
+    args.workdir = args.workdir.expanduser().resolve()
+    if args.quick:
+        args.epochs = min(args.epochs, 3)
+        args.nll_samples, args.nll_examples = (
+            min(args.nll_samples, 20),
+            min(args.nll_examples, 200),
+        )
+        args.quality_samples = min(args.quality_samples, 300)
+        args.classifier_steps = min(args.classifier_steps, 200)
+        args.gmm_examples = min(args.gmm_examples, 1000)
+    if (args.dataset is None) != (args.model is None):
+        parser.error("--dataset and --model go together (one configuration)")
+    if (
+        args.pythae_python
+        and not pathlib.Path(args.pythae_python).expanduser().is_file()
+    ):
+        parser.error(f"--pythae_python {args.pythae_python}: no such interpreter")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    if args.model is not None:
+        run_one(args)
+    else:
+        drive(args)
+
+
+if __name__ == "__main__":
+    main()
