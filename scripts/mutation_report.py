@@ -2,10 +2,12 @@
 
   python scripts/mutation_report.py ~/runs/mutation
 
-Reads ``WORKDIR/sessions/<module>.jsonl`` (``cosmic-ray dump``) and writes
-``WORKDIR/report.md``: per module the mutants run, killed, timed out, survived,
-filtered out and still pending, the kill score (killed + timed out) / run, and every
-survivor with its operator, line and diff, to be judged equivalent or not.
+Reads ``WORKDIR/sessions/<module>.jsonl`` (``cosmic-ray dump``) and the outcomes of
+``mutation_recheck.py`` (survivors rerun against newer tests) and writes
+``WORKDIR/report.md``: per module the mutants run, killed (by the session or on
+recheck), timed out, judged equivalent (``EQUIVALENT``), survived, filtered out and
+still pending; the score (killed + timed out) / (run - equivalent); every equivalent
+mutant with the reason, and every survivor with its operator, line and diff.
 """
 
 from __future__ import annotations
@@ -13,6 +15,23 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+
+# Surviving mutants judged equivalent: (module, line removed, line added, why). A
+# mutant matches when its diff removes and adds exactly these lines (stripped).
+EQUIVALENT = [
+    (
+        "distributions",
+        "sigmoid = jnp.where(x >= 0, 1.0, e) / (1.0 + e)",
+        "sigmoid = jnp.where(x > 0, 1.0, e) / (1.0 + e)",
+        "at x = 0, e = 1 and both branches give 1 / 2",
+    ),
+    (
+        "distributions",
+        "k = log_diag.shape[0]",
+        "k = log_diag.shape[ -1]",
+        "log_diag is [K] (one axis): shape[0] is shape[-1]",
+    ),
+]
 
 
 def load_session(path: pathlib.Path) -> list[tuple[dict, dict | None]]:
@@ -38,36 +57,78 @@ def outcome(result: dict | None) -> str:
     return "survived" if result.get("test_outcome") == "survived" else "incompetent"
 
 
-def summarise(sessions: dict[str, list]) -> tuple[list[str], list[str]]:
-    """(table rows, survivor sections) of the report."""
-    rows, survivors = [], []
+def changed_lines(diff: str) -> tuple[str, str]:
+    """(removed, added) lines of a one-line mutation's diff, stripped."""
+    lines = diff.splitlines()
+    removed = [x[1:].strip() for x in lines if x[:1] == "-" and x[:3] != "---"]
+    added = [x[1:].strip() for x in lines if x[:1] == "+" and x[:3] != "+++"]
+    return " ".join(removed), " ".join(added)
+
+
+def equivalence(name: str, diff: str) -> str | None:
+    """The reason a mutant of module ``name`` is equivalent, or None."""
+    removed, added = changed_lines(diff)
+    for module, before, after, why in EQUIVALENT:
+        if (module, before, after) == (name, removed, added):
+            return why
+    return None
+
+
+def summarise(
+    sessions: dict[str, list], rechecks: dict[str, dict] | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """(table rows, equivalent-mutant lines, survivor sections) of the report."""
+    rows, equivalents, survivors = [], [], []
     totals = dict.fromkeys(
-        ("killed", "timeout", "survived", "filtered", "incompetent", "pending"), 0
+        (
+            "killed",
+            "timeout",
+            "equivalent",
+            "survived",
+            "filtered",
+            "incompetent",
+            "pending",
+        ),
+        0,
     )
     for name, pairs in sessions.items():
         counts = dict.fromkeys(totals, 0)
+        recheck = (rechecks or {}).get(name, {})
         for item, result in pairs:
             kind = outcome(result)
-            counts[kind] += 1
             if kind == "survived":
                 (mutation,) = item["mutations"]
+                key = f"{mutation['operator_name']}:{mutation['occurrence']}"
                 line = mutation["start_pos"][0]
                 diff = (result or {}).get("diff", "").strip()
-                survivors.append(
-                    f"### {name}:{line} `{mutation['operator_name']}` "
-                    f"(occurrence {mutation['occurrence']})\n\n```diff\n{diff}\n```\n"
-                )
+                why = equivalence(name, diff)
+                if recheck.get(key) == "killed":
+                    kind = "killed"
+                elif why:
+                    kind = "equivalent"
+                    removed, added = changed_lines(diff)
+                    equivalents.append(
+                        f"- {name}:{line} `{removed}` -> `{added}`: {why}"
+                    )
+                else:
+                    survivors.append(
+                        f"### {name}:{line} `{mutation['operator_name']}` "
+                        f"(occurrence {mutation['occurrence']})\n\n```diff\n{diff}\n```\n"
+                    )
+            counts[kind] += 1
         for key in totals:
             totals[key] += counts[key]
         rows.append(_row(name, counts))
     rows.append(_row("**all**", totals))
-    return rows, survivors
+    return rows, equivalents, survivors
 
 
 def _row(name: str, c: dict[str, int]) -> str:
-    run = c["killed"] + c["timeout"] + c["survived"]
-    score = f"{100 * (c['killed'] + c['timeout']) / run:.1f}%" if run else "-"
-    cells = [name, run, c["killed"], c["timeout"], c["survived"], score]
+    run = c["killed"] + c["timeout"] + c["equivalent"] + c["survived"]
+    judged = run - c["equivalent"]
+    score = f"{100 * (c['killed'] + c['timeout']) / judged:.1f}%" if judged else "-"
+    cells = [name, run, c["killed"], c["timeout"], c["equivalent"], c["survived"]]
+    cells.append(score)
     cells += [c["incompetent"], c["filtered"], c["pending"]]
     return "| " + " | ".join(str(x) for x in cells) + " |"
 
@@ -78,13 +139,18 @@ def main(workdir: str) -> None:
         path.stem: load_session(path)
         for path in sorted((root / "sessions").glob("*.jsonl"))
     }
-    rows, survivors = summarise(sessions)
+    rechecks = {
+        path.name.removesuffix(".recheck.json"): json.loads(path.read_text())
+        for path in (root / "sessions").glob("*.recheck.json")
+    }
+    rows, equivalents, survivors = summarise(sessions, rechecks)
     header = (
-        "| module | run | killed | timed out | survived | score | incompetent "
-        "| filtered | pending |\n|---|---|---|---|---|---|---|---|---|"
+        "| module | run | killed | timed out | equivalent | survived | score "
+        "| incompetent | filtered | pending |\n|---|---|---|---|---|---|---|---|---|---|"
     )
-    text = "\n".join(["# Mutation testing", "", header, *rows, "", "## Survivors", ""])
-    text += "\n".join(survivors) if survivors else "None.\n"
+    text = "\n".join(["# Mutation testing", "", header, *rows, ""])
+    text += "\n## Equivalent mutants\n\n" + ("\n".join(equivalents) or "None.") + "\n"
+    text += "\n## Survivors\n\n" + ("\n".join(survivors) if survivors else "None.\n")
     (root / "report.md").write_text(text)
     print("\n".join([header, *rows]))
     print(f"{len(survivors)} survivors; report: {root / 'report.md'}")

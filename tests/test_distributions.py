@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 from jax.test_util import check_grads
 
@@ -394,3 +395,72 @@ def test_log_mean_exp_matches_numpy_without_overflow(offset):
     np.testing.assert_allclose(
         dist.log_mean_exp(jnp.full((7,), offset)), offset, atol=1e-4
     )
+
+
+def test_draws_are_mean_plus_scale_times_the_keys_standard_normals():
+    """The reparameterisation's convention z = mean + L eps with eps the key's own
+    N(0, I) draws (K&W 2013, §2.4), which ``log_weights`` pairs with log q(z|x) at
+    eps: a sign flip gives draws of the same law, but not these."""
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=3).astype(np.float32)
+    logvar = rng.normal(size=3).astype(np.float32)
+    tril = np.tril(rng.normal(size=(3, 3))).astype(np.float32)
+    key = jax.random.key(4)
+    sigma = np.exp(0.5 * logvar)
+    one = np.asarray(jax.random.normal(key, (3,)), np.float64)
+    many = np.asarray(jax.random.normal(key, (5, 3)), np.float64)
+    np.testing.assert_allclose(
+        dist.sample_diag_normal(key, mean, logvar), mean + sigma * one, rtol=1e-6
+    )
+    z, eps = dist.sample_diag_normal_and_eps(key, mean, logvar, 5)
+    np.testing.assert_allclose(eps, many, rtol=1e-6)
+    np.testing.assert_allclose(z, mean + sigma * many, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        dist.sample_diag_normal(key, mean, logvar, 5), z, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        dist.sample_full_normal(key, mean, tril),
+        mean + tril @ one,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        dist.sample_full_normal(key, mean, tril, 5),
+        mean + many @ tril.T,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_decoder_outputs_are_read_by_their_keys():
+    """``{"logits"}`` is a Bernoulli, ``{"mean", "log_sigma"}`` a Gaussian (scipy)."""
+    rng = np.random.default_rng(1)
+    x = (rng.uniform(size=6) < 0.5).astype(np.float32)
+    logits = rng.normal(size=6).astype(np.float32)
+    mean, log_sigma = rng.normal(size=6).astype(np.float32), np.float32(-0.3)
+    bernoulli = {"logits": jnp.asarray(logits)}
+    gaussian = {"mean": jnp.asarray(mean), "log_sigma": jnp.full(6, log_sigma)}
+    p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    np.testing.assert_allclose(
+        dist.decoder_log_likelihood(x, bernoulli),
+        scipy.stats.bernoulli.logpmf(x, p).sum(),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        dist.decoder_log_likelihood(x, gaussian),
+        scipy.stats.norm.logpdf(x, mean, np.exp(log_sigma)).sum(),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(dist.decoder_mean(bernoulli), p, rtol=1e-5)
+    np.testing.assert_array_equal(dist.decoder_mean(gaussian), mean)
+
+
+def test_scale_tril_names_the_shape_lower_must_have():
+    with pytest.raises(ValueError, match=r"lower must have shape \(6,\), got \(5,\)"):
+        dist.scale_tril_from_params(jnp.zeros(4), jnp.zeros(5))
+
+
+def test_log_mean_exp_averages_over_the_first_axis_by_default():
+    x = np.random.default_rng(2).normal(size=(4, 3)) * 30.0
+    expected = scipy.special.logsumexp(x, axis=0) - math.log(4)
+    np.testing.assert_allclose(dist.log_mean_exp(jnp.asarray(x)), expected, rtol=1e-5)

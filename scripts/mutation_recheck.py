@@ -1,0 +1,99 @@
+"""Reruns the surviving mutants of ``scripts/mutation_test.sh`` against the current tests.
+
+  PATH=~/venvs/mut/bin:$PATH python scripts/mutation_recheck.py ~/runs/mutation  # Python >= 3.11
+
+A session mutates the commit it was started on; tests written since (to kill its
+survivors) are not in that clone. This script clones the repository's HEAD into
+``WORKDIR/recheck-src``, and for every survivor in ``WORKDIR/sessions/<name>.jsonl``
+whose module is unchanged since the session's commit applies the same mutation
+(``cosmic-ray apply``), runs that module's test command from
+``WORKDIR/sessions/<name>.toml`` and records killed or survived in
+``WORKDIR/sessions/<name>.recheck.json``, which ``mutation_report.py`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+
+import tomllib
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+import mutation_report
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def git(*args, cwd) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def recheck(workdir: pathlib.Path, name: str, src: pathlib.Path) -> dict:
+    config = tomllib.loads((workdir / "sessions" / f"{name}.toml").read_text())
+    settings = config["cosmic-ray"]
+    module = settings["module-path"]
+    session_commit = git("rev-parse", "HEAD", cwd=workdir / "src")
+    changed = git("diff", "--name-only", session_commit, "HEAD", "--", module, cwd=src)
+    if changed:
+        print(f"{name}: {module} changed since {session_commit[:7]}; not rechecked")
+        return {}
+    command = settings["test-command"].replace(str(workdir / "src"), str(src))
+    if " -n 0 " not in command:  # one process per mutant (no pytest-xdist workers)
+        command = command.replace(" -m pytest ", " -m pytest -n 0 ")
+    pairs = mutation_report.load_session(workdir / "sessions" / f"{name}.jsonl")
+    outcomes = {}
+    for item, result in pairs:
+        if mutation_report.outcome(result) != "survived":
+            continue
+        (mutation,) = item["mutations"]
+        key = f"{mutation['operator_name']}:{mutation['occurrence']}"
+        subprocess.run(
+            [
+                "cosmic-ray",
+                "apply",
+                module,
+                mutation["operator_name"],
+                str(mutation["occurrence"]),
+            ],
+            cwd=src,
+            check=True,
+        )
+        try:
+            done = subprocess.run(
+                shlex.split(command),
+                check=False,
+                cwd=src,
+                capture_output=True,
+                timeout=int(settings.get("timeout", 300)),
+                env={**os.environ, "PYTHONPATH": str(src)},
+            )
+            outcomes[key] = "killed" if done.returncode else "survived"
+        except subprocess.TimeoutExpired:
+            outcomes[key] = "killed"
+        finally:
+            git("checkout", "--quiet", "--", ".", cwd=src)
+        print(f"{name} {key}: {outcomes[key]}", flush=True)
+    return outcomes
+
+
+def main(workdir: str) -> None:
+    root = pathlib.Path(workdir).expanduser()
+    src = root / "recheck-src"
+    if not (src / ".git").is_dir():
+        git("clone", "--quiet", str(REPO), str(src), cwd=root)
+    git("fetch", "--quiet", str(REPO), "HEAD", cwd=src)
+    git("checkout", "--quiet", "--force", "FETCH_HEAD", cwd=src)
+    for path in sorted((root / "sessions").glob("*.jsonl")):
+        outcomes = recheck(root, path.stem, src)
+        (path.with_suffix(".recheck.json")).write_text(json.dumps(outcomes, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "~/runs/mutation")
