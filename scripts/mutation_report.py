@@ -31,6 +31,13 @@ EQUIVALENT = [
         "k = log_diag.shape[ -1]",
         "log_diag is [K] (one axis): shape[0] is shape[-1]",
     ),
+    (
+        "objectives",
+        "ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 1))",
+        "ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 0))",
+        "differs only at warmup = 0, where jnp.where(warmup > 0, ramp, 1.0) discards "
+        "the ramp",
+    ),
 ]
 
 
@@ -71,6 +78,11 @@ def equivalence(name: str, diff: str) -> str | None:
     for module, before, after, why in EQUIVALENT:
         if (module, before, after) == (name, removed, added):
             return why
+    if ", *," in removed and removed.replace(", *,", ", /,") == added:
+        return (
+            "keyword-only marker -> positional-only: every caller passes the "
+            "arguments after it by keyword, which both signatures accept"
+        )
     return None
 
 

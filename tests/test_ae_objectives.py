@@ -150,3 +150,33 @@ def test_runner_trains_the_new_autoencoders_on_digits(name, tmp_path):
     )
     final = loop.train_and_evaluate(config, str(tmp_path))
     assert np.isfinite(final["test/mse"])
+
+
+class _IdentityCode:
+    """A model whose code is its input: xs are the codes [B, K]."""
+
+    def code(self, params, x):
+        del params
+        return x
+
+
+def test_sparsity_penalty_stays_finite_when_a_unit_is_always_on_or_off():
+    """rho_hat is clipped to [1e-6, 1 - 1e-6] before KL(rho || rho_hat) (Ng 2011, §3):
+    a unit at exactly 0 or 1 over the batch costs a large finite amount, not inf."""
+    codes = np.array([[1.0, 0.0, 0.3], [1.0, 0.0, 0.1]], np.float32)
+    rho, weight = 0.05, 0.5
+    value, aux = ae_objectives.sparsity_penalty(
+        None,
+        jnp.asarray(codes),
+        None,
+        {},
+        model=_IdentityCode(),
+        target=rho,
+        weight=weight,
+    )
+    bounds = np.float32(1e-6), np.float32(1 - 1e-6)  # the clip's float32 bounds
+    rho_hat = np.clip(codes.mean(0), *bounds).astype(np.float64)
+    kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+    assert np.isfinite(float(value))
+    np.testing.assert_allclose(aux["sparsity_kl"], kl.sum(), rtol=1e-4)
+    np.testing.assert_allclose(value, weight * kl.sum(), rtol=1e-4)

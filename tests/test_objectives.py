@@ -103,10 +103,105 @@ def test_squared_error_is_mean_over_pixels():
     )
 
 
-@pytest.mark.parametrize("warmup", [0, 100])
+@pytest.mark.parametrize("warmup", [0, 1, 100])
 def test_kl_warmup_schedule(warmup):
     config = make_config(objective={"beta": 2.0, "kl_warmup_steps": warmup})
     hparams = objectives.make_hparams(config)
-    betas = [float(hparams(jnp.asarray(s))["beta"]) for s in (0, 50, 100, 500)]
-    expected = [2.0] * 4 if warmup == 0 else [0.0, 1.0, 2.0, 2.0]
+    steps = (0, 1, 50, 100, 500)
+    betas = [float(hparams(jnp.asarray(s))["beta"]) for s in steps]
+    expected = [2.0 * (min(1.0, s / warmup) if warmup else 1.0) for s in steps]
     np.testing.assert_allclose(betas, expected, rtol=1e-6)
+
+
+class _KLStub:
+    """A model whose per-dimension KLs are a fixed [B, K] table (B != K)."""
+
+    def __init__(self, table):
+        self.table = jnp.asarray(table, jnp.float32)
+
+    def kl_per_dimension(self, params, xs):
+        del params, xs
+        return self.table
+
+
+def test_free_bits_penalty_is_beta_times_the_shortfall_of_each_dims_batch_mean_kl():
+    """Kingma et al. 2016, eq. 15: beta sum_k max(0, lambda - mean_b KL_bk), and the
+    share of dims below lambda (a dim exactly at lambda is not clamped)."""
+    table = np.array([[0.1, 0.5, 2.0, 0.2], [0.3, 0.5, 1.0, 0.0], [0.2, 0.5, 0.0, 0.1]])
+    lam, beta = 0.5, 3.0
+    value, aux = objectives.free_bits_penalty(
+        None,
+        jnp.zeros((3, 5)),
+        None,
+        {"beta": beta},
+        model=_KLStub(table),
+        free_bits=lam,
+    )
+    mean_kl = table.mean(axis=0)  # [0.2, 0.5, 1.0, 0.1]
+    np.testing.assert_allclose(
+        value, beta * np.maximum(lam - mean_kl, 0).sum(), rtol=1e-6
+    )
+    np.testing.assert_allclose(aux["free_bits_clamped"], np.mean(mean_kl < lam))
+    assert float(aux["free_bits_clamped"]) == 0.5
+
+
+@pytest.mark.parametrize("free_bits", [0.0, 0.5])
+def test_elbo_objective_has_a_free_bits_term_only_when_lambda_is_positive(free_bits):
+    config = make_config(objective={"free_bits": free_bits})
+    model, _ = tiny_model((2, 3))
+    loss_one = objectives.make_objective(config, model)
+    has_penalty = getattr(loss_one, "batch_penalty", None) is not None
+    assert has_penalty == (free_bits > 0)
+
+
+def test_batch_mean_adds_the_batch_penalty_drawn_with_its_own_key():
+    """mean_b loss(x_b) + penalty(xs, fold_in(key, 1)), the penalty's metrics merged."""
+
+    def loss_one(params, x, key, hparams):
+        value = jnp.sum(x) * params + jax.random.normal(key)
+        return value, {"value": value}
+
+    def penalty(params, xs, key, hparams):
+        extra = 2.0 + jax.random.uniform(key) * params
+        return extra, {"extra": extra}
+
+    xs = jnp.arange(12.0).reshape(4, 3)
+    key, params = jax.random.key(3), jnp.float32(0.5)
+    with_penalty = objectives.with_batch_penalty(loss_one, penalty)
+    value, aux = objectives.batch_mean(with_penalty)(params, xs, key, {})
+    keys = jax.random.split(key, 4)
+    values = [loss_one(params, x, k, {})[0] for x, k in zip(xs, keys)]
+    extra = penalty(params, xs, jax.random.fold_in(key, 1), {})[0]
+    np.testing.assert_allclose(value, np.mean(values) + extra, rtol=1e-6)
+    np.testing.assert_allclose(aux["extra"], extra, rtol=1e-6)
+    np.testing.assert_allclose(aux["value"], np.mean(values), rtol=1e-6)
+
+
+def test_per_example_losses_refuse_an_unbatched_input():
+    model, params = tiny_model((2, 3))
+    loss = objectives.per_example(objectives.negative_elbo_for(model))
+    with pytest.raises(ValueError, match="Expected a batch xs"):
+        loss(params, jnp.zeros(6), jax.random.key(0), {"beta": 1.0})
+
+
+def test_iwae_reports_the_mean_log_q_over_p_as_its_kl():
+    model, params = tiny_model((2, 3))
+    x, key = jnp.linspace(0.0, 1.0, 6), jax.random.key(2)
+    _, aux = objectives.negative_iwae_bound(
+        params, x, key, {}, model=model, num_samples=5
+    )
+    log_w, log_px = model.log_weights(params, x, key, 5)
+    np.testing.assert_allclose(aux["kl"], np.mean(log_px - log_w), rtol=1e-5)
+    assert float(aux["kl"]) > 0
+
+
+def test_negative_elbo_for_defaults_to_one_draw_and_make_objective_reads_the_config():
+    model, params = tiny_model((2, 3))
+    x, key, hparams = jnp.linspace(0.0, 1.0, 6), jax.random.key(5), {"beta": 1.0}
+    value, _ = objectives.negative_elbo_for(model)(params, x, key, hparams)
+    recon, kl = model.elbo_terms(params, x, key, 1)
+    np.testing.assert_allclose(value, recon + kl, rtol=1e-6)
+    from_config = objectives.make_objective(make_config(), model)
+    np.testing.assert_allclose(
+        from_config(params, x, key, hparams)[0], value, rtol=1e-6
+    )
