@@ -35,8 +35,10 @@ EQUIVALENT = [
         "objectives",
         "ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 1))",
         "ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 0))",
-        "differs only at warmup = 0, where jnp.where(warmup > 0, ramp, 1.0) discards "
-        "the ramp",
+        (
+            "differs only at warmup = 0, where jnp.where(warmup > 0, ramp, 1.0) discards "
+            "the ramp"
+        ),
     ),
 ]
 
