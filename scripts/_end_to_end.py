@@ -39,35 +39,15 @@ def run_pythae(train_x, test_x, epochs: int, workdir: str) -> float:
     """Pythae 0.1.2's ``TrainingPipeline`` with a custom 784-400-20 MLP encoder and
     decoder (ReLU, sigmoid output, BCE summed over pixels): its VAE loss is the
     single-sample -ELBO. Returns the test -ELBO (nats per image)."""
+    import _pythae_zoo
     import torch
     from pythae.models import VAE, VAEConfig
-    from pythae.models.base.base_utils import ModelOutput
-    from pythae.models.nn import BaseDecoder, BaseEncoder
     from pythae.pipelines import TrainingPipeline
     from pythae.trainers import BaseTrainerConfig
-    from torch import nn
 
-    class Encoder(BaseEncoder):
-        def __init__(self):
-            super().__init__()
-            self.hidden, self.mean = nn.Linear(784, 400), nn.Linear(400, 20)
-            self.logvar = nn.Linear(400, 20)
-
-        def forward(self, x):
-            h = torch.relu(self.hidden(x.reshape(x.shape[0], -1)))
-            return ModelOutput(embedding=self.mean(h), log_covariance=self.logvar(h))
-
-    class Decoder(BaseDecoder):
-        def __init__(self):
-            super().__init__()
-            self.hidden, self.out = nn.Linear(20, 400), nn.Linear(400, 784)
-
-        def forward(self, z):
-            h = torch.relu(self.hidden(z))
-            return ModelOutput(reconstruction=torch.sigmoid(self.out(h)))
-
+    encoder, decoder = _pythae_zoo.networks("VAE", 784, 400, 20)
     config = VAEConfig(input_dim=(784,), latent_dim=20, reconstruction_loss="bce")
-    model = VAE(config, encoder=Encoder(), decoder=Decoder())
+    model = VAE(config, encoder=encoder, decoder=decoder)
     training = BaseTrainerConfig(
         output_dir=workdir,
         num_epochs=epochs,
