@@ -293,13 +293,13 @@ def estimate_parameters(
             trunk, width = _mlp(n_in, widths)
             total += trunk + 2 * _dense(width, n_out)  # mean, log sigma
         return total + _mlp(k, hidden[::-1], data_dim)[0]
-    if model.architecture == "conv":
-        if len(image_shape) != 2:
+    if model.architecture in ("conv", "conv1d"):
+        if len(image_shape) != (2 if model.architecture == "conv" else 1):
             return 0  # rejected by validate_against_data
-        height, width = image_shape
-        f, cells = model.conv_features, (height // 4) * (width // 4)
-        encoder, features = (9 * f + f) + (9 * f * 2 * f + 2 * f), cells * 2 * f
-        decoder = _dense(k, cells * 2 * f) + (9 * 2 * f * f + f) + (9 * f + 1)
+        f, cells = model.conv_features, math.prod(layers.conv_cells(image_shape))
+        w = 3 ** len(image_shape)  # weights of one 3-wide (3x3) kernel
+        encoder, features = (w * f + f) + (w * f * 2 * f + 2 * f), cells * 2 * f
+        decoder = _dense(k, cells * 2 * f) + (w * 2 * f * f + f) + (w * f + 1)
     else:  # a CVAE's label columns enter the encoder and, after z, the decoder
         labels = model.num_classes if model.kind == "cvae" else 0
         if model.architecture == "linear":
@@ -379,6 +379,11 @@ def validate_against_data(
         problems.append(
             f"model.architecture='conv' needs image sides divisible by 4; "
             f"data {config.data.name!r} has image_shape={tuple(image_shape)}"
+        )
+    if config.model.architecture == "conv1d" and len(image_shape) != 1:
+        problems.append(
+            f"model.architecture='conv1d' needs series; data {config.data.name!r} "
+            f"has image_shape={tuple(image_shape)} (use 'conv' for images)"
         )
     if config.data.binarize == "dynamic" and binary:
         problems.append(

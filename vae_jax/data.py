@@ -10,8 +10,10 @@ flattened to ``[N, D]``; nothing is cached between calls.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
+import importlib.util
 import math
 import os
 import pathlib
@@ -31,6 +33,10 @@ DATASETS: tuple[str, ...] = (
     "frey_faces",
     "binarized_mnist",
     "synthetic",
+    "synthetic_series",
+    "gunpoint",
+    "italy_power_demand",
+    "arrowhead",
 )
 IMAGE_SHAPES: dict[str, tuple[int, ...]] = {  # (H, W) of each dataset's images
     "digits": (8, 8),
@@ -39,6 +45,15 @@ IMAGE_SHAPES: dict[str, tuple[int, ...]] = {  # (H, W) of each dataset's images
     "frey_faces": (28, 20),
     "binarized_mnist": (28, 28),
     "synthetic": (4, 4),
+    "synthetic_series": (50,),
+    "gunpoint": (150,),  # series (T,): UCR archive, as aeon's wheel ships them
+    "italy_power_demand": (24,),
+    "arrowhead": (251,),
+}
+UCR_PROBLEMS = {  # dataset name -> the UCR archive's problem name (Dau et al. 2019)
+    "gunpoint": "GunPoint",
+    "italy_power_demand": "ItalyPowerDemand",
+    "arrowhead": "ArrowHead",
 }
 IDX_NAMES = (
     "train-images-idx3-ubyte.gz",
@@ -47,6 +62,12 @@ IDX_NAMES = (
     "t10k-labels-idx1-ubyte.gz",
 )
 SHA256: dict[str, str] = {  # relative path -> sha256 of the upstream file
+    "ucr/ArrowHead_TEST.ts": "5417dab42626d41df5e435bb22458c2df40dfad4bcd3b59559bbe72e20e84904",
+    "ucr/ArrowHead_TRAIN.ts": "a83c470aaf611a5f5284377cce27a5fc9f6292bc3d110257b0fd4905ced5ee72",
+    "ucr/GunPoint_TEST.ts": "79332750788a6227b325b96bd0d70130c8eb707b9731f8d7dec62b7a7d36017e",
+    "ucr/GunPoint_TRAIN.ts": "f842401779fd9800d247d8b33121a1a4643710a19b24917dbdd9a060ca8630d5",
+    "ucr/ItalyPowerDemand_TEST.ts": "26122451f87dd0387ef90b18bc8a86c041371b8a1c068004922b939971247144",
+    "ucr/ItalyPowerDemand_TRAIN.ts": "341269cb7e6cef96846b30e774580beec79addb93848ba360145219115a74b7c",
     "binarized_mnist/binarized_mnist.npz": "350243cb824d66d022e0c3e87cac231231668817ff03f5f6d7b6533017d56b4b",
     "fashion_mnist/t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
     "fashion_mnist/t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
@@ -377,6 +398,102 @@ def _load_synthetic(data_dir, valid_size, seed, download) -> Dataset:
     return _make("synthetic", splits, IMAGE_SHAPES["synthetic"])
 
 
+def _load_synthetic_series(data_dir, valid_size, seed, download) -> Dataset:
+    """Two classes of noisy series of length 50: sines (label 0) and square waves
+    (label 1) of random period and phase, noise sd 0.1; 512 train, v (64) valid,
+    64 test."""
+    rng = np.random.default_rng(seed)
+    v = 64 if valid_size is None else valid_size
+    _check_valid_size(v, 512 + v)
+    n, t = 512 + v + 64, np.arange(IMAGE_SHAPES["synthetic_series"][0])
+    labels = rng.integers(0, 2, size=n)
+    period = rng.uniform(12.0, 25.0, size=(n, 1))
+    wave = np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi, size=(n, 1)))
+    x = np.where(labels[:, None] == 0, wave, np.sign(wave))
+    x = x + 0.1 * rng.standard_normal(x.shape)
+    bounds = ((0, 512), (512, 512 + v), (512 + v, None))
+    splits = [(x[a:b], labels[a:b]) for a, b in bounds]
+    return _make("synthetic_series", splits, IMAGE_SHAPES["synthetic_series"])
+
+
+def aeon_data_dir() -> pathlib.Path | None:
+    """``aeon/datasets/data`` of an installed aeon (``pip install 'vae_jax[timeseries]'``;
+    its wheel ships a few UCR problems), found without importing aeon; else None."""
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return (
+        pathlib.Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    )
+
+
+def _locate_ucr(problem: str, data_dir, download: bool) -> list[pathlib.Path]:
+    """``ucr/<problem>_{TRAIN,TEST}.ts`` from the searched directories, else from an
+    installed aeon's data; checksummed either way."""
+    relpaths = [f"ucr/{problem}_{split}.ts" for split in ("TRAIN", "TEST")]
+    try:
+        return _locate(relpaths, data_dir, download)
+    except DataNotFoundError as err:
+        base = aeon_data_dir()
+        paths = [base / problem / r.split("/")[1] for r in relpaths] if base else []
+        if not paths or not all(p.is_file() for p in paths):
+            raise DataNotFoundError(
+                f"{err}\nOr install aeon, whose wheel ships {problem}: "
+                "pip install 'vae_jax[timeseries]'."
+            ) from err
+    for relpath, path in zip(relpaths, paths):
+        verify_checksum(path, SHA256[relpath])
+    return paths
+
+
+def read_ts(path: pathlib.Path) -> tuple[np.ndarray, list[str]]:
+    """A univariate, equal-length ``.ts`` file (sktime/aeon format: ``#`` comments,
+    ``@`` headers, then ``v_1,...,v_T:label`` rows) -> (x [N, T] float32, labels)."""
+    rows, labels, in_data = [], [], False
+    for number, line in enumerate(_read_bytes(path).decode().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            in_data = line.lower() == "@data"
+            continue
+        values, sep, label = line.rpartition(":")
+        try:
+            if not sep:
+                raise ValueError("no ':label'")
+            rows.append(np.array(values.split(","), np.float32))
+        except ValueError as e:
+            raise DataCorruptError(f"{path}:{number}: not a series row ({e}).") from e
+        labels.append(label)
+    lengths = {len(r) for r in rows}
+    if not rows or len(lengths) != 1:
+        raise DataCorruptError(
+            f"{path}: want equal-length rows, got lengths {lengths}."
+        )
+    return np.stack(rows), labels
+
+
+def _load_ucr(name, data_dir, valid_size, seed, download) -> Dataset:
+    """A UCR problem (Dau et al. 2019) with the archive's train/test split; valid = the
+    last v training series (default 10%). Values as archived (each series z-normalised),
+    labels renumbered 0..C-1 in sorted order; ``seed`` is unused."""
+    del seed
+    train_path, test_path = _locate_ucr(UCR_PROBLEMS[name], data_dir, download)
+    (x_tr, l_tr), (x_te, l_te) = read_ts(train_path), read_ts(test_path)
+    if x_tr.shape[1] != x_te.shape[1] or (x_tr.shape[1],) != IMAGE_SHAPES[name]:
+        raise DataCorruptError(
+            f"{train_path}, {test_path}: lengths {x_tr.shape[1]}, {x_te.shape[1]}; "
+            f"want {IMAGE_SHAPES[name][0]}."
+        )
+    classes = {c: i for i, c in enumerate(sorted(set(l_tr) | set(l_te)))}
+    y_tr, y_te = (np.array([classes[c] for c in ls]) for ls in (l_tr, l_te))
+    v = round(0.1 * len(x_tr)) if valid_size is None else valid_size
+    _check_valid_size(v, len(x_tr))
+    cut = len(x_tr) - v
+    splits = [(x_tr[:cut], y_tr[:cut]), (x_tr[cut:], y_tr[cut:]), (x_te, y_te)]
+    return _make(name, splits, IMAGE_SHAPES[name])
+
+
 _LOADERS = {
     "digits": _load_digits,
     "mnist": lambda *args: _load_idx_dataset("mnist", *args),
@@ -384,6 +501,8 @@ _LOADERS = {
     "frey_faces": _load_frey,
     "binarized_mnist": _load_binarized,
     "synthetic": _load_synthetic,
+    "synthetic_series": _load_synthetic_series,
+    **{name: functools.partial(_load_ucr, name) for name in UCR_PROBLEMS},
 }
 
 
@@ -399,8 +518,9 @@ def load_dataset(
 
     ``valid_size=None`` is the dataset's default: digits 200, mnist/fashion_mnist
     10000 (the last training images), frey_faces 100, synthetic 64; binarized_mnist
-    keeps its fixed 50k/10k/10k split. ``seed`` fixes the digits/frey permutation
-    and the synthetic data.
+    keeps its fixed 50k/10k/10k split; the UCR series (gunpoint, italy_power_demand,
+    arrowhead) keep the archive's train/test split, valid the last 10% of train.
+    ``seed`` fixes the digits/frey permutation and the synthetic data.
     """
     if name not in _LOADERS:
         raise ValueError(f"Unknown dataset {name!r}; choices: {', '.join(DATASETS)}.")

@@ -172,15 +172,19 @@ def write_run_figures(
     exp, params, workdir: str | pathlib.Path, num_images: int = 16
 ) -> dict[str, np.ndarray]:
     """Writes ``curves.png``, ``reconstructions.png`` (test split) and (VAE)
-    ``samples.png`` (decoder means of z ~ p(z)).
+    ``samples.png`` (decoder means of z ~ p(z)); line plots for series (T,).
 
-    Returns the image batches drawn ([N, H, W] each), e.g. for TensorBoard.
+    Returns the image batches drawn ([N, H, W] each), e.g. for TensorBoard; none
+    for series.
     """
     workdir = pathlib.Path(workdir)
     records = writer.read_metrics(workdir / "metrics.jsonl")
     write_curves(exp, records, workdir / "curves.png")
     shape = exp.dataset.image_shape
     x = exp.dataset.test[:num_images]
+    if len(shape) == 1:
+        write_series_figures(exp, params, x, workdir)
+        return {}
     recon = np.asarray(exp.model.reconstruct(params, x))
     pairs = np.stack([exp.dataset.images(x), recon], axis=1).reshape(-1, *shape)
     plots.image_grid(
@@ -207,6 +211,23 @@ def write_run_figures(
             num_columns=8,
         )
     return images
+
+
+def write_series_figures(exp, params, x, workdir: pathlib.Path) -> None:
+    """``reconstructions.png`` (test series with their reconstructions dashed) and,
+    for generative models, ``samples.png`` (16 decoder means of z ~ p(z))."""
+    recon = np.asarray(exp.model.reconstruct(params, x))
+    plots.series_grid(
+        exp.dataset.images(x),
+        workdir / "reconstructions.png",
+        title=reconstructions_title(exp),
+        overlay=recon,
+    )
+    if exp.model.generative:
+        key = jax.random.fold_in(exp.keys["eval"], 1_000_003)
+        z = exp.model.sample_latents(params, key, 16)
+        means = np.asarray(exp.model.decode_mean(params, z))
+        plots.series_grid(means, workdir / "samples.png", title=SAMPLES_TITLE)
 
 
 def conditional_grid(exp, params, shape, per_class: int = 8) -> np.ndarray:

@@ -90,6 +90,39 @@ def image_grid(
     plt.close(fig)
 
 
+def series_grid(
+    series: np.ndarray,
+    path: str | pathlib.Path,
+    *,
+    title: str = "",
+    num_columns: int = 4,
+    overlay: np.ndarray | None = None,
+    labels: tuple[str, str] = ("data", "reconstruction"),
+) -> None:
+    """Saves ``series: [N, T]`` as a grid of line plots, ``overlay: [N, T]`` (e.g.
+    reconstructions) dashed on the same axes."""
+    series = np.asarray(series)
+    rows = math.ceil(len(series) / num_columns)
+    fig, axes = plt.subplots(
+        rows, num_columns, figsize=(3 * num_columns, 1.8 * rows + 0.5), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        if i >= len(series):
+            ax.axis("off")
+            continue
+        ax.plot(series[i], lw=1.0, label=labels[0])
+        if overlay is not None:
+            ax.plot(np.asarray(overlay)[i], "--", lw=1.0, label=labels[1])
+        ax.tick_params(labelsize=6)
+    if overlay is not None:
+        axes.flat[0].legend(fontsize=6)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def normalize_images(images: np.ndarray) -> np.ndarray:
     """Each image [N, H, W] min-max scaled to [0, 1] (filters, principal vectors)."""
     images = np.asarray(images, np.float64)

@@ -10,7 +10,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.kind = "vae"  # a registered family: --list_models prints them
-    config.model.architecture = "mlp"  # "mlp" | "conv" | "linear"
+    config.model.architecture = "mlp"  # "mlp" | "conv" | "conv1d" (series) | "linear"
     config.model.hidden = (128,)  # encoder hidden widths; the decoder mirrors them
     config.model.latent_dim = 8  # K
     config.model.activation = "relu"
@@ -85,7 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.tc_estimator = "mws"  # "mws" (App. C.1) | "stratified"
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "digits"  # digits | mnist | fashion_mnist | frey_faces | binarized_mnist | synthetic
+    # digits | mnist | fashion_mnist | frey_faces | binarized_mnist | synthetic;
+    # series (T,): synthetic_series | gunpoint | italy_power_demand | arrowhead
+    config.data.name = "digits"
     config.data.data_dir = (
         ""  # "" = $VAE_JAX_DATA, then ../shared/data, then the user cache
     )

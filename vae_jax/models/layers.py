@@ -80,8 +80,14 @@ class MLP(nn.Module):
         return x
 
 
+def conv_cells(image_shape: Sequence[int]) -> tuple[int, ...]:
+    """The feature map's size after two stride-2 convolutions: ceil(side / 4) each."""
+    return tuple(-(-side // 4) for side in image_shape)
+
+
 class ConvTrunk(nn.Module):
-    """Two stride-2 3x3 convolutions, flattened: [..., H*W] -> [..., H/4*W/4*2F]."""
+    """Two stride-2 convolutions (3 wide along each axis), flattened, for images
+    (H, W) or series (T,): [..., prod(shape)] -> [..., prod(ceil(shape / 4)) * 2F]."""
 
     image_shape: Sequence[int]
     features: int = 32
@@ -91,18 +97,19 @@ class ConvTrunk(nn.Module):
     @nn.compact
     def __call__(self, x):
         act = get_activation(self.activation)
-        lead = x.shape[:-1]
+        lead, ndim = x.shape[:-1], len(self.image_shape)
         h = x.reshape(*lead, *self.image_shape, 1)
         for mult in (1, 2):
             conv = nn.Conv(
-                self.features * mult, (3, 3), strides=(2, 2), dtype=self.dtype
+                self.features * mult, (3,) * ndim, strides=(2,) * ndim, dtype=self.dtype
             )
             h = act(conv(h))
         return h.reshape(*lead, -1)
 
 
 class ConvHead(nn.Module):
-    """Dense to a (H/4, W/4, 2F) map, two stride-2 transposed convs: [..., K] -> [..., H*W]."""
+    """Dense to a (ceil(shape / 4), 2F) map, two stride-2 transposed convolutions,
+    cropped to the data's shape: [..., K] -> [..., prod(shape)]."""
 
     image_shape: Sequence[int]
     features: int = 32
@@ -112,22 +119,20 @@ class ConvHead(nn.Module):
     @nn.compact
     def __call__(self, z):
         act = get_activation(self.activation)
-        height, width = self.image_shape
+        cells, ndim = conv_cells(self.image_shape), len(self.image_shape)
         lead = z.shape[:-1]
-        h = act(
-            nn.Dense(
-                (height // 4) * (width // 4) * 2 * self.features, dtype=self.dtype
-            )(z)
-        )
-        h = h.reshape(*lead, height // 4, width // 4, 2 * self.features)
-        h = act(
-            nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), dtype=self.dtype)(h)
-        )
-        h = nn.ConvTranspose(1, (3, 3), strides=(2, 2), dtype=self.dtype)(h)
-        return h.reshape(*lead, height * width)
+        size = math.prod(cells) * 2 * self.features
+        h = act(nn.Dense(size, dtype=self.dtype)(z))
+        h = h.reshape(*lead, *cells, 2 * self.features)
+        kernel, strides = (3,) * ndim, (2,) * ndim
+        h = act(nn.ConvTranspose(self.features, kernel, strides, dtype=self.dtype)(h))
+        h = nn.ConvTranspose(1, kernel, strides, dtype=self.dtype)(h)
+        crop = tuple(slice(0, side) for side in self.image_shape)
+        h = h[(..., *crop, 0)]  # 4 * ceil(side / 4) >= side
+        return h.reshape(*lead, math.prod(self.image_shape))
 
 
-ARCHITECTURES = ("mlp", "conv", "linear")
+ARCHITECTURES = ("mlp", "conv", "conv1d", "linear")
 
 
 def encoder_decoder(
@@ -148,12 +153,19 @@ def encoder_decoder(
             MLP((), dtype=dtype, kernel_init=init),
             MLP((), output_dim=data_dim, dtype=dtype, kernel_init=init),
         )
-    if arch == "conv":
-        if len(image_shape) != 2 or image_shape[0] % 4 or image_shape[1] % 4:
-            raise ValueError(
-                f"architecture='conv' needs 2-D images with sides divisible by 4, "
-                f"got image_shape={tuple(image_shape)}."
-            )
+    if arch == "conv1d" and len(image_shape) != 1:
+        raise ValueError(
+            f"architecture='conv1d' needs series (image_shape (T,)), got "
+            f"image_shape={tuple(image_shape)}; use 'conv' for images."
+        )
+    if arch == "conv" and (
+        len(image_shape) != 2 or image_shape[0] % 4 or image_shape[1] % 4
+    ):
+        raise ValueError(
+            f"architecture='conv' needs 2-D images with sides divisible by 4, "
+            f"got image_shape={tuple(image_shape)}."
+        )
+    if arch in ("conv", "conv1d"):
         shape = tuple(image_shape)
         feats = config.conv_features
         return (
