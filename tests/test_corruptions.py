@@ -62,3 +62,27 @@ def test_psnr_formula():
     np.testing.assert_allclose(
         corruptions.psnr(x, x + 0.5, peak=2.0), 10 * np.log10(16), rtol=1e-5
     )
+
+
+def test_gaussian_noise_is_added_with_the_keys_own_draws():
+    x, key = jnp.linspace(0.0, 1.0, 12), jax.random.key(7)
+    expected = np.asarray(x) + 0.3 * np.asarray(jax.random.normal(key, (12,)))
+    np.testing.assert_allclose(
+        corruptions.additive_gaussian(key, x, 0.3), expected, rtol=1e-6
+    )
+
+
+def test_psnr_is_ten_log10_of_peak_squared_over_mse():
+    x = np.array([0.2, 0.4, 0.6, 0.8], np.float32)
+    y = np.array([0.3, 0.4, 0.4, 0.8], np.float32)
+    mse = np.mean((x.astype(np.float64) - y) ** 2)  # 0.0125
+    np.testing.assert_allclose(
+        corruptions.psnr(jnp.asarray(x), jnp.asarray(y)),
+        10 * np.log10(1 / mse),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        corruptions.psnr(jnp.asarray(x), jnp.asarray(y), peak=2.0),
+        10 * np.log10(4 / mse),
+        rtol=1e-5,
+    )
