@@ -78,3 +78,21 @@ def test_checkpoint_with_random_bytes_fails_cleanly(
     expected = _state()
     for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(expected.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_metadata_that_is_json_but_not_an_object_is_moved_aside(
+    tmp_path_factory, saved_checkpoint
+):
+    """A `_CHECKPOINT_METADATA` reading `0` made orbax's manager raise before any
+    step could be listed (found by the fuzz test above)."""
+    root = tmp_path_factory.mktemp("foreign_metadata")
+    shutil.copytree(saved_checkpoint, root, dirs_exist_ok=True)
+    (root / "1" / "_CHECKPOINT_METADATA").write_text("0")
+    with pytest.raises(checkpoint.CheckpointError, match="damaged _CHECKPOINT_META"):
+        checkpoint.make_manager(root, 2, move_aside=False)
+    assert (root / "1").is_dir()  # read-only use moves nothing
+    manager = checkpoint.make_manager(root, 2)
+    assert manager.all_steps() == []
+    (aside,) = pathlib.Path(f"{root}_unreadable").iterdir()
+    assert (aside / "_CHECKPOINT_METADATA").read_text() == "0"
+    assert checkpoint.restore_latest(manager, _state()) is None

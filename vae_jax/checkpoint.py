@@ -42,13 +42,34 @@ class CorruptCheckpointError(OSError):
     """A checkpoint's arrays do not match the checksums written with it."""
 
 
-def make_manager(directory: str | pathlib.Path, keep: int) -> ocp.CheckpointManager:
-    """A manager writing ``<directory>/<step>/`` and keeping the last ``keep`` steps."""
+def make_manager(
+    directory: str | pathlib.Path, keep: int, *, move_aside: bool = True
+) -> ocp.CheckpointManager:
+    """A manager writing ``<directory>/<step>/`` and keeping the last ``keep`` steps.
+
+    A step whose ``_CHECKPOINT_METADATA`` holds JSON that is not an object stops
+    orbax from even listing the steps: with ``move_aside`` (training) it is moved to
+    ``<directory>_unreadable`` with a warning, else ``CheckpointError`` names it.
+    """
+    directory = pathlib.Path(directory).absolute()
+    for step in _steps_with_foreign_metadata(directory):
+        if not move_aside:
+            raise CheckpointError(
+                f"Checkpoint {step} in {directory} has a damaged _CHECKPOINT_METADATA "
+                "(JSON, but not an object)."
+            )
+        if jax.process_index() == 0:
+            where = _move_step_aside(directory, step)
+            logging.warning(
+                "Checkpoint %d has a damaged _CHECKPOINT_METADATA; moved to %s.",
+                step,
+                where,
+            )
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True
     )
     return ocp.CheckpointManager(
-        pathlib.Path(directory).absolute(),
+        directory,
         options=options,
         item_handlers=ocp.StandardCheckpointHandler(),
     )
@@ -237,14 +258,35 @@ def unreadable_dir(manager: ocp.CheckpointManager) -> pathlib.Path:
 
 def _move_aside(manager: ocp.CheckpointManager, step: int) -> pathlib.Path:
     """Moves step ``step``'s directory into ``unreadable_dir`` (never overwriting)."""
-    target = unreadable_dir(manager) / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return _move_step_aside(pathlib.Path(manager.directory), step)
+
+
+def _move_step_aside(directory: pathlib.Path, step: int) -> pathlib.Path:
+    aside = directory.with_name(directory.name + "_unreadable")
+    target = aside / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
     suffix = 0
     while target.exists():
         suffix += 1
         target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    (pathlib.Path(manager.directory) / str(step)).rename(target)
+    (directory / str(step)).rename(target)
     return target
+
+
+def _steps_with_foreign_metadata(directory: pathlib.Path) -> list[int]:
+    """Steps whose ``_CHECKPOINT_METADATA`` parses as JSON but not as an object
+    (orbax logs and skips unparsable ones itself, but raises on these)."""
+    steps = []
+    for path in sorted(directory.glob("*/_CHECKPOINT_METADATA")):
+        if not path.parent.name.isdigit():
+            continue
+        try:
+            value = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError, OSError):
+            continue
+        if not isinstance(value, dict):
+            steps.append(int(path.parent.name))
+    return steps
 
 
 def restore_latest(manager: ocp.CheckpointManager, template, *, move_aside=True):

@@ -351,7 +351,9 @@ def load_run(
     checkpoints = workdir / "checkpoints"
     if not checkpoints.is_dir():  # checked first: make_manager would create it
         raise FileNotFoundError(f"The run in {workdir} has no checkpoints/ directory.")
-    manager = checkpoint.make_manager(checkpoints, config.train.keep_checkpoints)
+    manager = checkpoint.make_manager(
+        checkpoints, config.train.keep_checkpoints, move_aside=False
+    )
     if not manager.all_steps():
         raise FileNotFoundError(f"The run in {workdir} has no checkpoint yet.")
     exp = build.build_experiment(config, dataset)
