@@ -205,3 +205,17 @@ def test_negative_elbo_for_defaults_to_one_draw_and_make_objective_reads_the_con
     np.testing.assert_allclose(
         from_config(params, x, key, hparams)[0], value, rtol=1e-6
     )
+
+
+def test_make_objective_reads_levels_from_the_config_unless_given():
+    """The builders' ``level(field)``: the config's value, or a sweep's level."""
+    model, params = tiny_model((2, 3), kind="ae")
+    config = make_config(model={"kind": "ae"}, objective={"name": "denoising_mse"})
+    x, key = jnp.linspace(0.0, 1.0, 6), jax.random.key(1)
+    from_config = objectives.make_objective(config, model)(params, x, key, {})[0]
+    level = {"noise_level": jnp.float32(config.objective.noise_level)}
+    given = objectives.make_objective(config, model, level)(params, x, key, {})[0]
+    other = {"noise_level": jnp.float32(0.9)}
+    louder = objectives.make_objective(config, model, other)(params, x, key, {})[0]
+    np.testing.assert_allclose(from_config, given, rtol=1e-6)
+    assert abs(float(louder) - float(given)) > 1e-4
