@@ -1,6 +1,8 @@
 """Reruns the surviving mutants of ``scripts/mutation_test.sh`` against the current tests.
 
-  PATH=~/venvs/mut/bin:$PATH python scripts/mutation_recheck.py ~/runs/mutation  # Python >= 3.11
+  PATH=~/venvs/mut/bin:$PATH python scripts/mutation_recheck.py ~/runs/mutation [MODULE ...]
+
+(Python >= 3.11.) Without MODULE names, every finished session is rechecked.
 
 A session mutates the commit it was started on; tests written since (to kill its
 survivors) are not in that clone. This script clones the repository's HEAD into
@@ -83,7 +85,7 @@ def recheck(workdir: pathlib.Path, name: str, src: pathlib.Path) -> dict:
     return outcomes
 
 
-def main(workdir: str) -> None:
+def main(workdir: str, names: list[str]) -> None:
     root = pathlib.Path(workdir).expanduser()
     src = root / "recheck-src"
     if not (src / ".git").is_dir():
@@ -91,9 +93,11 @@ def main(workdir: str) -> None:
     git("fetch", "--quiet", str(REPO), "HEAD", cwd=src)
     git("checkout", "--quiet", "--force", "FETCH_HEAD", cwd=src)
     for path in sorted((root / "sessions").glob("*.jsonl")):
+        if names and path.stem not in names:
+            continue
         outcomes = recheck(root, path.stem, src)
         (path.with_suffix(".recheck.json")).write_text(json.dumps(outcomes, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "~/runs/mutation")
+    main(sys.argv[1] if len(sys.argv) > 1 else "~/runs/mutation", sys.argv[2:])
