@@ -131,7 +131,7 @@ def evaluate_vae_jax(name: str, args, out: pathlib.Path) -> dict:
     train_wall = time.perf_counter() - START
     run = runs.load_run(out / "run")
     scores = score_run(run, args)
-    scores["samples"] = sample_images(run, args).tolist()
+    scores["samples"] = sample_images(run, scores.pop("_gmm")).tolist()
     return {
         "library": "vae_jax",
         "model": name,
@@ -166,9 +166,11 @@ def score_run(run, args) -> dict:
         "active_units": (result.get("active_units") or {}).get("counts"),
         "prior": _quality(result.get("sample_quality")),
         "_result": result,
+        "_gmm": None,
     }
     if not run.conditional:
         sampler = expost.fit_sampler(run, "gmm", max_examples=args.gmm_examples)
+        out["_gmm"] = sampler
         out["gmm"] = _quality(
             expost.sample_quality(
                 run,
@@ -181,8 +183,9 @@ def score_run(run, args) -> dict:
     return out
 
 
-def sample_images(run, args, n: int = 16):
-    """``n`` decoder means of z ~ p(z), or of the GMM where the model has no prior."""
+def sample_images(run, gmm, n: int = 16):
+    """``n`` decoder means of z ~ p(z), or of the fitted ``gmm`` where the model has
+    no prior."""
     import jax
     import numpy as np
 
@@ -191,8 +194,7 @@ def sample_images(run, args, n: int = 16):
     key = jax.random.key(0)
     if run.generative:
         return np.clip(run.sample(n, key), 0.0, 1.0)
-    sampler = expost.fit_sampler(run, "gmm", max_examples=args.gmm_examples)
-    return expost.decode_samples(run, sampler, n, key)
+    return expost.decode_samples(run, gmm, n, key)
 
 
 def _quality(section):
