@@ -160,6 +160,38 @@ def latent_scatter(
     plt.close(fig)
 
 
+def class_scatter(
+    panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | pathlib.Path,
+    suptitle: str = "",
+) -> None:
+    """Side-by-side scatter plots, title -> (codes [N, 2], labels [N] ints), one
+    colour (C<label>) and legend entry per class: for a few classes, e.g. UCR series."""
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False
+    )
+    for ax, (title, (codes, labels)) in zip(axes[0], panels.items()):
+        for label in np.unique(labels):
+            keep = labels == label
+            ax.scatter(
+                codes[keep, 0],
+                codes[keep, 1],
+                s=6,
+                alpha=0.7,
+                color=f"C{int(label) % 10}",
+                label=f"class {label}",
+            )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("z1")
+        ax.set_ylabel("z2")
+        ax.legend(fontsize=7, markerscale=2)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _tick_labels(values, max_ticks: int) -> tuple[list[int], list[str]]:
     """Every ceil(n / max_ticks)-th index of ``values`` and its label (floats: 2 s.f.)."""
     keep = list(range(0, len(values), math.ceil(len(values) / max_ticks)))
@@ -241,6 +273,38 @@ def labelled_scatter(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def line_panels(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    path: str | pathlib.Path,
+    *,
+    xlabels: Mapping[str, str] | None = None,
+    ylabel: str = "",
+    suptitle: str = "",
+    log_x: bool = False,
+) -> None:
+    """One panel per title, one marked line per label: {title: {label: (xs, ys)}},
+    e.g. a measured effect against the size of what causes it."""
+    xlabels = xlabels or {}
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False
+    )
+    for ax, (title, lines) in zip(axes[0], panels.items()):
+        for label, (xs, ys) in lines.items():
+            ax.plot(xs, ys, marker="o", label=label)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabels.get(title, ""))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

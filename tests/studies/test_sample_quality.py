@@ -1,6 +1,8 @@
 """Frechet distance against closed forms and scipy; the feature classifier is trained
 once and then read from its cache."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
@@ -68,3 +70,21 @@ def test_feature_classifier_is_cached(tmp_path, monkeypatch):
     unlabeled = data.Dataset("toy", x, x[:0], x, None, None, None, (2, 3))
     with pytest.raises(ValueError, match="no labels"):
         sample_quality.feature_classifier(unlabeled, tmp_path)
+
+
+def test_pooled_conv_features_ignore_a_shift_by_the_total_stride():
+    """Convolutions commute with shifts and the global mean pool forgets position, so
+    content moved by 4 pixels (the two stride-2 layers) has the same features."""
+    net = classifier.ConvNet((28, 28), 10)
+    params = net.init(jax.random.key(0), jnp.zeros((1, 784)))
+    image = np.zeros((28, 28), np.float32)
+    image[8:20, 8:20] = np.random.default_rng(0).uniform(size=(12, 12))
+    moved = np.roll(image, 4, axis=1)
+    embed = lambda x: net.apply(
+        params, x.reshape(1, -1), method=classifier.ConvNet.embed
+    )
+    a, b = embed(image), embed(moved)
+    assert a.shape == (1, 32)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    odd = embed(np.roll(image, 1, axis=1))  # not a multiple of the stride: moves
+    assert float(jnp.max(jnp.abs(odd - a))) > 1e-3

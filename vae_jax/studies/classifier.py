@@ -7,8 +7,10 @@ the Inception score, Salimans et al. 2016, with a pixel MLP in place of Inceptio
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +20,36 @@ from vae_jax import models
 from vae_jax.studies import autoencoders
 
 
-def cross_entropy(params, x, y, *, model: models.MLP) -> jax.Array:
+class ConvNet(nn.Module):
+    """Three 3 x 3 convolutions (F, 2F, 2F channels; the first two with stride 2), ReLU,
+    a global average pool and a linear layer to class logits: [..., H * W] -> [..., C].
+    ``embed`` gives the pooled features [..., 2F], which a pooled map keeps nearly
+    unchanged under small shifts of the input (LeCun et al. 1998; Lin et al. 2014)."""
+
+    image_shape: Sequence[int]
+    num_classes: int
+    features: int = 16
+
+    def setup(self):
+        strides = (2, 2, 1)
+        widths = (self.features, 2 * self.features, 2 * self.features)
+        self.convs = [
+            nn.Conv(w, (3, 3), strides=(s, s)) for w, s in zip(widths, strides)
+        ]
+        self.output = nn.Dense(self.num_classes)
+
+    def embed(self, x):
+        lead = x.shape[:-1]
+        h = x.reshape(-1, *self.image_shape, 1)
+        for conv in self.convs:
+            h = nn.relu(conv(h))
+        return h.mean(axis=(1, 2)).reshape(*lead, -1)
+
+    def __call__(self, x):
+        return self.output(self.embed(x))
+
+
+def cross_entropy(params, x, y, *, model: nn.Module) -> jax.Array:
     """-log softmax(f(x))_y for one example. x: [D], y: int -> scalar."""
     return optax.softmax_cross_entropy_with_integer_labels(model.apply(params, x), y)
 
@@ -33,10 +64,13 @@ def train_classifier(
     num_steps: int = 3000,
     batch_size: int = 128,
     learning_rate: float = 1e-3,
-) -> tuple[models.MLP, dict]:
+    model: nn.Module | None = None,
+) -> tuple[nn.Module, dict]:
     """Adam on the mean cross-entropy of batches drawn with replacement, all steps in
-    one ``lax.scan``. x: [N, D], y: [N] in 0..num_classes-1. Returns (model, params)."""
-    model = models.MLP(tuple(hidden), "relu", num_classes)
+    one ``lax.scan``. x: [N, D], y: [N] in 0..num_classes-1. ``model`` maps [..., D]
+    to logits [..., C]; default an MLP with ``hidden`` ReLU layers. Returns (model,
+    params)."""
+    model = model or models.MLP(tuple(hidden), "relu", num_classes)
     init_key, data_key = jax.random.split(key)
     params = model.init(init_key, jnp.zeros(x.shape[1]))
     tx = optax.adam(learning_rate)
@@ -60,7 +94,9 @@ def train_classifier(
 def class_probabilities(model: models.MLP, params, x: np.ndarray) -> np.ndarray:
     """softmax(f(x)): [N, D] -> [N, C]."""
     return autoencoders.apply_batched(
-        lambda xb: jax.nn.softmax(model.apply(params, xb)), np.asarray(x, np.float32)
+        lambda xb: jax.nn.softmax(model.apply(params, xb)),
+        np.asarray(x, np.float32),
+        1000,
     )
 
 
@@ -108,3 +144,28 @@ def prior_confidence(
     """
     z = jax.random.normal(key, (num_samples, latent_dim))
     return confidence_stats(predict_proba(np.asarray(decode(z))), threshold)
+
+
+@dataclasses.dataclass(frozen=True)
+class PooledFeatures:
+    """A trained ``ConvNet``: ``features`` (the pooled map) and class
+    ``probabilities``, the interface of ``sample_quality.FeatureClassifier``."""
+
+    model: ConvNet
+    params: dict
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """Pooled features: [N, D] -> [N, 2F]."""
+        embed = lambda xb: self.model.apply(self.params, xb, method=ConvNet.embed)
+        return autoencoders.apply_batched(embed, np.asarray(x, np.float32), 1000)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """p(y|x): [N, D] -> [N, C]."""
+        return class_probabilities(self.model, self.params, x)
+
+
+def train_pooled_features(x, y, key, image_shape, *, num_steps: int = 1500):
+    """``train_classifier`` with a ``ConvNet`` on x: [N, H * W], y: [N]."""
+    net = ConvNet(tuple(image_shape), int(y.max()) + 1)
+    model, params = train_classifier(x, y, key, num_steps=num_steps, model=net)
+    return PooledFeatures(model, params)
