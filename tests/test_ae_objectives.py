@@ -180,3 +180,82 @@ def test_sparsity_penalty_stays_finite_when_a_unit_is_always_on_or_off():
     assert np.isfinite(float(value))
     np.testing.assert_allclose(aux["sparsity_kl"], kl.sum(), rtol=1e-4)
     np.testing.assert_allclose(value, weight * kl.sum(), rtol=1e-4)
+
+
+# ------------------------------------------------------------ robust_mse (Barron 2019)
+def _robust_config(scale=0.02, shape=0.0):
+    return make_config(
+        model={"kind": "ae", "hidden": (), "latent_dim": K},
+        objective={"name": "robust_mse", "robust_scale": scale, "robust_shape": shape},
+    )
+
+
+@pytest.mark.parametrize(
+    "shape, direct",  # closed forms in e and s (Barron 2019, §1 special cases)
+    [
+        (0.0, lambda e, s: s * np.log(1 + e / s)),  # Cauchy / Lorentzian
+        (-2.0, lambda e, s: s * e / (s + e)),  # Geman-McClure
+        (1.0, lambda e, s: 2 * s * (np.sqrt(1 + e / s) - 1)),  # pseudo-Huber
+        (2.0, lambda e, s: e),  # the squared error itself
+    ],
+)
+def test_robust_loss_matches_numpy_formula(shape, direct):
+    e = np.array([0.0, 1e-4, 0.003, 0.02, 0.5, 4.0])
+    for s in (0.001, 0.01, 1.0):
+        np.testing.assert_allclose(
+            ae_objectives.robust_loss(jnp.asarray(e), s, shape),
+            direct(e, s),
+            rtol=2e-5,
+            atol=1e-9,
+        )
+
+
+@pytest.mark.parametrize("shape", [0.0, -2.0, 1.0])
+def test_robust_loss_derivative_is_the_m_estimator_weight(shape):
+    """drho/de = (1 + e/s)^(alpha/2 - 1): 1 / (1 + e/c^2) for the Cauchy loss."""
+    s = 0.01
+    e = jnp.array([0.0, 0.001, 0.01, 0.05, 0.3])
+    grads = jax.vmap(jax.grad(lambda e: ae_objectives.robust_loss(e, s, shape)))(e)
+    np.testing.assert_allclose(grads, (1 + e / s) ** (shape / 2 - 1), rtol=1e-5)
+    if shape == 0.0:
+        np.testing.assert_allclose(grads, 1 / (1 + e / s), rtol=1e-5)
+
+
+def test_robust_objective_value_and_gradient_relative_to_mse():
+    """loss = c^2 log(1 + e/c^2) of the example's MSE e, and its parameter gradient is
+    the MSE objective's times 1/(1 + e/c^2) (chain rule through e)."""
+    config = _robust_config(scale=0.02)
+    model, params = _model_and_params(config)
+    robust = objectives.make_objective(config, model)
+    plain = objectives.make_objective(
+        make_config(model=dict(config.model), objective={"name": "mse"}), model
+    )
+    x, key = jax.random.uniform(jax.random.key(7), (D,)), jax.random.key(8)
+    value, aux = robust(params, x, key, {})
+    recon = np.asarray(model.apply(params, x), np.float64)
+    e = np.mean((np.asarray(x, np.float64) - recon) ** 2)
+    np.testing.assert_allclose(aux["mse"], e, rtol=1e-5)
+    np.testing.assert_allclose(value, 0.02 * np.log1p(e / 0.02), rtol=1e-5)
+    np.testing.assert_allclose(aux["robust_weight"], 1 / (1 + e / 0.02), rtol=1e-5)
+    g_robust = jax.grad(lambda p: robust(p, x, key, {})[0])(params)
+    g_plain = jax.grad(lambda p: plain(p, x, key, {})[0])(params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(
+            a, b / (1 + e / 0.02), rtol=1e-4, atol=1e-9
+        ),
+        g_robust,
+        g_plain,
+    )
+
+
+def test_config_accepts_robust_mse_and_rejects_bad_fields():
+    config_checks.validate_config(_robust_config())
+    config_checks.validate_config(_robust_config(shape=-2.0))
+    with pytest.raises(ValueError, match="robust_scale"):
+        config_checks.validate_config(_robust_config(scale=0.0))
+    with pytest.raises(ValueError, match="robust_shape"):
+        config_checks.validate_config(_robust_config(shape=3.0))
+    bad = _robust_config()
+    bad.model.kind = "vae"  # no reconstruct: the AE family only
+    with pytest.raises(ValueError, match="objective.name"):
+        config_checks.validate_config(bad)

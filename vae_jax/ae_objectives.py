@@ -1,4 +1,5 @@
-"""Regularised autoencoder objectives: denoising (per example) and sparse (per batch).
+"""Regularised autoencoder objectives: denoising and robust (per example), sparse
+(per batch).
 
 Same per-example signature as ``objectives``: ``loss_one(params, x [D], key, hparams)
 -> (scalar, metrics)``. The sparse AE's penalty depends on the whole batch (the mean
@@ -29,6 +30,37 @@ def denoising_squared_error(
     x_tilde = corruptions.corrupt(corruption, key, x, level)
     mse = jnp.mean(jnp.square(x - model.reconstruct(params, x_tilde)))
     return mse, {"mse": mse}
+
+
+def robust_loss(error, scale, shape=0.0):
+    """rho(e) = s log(1 + e / s) at alpha = 0 (Cauchy/Lorentzian), else
+    (2 s / alpha) ((1 + e / s)^(alpha / 2) - 1), on a squared error e >= 0.
+
+    Barron 2019, eq. 1 (the general loss rho(x, alpha, c); alpha = 0 is its limit
+    log(1 + (x/c)^2 / 2)) with x^2 = e and c^2 = s / |alpha - 2|, times
+    2 s / |alpha - 2| so that rho(e) -> e for e << s (the squared error; alpha = 2 is
+    e itself). As an M-estimator (Black & Rangarajan 1996) its weight is drho/de =
+    (1 + e / s)^(alpha / 2 - 1): 1 / (1 + e / s) for the Cauchy loss, the square of
+    that for Geman-McClure (alpha = -2). ``scale`` s > 0 may be traced; ``shape``
+    alpha <= 2 is a Python float. Elementwise on any shape.
+    """
+    if shape == 0:
+        return scale * jnp.log1p(error / scale)
+    return (2 * scale / shape) * jnp.expm1(0.5 * shape * jnp.log1p(error / scale))
+
+
+def robust_squared_error(
+    params, x, key, hparams, *, model: nn.Module, scale, shape: float = 0.0
+):
+    """rho(||x - g(f(x))||^2 / D) with rho = ``robust_loss`` (s = ``scale``, alpha =
+    ``shape``): the example's mean squared error through Barron 2019's loss, so
+    examples the model reconstructs badly (outliers, contaminants) are down-weighted.
+    x: [D] -> (scalar, {"mse", "robust_weight": drho/de = (1 + e / s)^(alpha/2 - 1)}).
+    """
+    del key, hparams
+    mse = jnp.mean(jnp.square(x - model.reconstruct(params, x)))
+    weight = (1.0 + jax.lax.stop_gradient(mse) / scale) ** (0.5 * shape - 1.0)
+    return robust_loss(mse, scale, shape), {"mse": mse, "robust_weight": weight}
 
 
 def bernoulli_kl(rho, rho_hat):

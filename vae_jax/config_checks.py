@@ -59,6 +59,7 @@ POSITIVE = (
     "model.num_classes",
     "objective.num_samples",
     "objective.num_groups",
+    "objective.robust_scale",
     "optim.learning_rate",
     "optim.eps",
     "train.batch_size",
@@ -228,6 +229,8 @@ def _autoencoder_problems(config: ml_collections.ConfigDict) -> list[str]:
         obj.noise_level >= 0 and (obj.corruption == "gaussian" or obj.noise_level <= 1)
     ):
         problems.append("objective.noise_level must be >= 0 (and <= 1 unless gaussian)")
+    if obj.name == "robust_mse" and not obj.robust_shape <= 2:
+        problems.append("objective.robust_shape (Barron's alpha) must be <= 2")
     if obj.name == "sparse_mse":
         if not 0 < obj.sparsity_target < 1 or not obj.sparsity_weight >= 0:
             problems.append(

@@ -102,6 +102,14 @@ _OBJECTIVE_TEXT = {
         f"MSE of the {o.corruption}-corrupted input's reconstruction",
         SQUARED_ERROR,
     ),
+    "robust_mse": lambda o: (
+        (
+            f"{o.robust_scale:g} log(1 + MSE / {o.robust_scale:g})"
+            if o.robust_shape == 0
+            else f"Barron rho(MSE; alpha = {o.robust_shape:g}, s = {o.robust_scale:g})"
+        ),
+        SQUARED_ERROR,
+    ),
     "mse": lambda o: ("MSE", SQUARED_ERROR),
 }
 

@@ -118,6 +118,15 @@ def _denoising_for(obj, model, level) -> LossOne:
     )
 
 
+def _robust_for(obj, model, level) -> LossOne:
+    return functools.partial(
+        ae_objectives.robust_squared_error,
+        model=model,
+        scale=level("robust_scale"),
+        shape=float(obj.robust_shape),
+    )
+
+
 def _sparse_for(obj, model, level) -> LossOne:
     penalty = ae_objectives.sparsity_penalty_for(
         model=model, target=level("sparsity_target"), weight=level("sparsity_weight")
@@ -146,6 +155,7 @@ OBJECTIVES: dict[str, Callable[..., LossOne]] = {
     "mse": _squared_error_for,
     "denoising_mse": _denoising_for,  # Vincent et al. 2008
     "sparse_mse": _sparse_for,  # + a batch-level KL penalty (Ng 2011)
+    "robust_mse": _robust_for,  # Cauchy loss of the example's MSE (Barron 2019)
     "elbo": _elbo_for,  # Kingma & Welling 2013 (+ free bits, Kingma et al. 2016)
     "iwae": _iwae_for,  # Burda et al. 2015
     **iwae_objectives.BUILDERS,  # miwae, ciwae, piwae, iwae_dreg (Rainforth, Tucker)

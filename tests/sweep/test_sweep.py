@@ -239,7 +239,7 @@ def test_rate_scaled_update_matches_optax_at_that_rate(name, schedule):
     assert jax.tree.structure(single.opt_state) == jax.tree.structure(scaled.opt_state)
 
 
-@pytest.mark.parametrize("name", ["denoising_mse", "sparse_mse", "elbo"])
+@pytest.mark.parametrize("name", ["denoising_mse", "sparse_mse", "robust_mse", "elbo"])
 def test_traced_hyper_parameters_match_the_bound_objective(name):
     config = _base()
     config.objective.update(
@@ -249,6 +249,7 @@ def test_traced_hyper_parameters_match_the_bound_objective(name):
         sparsity_weight=0.5,
         kl_warmup_steps=7,
         beta=1.5,
+        robust_scale=0.05,
     )
     if name != "elbo":
         config.model.update(kind="ae", code_activation="sigmoid")

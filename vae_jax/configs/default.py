@@ -61,6 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
         0.05  # rho, target mean activation of a code unit
     )
     config.objective.sparsity_weight = 0.03  # beta of the batch-level KL penalty
+    # "robust_mse" (AE; Barron 2019): rho(e) per example, e = ||x - g(f(x))||^2 / D,
+    # rho = c^2 log(1 + e / c^2) at alpha = 0; weight drho/de = (1 + e/c^2)^(alpha/2-1)
+    config.objective.robust_scale = 0.01  # c^2, squared error per pixel
+    config.objective.robust_shape = 0.0  # alpha <= 2: 0 Cauchy, -2 Geman-McClure, 2 MSE
     # "wae_mmd" (kind="wae"; Tolstikhin et al. 2018) and "info_vae" (kind="vae"; Zhao
     # et al. 2017): + weight * MMD^2_u(B codes of the batch, B draws of p(z))
     config.objective.mmd_weight = 10.0  # lambda (info_vae: MMD^2 weight alpha+lambda-1)

@@ -19,7 +19,6 @@ import ml_collections
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax import plots
 from vae_jax.configs import default
 from vae_jax.studies import anomaly, autoencoders, cluster_metrics
 from vae_jax.studies import codes as codes_lib
@@ -245,6 +244,8 @@ def series_anomaly_study(
         if workdir is not None and c == classes[0]:
             clean = dataset.test[dataset.test_labels == c]
             shown = [s for s in sets[1:] if s[0]["magnitude"] == magnitudes[-1]]
+            from vae_jax import plots  # lazy: matplotlib import
+
             plots.series_grid(
                 np.concatenate([x[is_anomaly][:2] for _, x, is_anomaly in shown]),
                 pathlib.Path(workdir) / f"series_injected_{dataset_name}.png",
@@ -297,6 +298,8 @@ def series_latent_map(
         )
         panels[f"{name}: test codes (probe {rows[-1]['knn_probe']:.2f})"] = (cte, yte)
         if workdir is not None:
+            from vae_jax import plots  # lazy: matplotlib import
+
             plots.series_grid(
                 xte[shown],
                 pathlib.Path(workdir) / f"series_recon_{name}_{dataset_name}.png",
@@ -305,6 +308,8 @@ def series_latent_map(
                 overlay=recon[shown],
             )
     if workdir is not None:
+        from vae_jax import plots  # lazy: matplotlib import
+
         plots.class_scatter(
             panels,
             pathlib.Path(workdir) / f"series_latent_{dataset_name}.png",

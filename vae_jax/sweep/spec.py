@@ -35,6 +35,7 @@ VMAPPABLE = (
     "objective.noise_level",
     "objective.sparsity_target",
     "objective.sparsity_weight",
+    "objective.robust_scale",  # robust_mse
     "objective.ciwae_beta",
     "objective.mmd_weight",
     "objective.code_penalty",  # rae_l2 / rae_gp
