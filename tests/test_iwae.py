@@ -233,3 +233,39 @@ def test_objective_registry_and_config_checks():
     config.model.stochastic_layers, config.model.architecture = 2, "conv"
     with np.testing.assert_raises_regex(ValueError, "stochastic_layers=2"):
         config_checks.validate_config(config)
+
+
+def test_per_example_values_use_each_rows_documented_key():
+    """Batch b draws with fold_in(key, first_batch + b) split B ways; first_batch
+    defaults to 0, so a caller can split the batches and get the same numbers."""
+    model, params, _ = _mlp_vae()
+    xs = (jax.random.uniform(jax.random.PRNGKey(9), (7, 8)) > 0.5).astype(jnp.float32)
+    hp = {"beta": jnp.float32(1.0)}
+    loss_one = objectives.negative_elbo_for(model)
+    fn = evaluate.make_per_example_fn(loss_one, hp)
+    key = jax.random.PRNGKey(10)
+    values = evaluate.per_example_values(fn, params, np.asarray(xs), 3, key)
+    for i in range(7):
+        row_key = jax.random.split(jax.random.fold_in(key, i // 3), 3)[i % 3]
+        want = loss_one(params, xs[i], row_key, hp)[0]
+        np.testing.assert_allclose(values["loss"][i], want, rtol=1e-5)
+    xb = np.asarray(xs[:6]).reshape(2, 3, 8)
+    later = fn(params, xb[1:], key, 1)["loss"]
+    np.testing.assert_allclose(later[0], fn(params, xb, key)["loss"][1], rtol=1e-6)
+
+
+def test_log_likelihood_fn_starts_at_batch_zero_by_default():
+    model, params, _ = _mlp_vae()
+    xb = (jax.random.uniform(jax.random.PRNGKey(11), (2, 3, 8)) > 0.5).astype(
+        jnp.float32
+    )
+    ll_fn = evaluate.make_log_likelihood_fn(model.log_weights, 20, 10)
+    key = jax.random.PRNGKey(12)
+    np.testing.assert_array_equal(ll_fn(params, xb, key), ll_fn(params, xb, key, 0))
+
+
+@pytest.mark.parametrize("values", [[2.5], [1.0, 4.0], [1.0, 2.0, 6.0]])
+def test_mean_and_stderr_against_numpy(values):
+    mean, stderr = evaluate.mean_and_stderr(np.asarray(values, np.float32))
+    want = np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    assert mean == pytest.approx(np.mean(values)) and stderr == pytest.approx(want)

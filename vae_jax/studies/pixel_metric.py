@@ -161,7 +161,7 @@ def mse_optimum_study(
         plots.image_grid(
             np.clip(grid.reshape(shape), 0, 1),
             pathlib.Path(image_path),
-            title="x | AE g(f(x)) | mean of 20 images with nearby codes | nearest-code image",
+            title="rows: x, g(f(x)), E[x | z] estimate, nearest-code image",
             num_columns=10,
         )
     return out
