@@ -98,3 +98,9 @@ def test_finished_rows_are_reused_and_new_ones_reported(digits, monkeypatch):
     assert fitted == [8] and list(saved) == ["plain/8"]
     assert rows[0] is done["plain/4"] or rows[0] == done["plain/4"]
     assert rows[1]["latent_dim"] == 8 and 0 <= rows[1]["auroc_noise"] <= 1
+
+
+def test_the_linear_variant_has_a_linear_code():
+    config = identity.identity_config("linear", 1024, 10)
+    assert config.model.code_activation == "linear" and config.objective.name == "mse"
+    assert identity.identity_config("plain", 8, 10).model.code_activation == "sigmoid"

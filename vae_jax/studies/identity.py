@@ -3,10 +3,11 @@
 With K >= D code units and nothing but a reconstruction loss, an autoencoder can copy
 its input, so it reconstructs anything, inputs unlike its training data included, and
 its reconstruction error stops flagging anomalies. One MNIST autoencoder per code
-size K and regulariser: none, denoising (masking noise; Vincent et al. 2008) and a
-sparse code (Ng 2011). Per model: test MSE on MNIST, on another dataset and on uniform
-noise images; the AUROC of reconstruction error for "not MNIST"; a linear probe's
-accuracy on the codes (what the code keeps about the digit).
+size K and variant: a sigmoid code with no regulariser, with denoising (masking
+noise; Vincent et al. 2008) or with sparsity (Ng 2011), and a linear code. Per
+model: test MSE on MNIST, on another dataset and on uniform noise images; the AUROC
+of reconstruction error for "not MNIST"; a linear probe's accuracy on the codes (what
+the code keeps about the digit).
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import numpy as np
 from vae_jax.configs import sparse_ae_mnist
 from vae_jax.studies import autoencoders, cluster_metrics, codes
 
-# regulariser -> config.objective updates (sparse_ae_mnist: one sigmoid code layer)
+# variant -> (config.objective, config.model) updates of sparse_ae_mnist (one code
+# layer, sigmoid code); "linear": a linear code, so x_hat = W_d W_e x + b can become
+# the identity exactly once K >= D
 VARIANTS = {
-    "plain": {"name": "mse"},
-    "denoising": {"name": "denoising_mse", "corruption": "masking", "noise_level": 0.3},
-    "sparse": {"name": "sparse_mse"},
+    "plain": ({"name": "mse"}, {}),
+    "denoising": (
+        {"name": "denoising_mse", "corruption": "masking", "noise_level": 0.3},
+        {},
+    ),
+    "sparse": ({"name": "sparse_mse"}, {}),
+    "linear": ({"name": "mse"}, {"code_activation": "linear"}),
 }
 
 
@@ -33,7 +40,9 @@ def identity_config(variant: str, latent_dim: int, num_steps: int):
         )
     config = sparse_ae_mnist.get_config()
     config.model.latent_dim = latent_dim
-    config.objective.update(**VARIANTS[variant])
+    objective, model = VARIANTS[variant]
+    config.objective.update(**objective)
+    config.model.update(**model)
     config.train.num_steps = num_steps
     config.train.log_every = config.train.checkpoint_every = num_steps
     return config
