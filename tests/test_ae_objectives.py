@@ -259,3 +259,95 @@ def test_config_accepts_robust_mse_and_rejects_bad_fields():
     bad.model.kind = "vae"  # no reconstruct: the AE family only
     with pytest.raises(ValueError, match="objective.name"):
         config_checks.validate_config(bad)
+
+
+# ------------------------------------------- trimmed_mse (Shen & Sanghavi 2019, ITLM)
+def _trimmed_config(trim_fraction=0.25):
+    return make_config(
+        model={"kind": "ae", "hidden": (), "latent_dim": K},
+        objective={"name": "trimmed_mse", "trim_fraction": trim_fraction},
+    )
+
+
+def _per_example_mse(model, params, xs):
+    recon = np.asarray(model.apply(params, xs), np.float64)
+    return np.mean((np.asarray(xs, np.float64) - recon) ** 2, axis=1)  # [B]
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("trim_fraction, dropped", [(0.25, 2), (0.3, 2), (0.6, 4)])
+def test_trimmed_batch_loss_is_the_sum_of_the_smallest_errors_over_b(
+    trim_fraction, dropped, jit
+):
+    """(1/B) sum of the B - floor(alpha B) smallest per-example MSEs = their mean times
+    (B - k) / B; alpha = 0.3, B = 8 drops floor(2.4) = 2 (not ceil: 3)."""
+    config = _trimmed_config(trim_fraction)
+    model, params = _model_and_params(config)
+    loss = objectives.batch_mean(objectives.make_objective(config, model))
+    loss = jax.jit(loss) if jit else loss
+    xs = jax.random.uniform(jax.random.key(11), (8, D)) * jnp.arange(1.0, 9.0)[:, None]
+    value, aux = loss(params, xs, jax.random.key(12), {})
+    errors = np.sort(_per_example_mse(model, params, xs))
+    kept = errors[: 8 - dropped]
+    assert ae_objectives.num_trimmed(8, trim_fraction) == dropped
+    np.testing.assert_allclose(value, kept.sum() / 8, rtol=1e-5)
+    np.testing.assert_allclose(value, kept.mean() * (8 - dropped) / 8, rtol=1e-5)
+    np.testing.assert_allclose(aux["kept_mse"], kept.mean(), rtol=1e-5)
+    np.testing.assert_allclose(aux["mse"], errors.mean(), rtol=1e-5)  # all B
+    np.testing.assert_allclose(aux["trim_threshold"], errors[8 - dropped], rtol=1e-5)
+    per_example, _ = objectives.per_example(objectives.make_objective(config, model))(
+        params, xs, jax.random.key(12), {}
+    )
+    np.testing.assert_allclose(np.sort(per_example), errors, rtol=1e-5)  # plain MSE
+
+
+def test_trimmed_gradient_ignores_the_outlier():
+    """One example with a huge error is trimmed (alpha B = 1): the gradient is the
+    plain MSE's over the other B - 1 examples, times (B - 1) / B."""
+    config = _trimmed_config(1 / 8)
+    model, params = _model_and_params(config)
+    trimmed = objectives.batch_mean(objectives.make_objective(config, model))
+    plain_config = make_config(model=dict(config.model), objective={"name": "mse"})
+    plain = objectives.batch_mean(objectives.make_objective(plain_config, model))
+    xs = jax.random.uniform(jax.random.key(13), (8, D))
+    xs = xs.at[5].set(20.0)  # the outlier: MSE ~ 400 against ~ 0.3
+    key = jax.random.key(14)
+    grad = lambda f, x: jax.grad(lambda p: f(p, x, key, {})[0])(params)
+    g_trimmed, g_all = grad(trimmed, xs), grad(plain, xs)
+    g_kept = grad(plain, jnp.delete(xs, 5, axis=0))  # mean over 7
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_all))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b * 7 / 8, atol=1e-5 * scale),
+        g_trimmed,
+        g_kept,
+    )
+    gap = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), g_trimmed, g_all)
+    assert max(jax.tree.leaves(gap)) > 0.1 * scale  # the outlier dominates plain MSE
+
+
+def test_trimmed_with_alpha_zero_is_plain_mse():
+    config = _trimmed_config(0.0)
+    model, params = _model_and_params(config)
+    trimmed = objectives.batch_mean(objectives.make_objective(config, model))
+    plain_config = make_config(model=dict(config.model), objective={"name": "mse"})
+    plain = objectives.batch_mean(objectives.make_objective(plain_config, model))
+    xs, key = jax.random.uniform(jax.random.key(15), (6, D)), jax.random.key(16)
+    value, _ = trimmed(params, xs, key, {})
+    np.testing.assert_allclose(value, plain(params, xs, key, {})[0], rtol=1e-6)
+    g_trimmed = jax.grad(lambda p: trimmed(p, xs, key, {})[0])(params)
+    g_plain = jax.grad(lambda p: plain(p, xs, key, {})[0])(params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), g_trimmed, g_plain
+    )
+
+
+def test_config_accepts_trimmed_mse_and_rejects_alpha_outside_0_1():
+    for alpha in (0.0, 0.2, 0.99):
+        config_checks.validate_config(_trimmed_config(alpha))
+    for alpha in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="trim_fraction"):
+            config_checks.validate_config(_trimmed_config(alpha))
+    bad = _trimmed_config()
+    bad.model.kind = "vae"  # no reconstruct: the AE family only
+    with pytest.raises(ValueError, match="objective.name"):
+        config_checks.validate_config(bad)

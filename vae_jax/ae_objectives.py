@@ -1,16 +1,18 @@
 """Regularised autoencoder objectives: denoising and robust (per example), sparse
-(per batch).
+and trimmed (per batch).
 
 Same per-example signature as ``objectives``: ``loss_one(params, x [D], key, hparams)
 -> (scalar, metrics)``. The sparse AE's penalty depends on the whole batch (the mean
 activation of each unit), so its ``loss_one`` carries a ``batch_penalty(params, xs
 [B, D], key, hparams) -> (scalar, metrics)`` that ``objectives.batch_mean`` adds to the
-vmapped mean; evaluation (``objectives.per_example``) reports the per-example part.
+vmapped mean (so does the trimmed MSE: minus the batch's largest errors);
+evaluation (``objectives.per_example``) reports the per-example part.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -91,4 +93,48 @@ def sparsity_penalty_for(*, model: nn.Module, target: float, weight: float):
     ``batch_penalty`` for ``objectives.with_batch_penalty``."""
     return functools.partial(
         sparsity_penalty, model=model, target=target, weight=weight
+    )
+
+
+def num_trimmed(batch_size: int, trim_fraction: float) -> int:
+    """k = floor(alpha B): how many of a batch's B examples the trimmed loss drops (a
+    1e-9 slack absorbs float error in alpha B, e.g. 0.29 * 100 = 28.999...)."""
+    return math.floor(trim_fraction * batch_size + 1e-9)
+
+
+def trimming_penalty(params, xs, key, hparams, *, model: nn.Module, trim_fraction):
+    """-(1/B) sum_{b in T} e_b, T the k = floor(alpha B) examples of the batch with
+    the largest MSE e_b = ||x_b - g(f(x_b))||^2 / D (``jax.lax.top_k`` on stop-gradient
+    e, so T is a constant of the step; ties: lower index).
+
+    Added to the batch mean (1/B) sum_b e_b it leaves (1/B) sum_{b not in T} e_b: the
+    per-minibatch iterative trimmed loss of Shen & Sanghavi 2019 (ITLM, Alg. 1 with one
+    gradient step per re-selection), i.e. the mean over the kept B - k examples times
+    (B - k) / B ~ 1 - alpha, a constant factor with the same minimiser. Dropped
+    examples get no gradient (up to float32 cancellation of the two equal terms). k = 0
+    (alpha B < 1) trims nothing. xs: [B, D] -> (scalar, {"kept_mse", "trim_threshold":
+    the smallest dropped e, or the largest e when k = 0}).
+    """
+    del key, hparams
+    mse = lambda x: jnp.mean(jnp.square(x - model.reconstruct(params, x)))
+    errors = jax.vmap(mse)(xs)  # [B], recomputed: the per-example part is vmapped apart
+    batch = xs.shape[0]
+    k = num_trimmed(batch, trim_fraction)
+    if k == 0:
+        return jnp.zeros(()), {
+            "kept_mse": errors.mean(),
+            "trim_threshold": errors.max(),
+        }
+    top, dropped = jax.lax.top_k(jax.lax.stop_gradient(errors), k)  # [k], [k]
+    removed = jnp.sum(errors[dropped])
+    kept_mse = (jnp.sum(errors) - removed) / (batch - k)
+    return -removed / batch, {"kept_mse": kept_mse, "trim_threshold": top[-1]}
+
+
+def trimming_penalty_for(*, model: nn.Module, trim_fraction: float):
+    """``trimming_penalty`` with alpha = ``trim_fraction`` bound (a Python float: k is
+    a static shape of ``top_k``): a ``batch_penalty`` for the MSE's
+    ``objectives.with_batch_penalty`` (Shen & Sanghavi 2019)."""
+    return functools.partial(
+        trimming_penalty, model=model, trim_fraction=float(trim_fraction)
     )

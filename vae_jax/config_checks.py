@@ -231,6 +231,11 @@ def _autoencoder_problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append("objective.noise_level must be >= 0 (and <= 1 unless gaussian)")
     if obj.name == "robust_mse" and not obj.robust_shape <= 2:
         problems.append("objective.robust_shape (Barron's alpha) must be <= 2")
+    if not 0 <= obj.trim_fraction < 1:
+        problems.append(
+            f"config.objective.trim_fraction={obj.trim_fraction!r} (trimmed_mse's "
+            "alpha) must lie in [0, 1)"
+        )
     if obj.name == "sparse_mse":
         if not 0 < obj.sparsity_target < 1 or not obj.sparsity_weight >= 0:
             problems.append(

@@ -110,6 +110,10 @@ _OBJECTIVE_TEXT = {
         ),
         SQUARED_ERROR,
     ),
+    "trimmed_mse": lambda o: (
+        f"(1/B) sum of the lowest {1 - o.trim_fraction:g} B of the batch's MSEs",
+        SQUARED_ERROR,
+    ),
     "mse": lambda o: ("MSE", SQUARED_ERROR),
 }
 

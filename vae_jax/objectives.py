@@ -134,6 +134,14 @@ def _sparse_for(obj, model, level) -> LossOne:
     return with_batch_penalty(functools.partial(squared_error, model=model), penalty)
 
 
+def _trimmed_for(obj, model, level) -> LossOne:
+    del level  # alpha is static (top_k's k): not a vmappable level
+    penalty = ae_objectives.trimming_penalty_for(
+        model=model, trim_fraction=float(obj.trim_fraction)
+    )
+    return with_batch_penalty(functools.partial(squared_error, model=model), penalty)
+
+
 def _elbo_for(obj, model, level) -> LossOne:
     del level
     loss = negative_elbo_for(model, obj.num_samples)
@@ -156,6 +164,7 @@ OBJECTIVES: dict[str, Callable[..., LossOne]] = {
     "denoising_mse": _denoising_for,  # Vincent et al. 2008
     "sparse_mse": _sparse_for,  # + a batch-level KL penalty (Ng 2011)
     "robust_mse": _robust_for,  # Cauchy loss of the example's MSE (Barron 2019)
+    "trimmed_mse": _trimmed_for,  # MSE without the batch's worst (Shen & Sanghavi 2019)
     "elbo": _elbo_for,  # Kingma & Welling 2013 (+ free bits, Kingma et al. 2016)
     "iwae": _iwae_for,  # Burda et al. 2015
     **iwae_objectives.BUILDERS,  # miwae, ciwae, piwae, iwae_dreg (Rainforth, Tucker)

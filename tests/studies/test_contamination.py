@@ -1,4 +1,4 @@
-"""Contaminated one-class training sets and the MSE vs robust_mse study."""
+"""Contaminated one-class training sets and the MSE vs robust_mse / trimmed_mse study."""
 
 import json
 
@@ -65,10 +65,12 @@ def test_study_on_digits_rows_aurocs_resume_and_figure(tmp_path):
         config, dataset, **kwargs, workdir=tmp_path
     )
     keys = {"objective", "fraction", "robust_scale", "robust_shape", "classes"}
+    keys |= {"trim_fraction"}
     keys |= {"num_epochs", "contaminants", "auroc", "mean_auroc", "seconds"}
     assert [(r["objective"], r["fraction"]) for r in rows] == [
         ("mse", 0.2),
         ("robust_mse", 0.2),
+        ("trimmed_mse", 0.2),
     ]
     clean = [int(np.sum(dataset.train_labels == c)) for c in (0, 1)]
     for row in rows:
@@ -80,6 +82,10 @@ def test_study_on_digits_rows_aurocs_resume_and_figure(tmp_path):
         assert row["contaminants"] == want
         robust = row["objective"] == "robust_mse"
         assert row["robust_scale"] == (0.03 if robust else None)
+        trimmed = row["objective"] == "trimmed_mse"  # the study's alpha, not config's
+        assert row["trim_fraction"] == (
+            contamination.DEFAULT_TRIM_FRACTION if trimmed else None
+        )
     assert np.mean([r["mean_auroc"] for r in rows]) > 0.6  # the models learnt
     assert (tmp_path / contamination.FIGURE).stat().st_size > 1000
     saved = json.loads((tmp_path / "robust_mse_fraction_0.2.json").read_text())

@@ -65,6 +65,9 @@ def get_config() -> ml_collections.ConfigDict:
     # rho = c^2 log(1 + e / c^2) at alpha = 0; weight drho/de = (1 + e/c^2)^(alpha/2-1)
     config.objective.robust_scale = 0.01  # c^2, squared error per pixel
     config.objective.robust_shape = 0.0  # alpha <= 2: 0 Cauchy, -2 Geman-McClure, 2 MSE
+    # "trimmed_mse" (AE; Shen & Sanghavi 2019, ITLM per minibatch): each step's loss is
+    # (1/B) sum of the B - floor(alpha B) smallest per-example MSEs (the rest: no grad)
+    config.objective.trim_fraction = 0.1  # alpha in [0, 1), >= the outlier share
     # "wae_mmd" (kind="wae"; Tolstikhin et al. 2018) and "info_vae" (kind="vae"; Zhao
     # et al. 2017): + weight * MMD^2_u(B codes of the batch, B draws of p(z))
     config.objective.mmd_weight = 10.0  # lambda (info_vae: MMD^2 weight alpha+lambda-1)

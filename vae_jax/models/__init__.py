@@ -87,7 +87,7 @@ __all__ = [
     "with_output_bias",
 ]
 
-AE_OBJECTIVES = ("mse", "denoising_mse", "sparse_mse", "robust_mse")
+AE_OBJECTIVES = ("mse", "denoising_mse", "sparse_mse", "robust_mse", "trimmed_mse")
 VAE_OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae")  # log_weights only
 # + posterior_param_mask and log_weights(..., stop_q_grad=True) (iwae_objectives)
 PARAM_SPLIT_OBJECTIVES = ("piwae", "iwae_dreg")
@@ -115,7 +115,8 @@ MODELS: dict[str, Family] = {
         autoencoder.build,
         AE_OBJECTIVES,
         "deterministic autoencoder x -> z = f(x) -> g(z); plain, denoising "
-        "(Vincent et al. 2008), sparse (Ng 2011) or robust (Barron 2019)",
+        "(Vincent et al. 2008), sparse (Ng 2011), robust (Barron 2019) or trimmed "
+        "(Shen & Sanghavi 2019)",
     ),
     "wae": Family(
         wae.build,

@@ -1,11 +1,14 @@
-"""One-class anomaly detection with contaminated training sets: MSE vs a robust loss.
+"""One-class anomaly detection with contaminated training sets: MSE vs robust losses.
 
 Ruff et al. 2018's one-class protocol (``anomaly``) trains model c on class c only. Here
 a fraction of each training set is replaced by images of the other classes (unlabelled
 anomalies in the "normal" data, as in Zhou & Paffenroth 2017, §5) and the AUROC on the
-clean test split is measured against that fraction, for the squared error and for
+clean test split is measured against that fraction, for the squared error, for
 ``robust_mse`` (Barron 2019, alpha = 0), which down-weights badly reconstructed
-examples. Training is ``anomaly.train_one_class_models``: C models as one program.
+examples, and for ``trimmed_mse`` (Shen & Sanghavi 2019, ITLM per minibatch), which
+drops the share alpha of each batch with the largest errors; alpha = 0.2 by default, a
+known upper bound on the contamination (ITLM assumes alpha >= the outlier share).
+Training is ``anomaly.train_one_class_models``: C models as one program.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from vae_jax import config_checks, models
 from vae_jax import data as data_lib
 from vae_jax.studies import anomaly
 
-# The default scale: 4 digits, 5 epochs, 10 runs in about 6 minutes on one CPU core.
+# The default scale: 4 digits, 5 epochs, 15 runs in about 10 minutes on one CPU core.
 DEFAULT_CLASSES = (0, 2, 4, 6)
 DEFAULT_EPOCHS = 5
+# trimmed_mse's alpha: the largest default fraction, an upper bound on contamination
+DEFAULT_TRIM_FRACTION = 0.2
 FIGURE = "contamination_auroc.png"
 
 
@@ -63,11 +68,16 @@ def contaminated_sets(
 
 
 def objective_config(
-    config: ml_collections.ConfigDict, name: str
+    config: ml_collections.ConfigDict,
+    name: str,
+    trim_fraction: float = DEFAULT_TRIM_FRACTION,
 ) -> ml_collections.ConfigDict:
-    """``config`` with objective.name = ``name`` (an AE objective), validated."""
+    """``config`` with objective.name = ``name`` (an AE objective), validated; for
+    ``trimmed_mse`` also objective.trim_fraction = ``trim_fraction`` (alpha)."""
     config = config.copy_and_resolve_references()
     config.objective.name = name
+    if name == "trimmed_mse":
+        config.objective.trim_fraction = float(trim_fraction)
     config_checks.validate_config(config)
     return config
 
@@ -104,20 +114,22 @@ def contamination_study(
     config: ml_collections.ConfigDict,
     dataset: str | data_lib.Dataset,
     fractions: Sequence[float] = (0, 0.01, 0.05, 0.1, 0.2),
-    objectives: Sequence[str] = ("mse", "robust_mse"),
+    objectives: Sequence[str] = ("mse", "robust_mse", "trimmed_mse"),
     classes: Sequence[int] = DEFAULT_CLASSES,
     num_epochs: int = DEFAULT_EPOCHS,
     workdir: str | pathlib.Path | None = None,
+    trim_fraction: float = DEFAULT_TRIM_FRACTION,
 ) -> list[dict]:
     """One-class AUROC (Ruff et al. 2018) of every (objective, fraction) pair.
 
     ``config``: an AE config (e.g. ``configs/anomaly_mnist.py``); its objective.name is
     replaced by each of ``objectives``, its seed draws the contaminants (the same for
     every objective). ``dataset``: a ``Dataset`` or a name (loaded with valid_size=0).
+    ``trim_fraction``: trimmed_mse's alpha (replaces the config's).
     Returns one row per pair, fractions outer: {"objective", "fraction",
     "robust_scale" (c^2), "robust_shape" (alpha; both None unless robust_mse),
-    "classes", "num_epochs", "contaminants" [C], "auroc" {c: AUROC}, "mean_auroc",
-    "seconds"}. With a ``workdir``: each row is also ``<objective>_fraction_<f>.json``
+    "trim_fraction" (alpha; None unless trimmed_mse), "classes", "num_epochs",
+    "contaminants" [C], "auroc" {c: AUROC}, "mean_auroc", "seconds"}. With a ``workdir``: each row is also ``<objective>_fraction_<f>.json``
     there, reused when its settings match (resume), and ``FIGURE`` plots the AUROC
     against the fraction.
     """
@@ -135,7 +147,7 @@ def contamination_study(
             dataset.train, dataset.train_labels, classes, fraction, config.seed
         )
         for name in objectives:
-            run_config = objective_config(config, name)
+            run_config = objective_config(config, name, trim_fraction)
             settings = {
                 "dataset": dataset.name,
                 "classes": classes,
@@ -148,7 +160,7 @@ def contamination_study(
                 row = {
                     "objective": name,
                     "fraction": float(fraction),
-                    **_robust_fields(run_config.objective),
+                    **_loss_fields(run_config.objective),
                     "classes": classes,
                     "num_epochs": num_epochs,
                     "contaminants": [int(n) - m for n, m in zip(counts, clean)],
@@ -165,11 +177,15 @@ def contamination_study(
     return rows
 
 
-def _robust_fields(obj: ml_collections.ConfigDict) -> dict:
-    """{"robust_scale": c^2, "robust_shape": alpha} of robust_mse, else None each."""
-    robust = obj.name == "robust_mse"
-    fields = ("robust_scale", "robust_shape")
-    return {f: float(obj[f]) if robust else None for f in fields}
+def _loss_fields(obj: ml_collections.ConfigDict) -> dict:
+    """{"robust_scale": c^2, "robust_shape": alpha} of robust_mse, {"trim_fraction":
+    alpha} of trimmed_mse; the other objectives' are None."""
+    fields = {
+        "robust_scale": "robust_mse",
+        "robust_shape": "robust_mse",
+        "trim_fraction": "trimmed_mse",
+    }
+    return {f: float(obj[f]) if obj.name == n else None for f, n in fields.items()}
 
 
 def _load_row(path: pathlib.Path | None, settings: dict) -> dict | None:
@@ -196,6 +212,8 @@ def write_figure(rows: Sequence[dict], path, *, title: str = "") -> None:
             name += (
                 f" (c^2 = {first['robust_scale']:g}, alpha = {first['robust_shape']:g})"
             )
+        if first.get("trim_fraction") is not None:  # rows saved before it: no key
+            name += f" (alpha = {first['trim_fraction']:g})"
         means = [r["mean_auroc"] for r in mine]
         ax.plot(fractions, means, marker="o", color=color, label=name)
         for c in first["classes"]:
