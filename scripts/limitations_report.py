@@ -120,7 +120,8 @@ def identity_part(workdir, scale, progress, save):
     md = [
         "## 2. Over-complete codes approach the identity",
         (
-            f"MNIST autoencoders D -> K -> D (sigmoid code), {_steps(1500, scale)} steps "
+            "MNIST autoencoders D -> K -> D (a sigmoid code: plain, denoising with 30% "
+            f"masking, sparse; or a linear code), {_steps(1500, scale)} steps "
             "each; other = Fashion-MNIST; noise = uniform pixels; AUROC of the "
             "reconstruction error for other/noise vs MNIST test images; linear probe on "
             "the codes (5000 train, 2000 test images)."
@@ -176,7 +177,7 @@ def complexity_part(workdir, scale, progress, save):
             "VAE 784-400-20, Bernoulli p(x|z) on dynamically binarized pixels, "
             f"{_steps(3000, scale)} steps per dataset. NLL: -L_100 over 1000 test images; "
             "recon_mse on grey levels; FD of 1000 prior samples in the dataset's own "
-            "classifier features (data_fd: real training images), relative = FD / "
+            "classifier features (data_fd: 1000 other test images), relative = FD / "
             "tr(S_real). No harder labelled image set is available offline."
         ),
         _table(rows),

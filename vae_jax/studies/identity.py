@@ -117,12 +117,13 @@ def identity_study(
 
 
 def write_identity_figure(rows: list[dict], path, dim: int) -> None:
-    """AUROC (other data, noise) and probe accuracy against K, a line per variant."""
+    """AUROC (other data vs MNIST), the other data's reconstruction MSE and the probe
+    accuracy against K, a line per variant."""
     from vae_jax import plots  # lazy: matplotlib import
 
     metrics = {
         "AUROC: other dataset vs MNIST": "auroc_other",
-        "AUROC: uniform noise vs MNIST": "auroc_noise",
+        "reconstruction MSE of the other dataset": "mse_other",
         "linear probe accuracy on codes": "probe_accuracy",
     }
     panels = {}
