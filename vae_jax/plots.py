@@ -44,11 +44,21 @@ def plot_curves(
             steps, values = zip(*points)
             marker = "o" if len(points) < 20 else None
             ax.plot(steps, values, marker=marker, label=labels.get(key, key))
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel(ylabels.get(title, ""))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _label_panel(ax, title, "step", ylabels.get(title, ""))
+    _save(fig, path, suptitle)
+
+
+def _label_panel(ax, title: str, xlabel: str, ylabel: str) -> None:
+    """Small title, axis labels, a light grid and a legend."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _save(fig, path, suptitle: str = "") -> None:
+    """Writes ``fig`` (with its suptitle) to ``path`` as a 100-dpi PNG and closes it."""
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
@@ -298,16 +308,8 @@ def line_panels(
             ax.plot(xs, ys, marker="o", label=label)
         if log_x:
             ax.set_xscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel(xlabels.get(title, ""))
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        _label_panel(ax, title, xlabels.get(title, ""), ylabel)
+    _save(fig, path, suptitle)
 
 
 def extremes_and_histograms(

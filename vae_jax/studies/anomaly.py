@@ -104,9 +104,13 @@ def stack_by_class(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-class training sets zero-padded to a common size: x: [N, D], y: [N] ->
     (xs [C, M, D], counts [C]) with M = the largest class; rows >= counts[c] are unused."""
-    parts = [x[y == c] for c in classes]
+    return pad_stack([x[y == c] for c in classes])
+
+
+def pad_stack(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """C arrays [n_c, D] zero-padded to [C, max n_c, D], with counts [C]."""
     counts = np.array([len(p) for p in parts], np.int32)
-    xs = np.zeros((len(parts), counts.max(), x.shape[1]), x.dtype)
+    xs = np.zeros((len(parts), counts.max(), parts[0].shape[1]), parts[0].dtype)
     for i, part in enumerate(parts):
         xs[i, : len(part)] = part
     return xs, counts

@@ -60,11 +60,7 @@ def contaminated_sets(
             raise ValueError(f"class {c}: {k} contaminants, {len(others)} available.")
         pick = np.random.default_rng((seed, int(c))).permutation(others)[:k]
         parts.append(np.concatenate([own, x[pick]]))
-    counts = np.array([len(p) for p in parts], np.int32)
-    xs = np.zeros((len(parts), counts.max(), x.shape[1]), x.dtype)
-    for i, part in enumerate(parts):
-        xs[i, : len(part)] = part
-    return xs, counts
+    return anomaly.pad_stack(parts)
 
 
 def objective_config(
