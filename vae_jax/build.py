@@ -20,6 +20,7 @@ from vae_jax import (
     parallel,
     tc_objectives,
     train,
+    vq_objectives,
 )
 from vae_jax import data as data_lib
 
@@ -137,13 +138,17 @@ def build_experiment(
         image_shape=dataset.image_shape,
         sigma=sigma,
     )
+    model = vq_objectives.with_count_probe(config.objective, model)  # EMA codebook
+    ema_decay = vq_objectives.codebook_ema_decay(config.objective)
     return Experiment(
         config=config,
         dataset=dataset,
         model=model,
         loss_one=objectives.make_objective(config, model),
         hparams_fn=objectives.make_hparams(config),
-        tx=optim.make_optimizer(config.optim, total, steps_per_epoch),
+        tx=optim.make_optimizer(
+            config.optim, total, steps_per_epoch, codebook_ema_decay=ema_decay
+        ),
         keys=train.split_root_key(config.seed),
         total_steps=int(total),
         steps_per_epoch=steps_per_epoch,

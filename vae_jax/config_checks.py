@@ -39,6 +39,7 @@ def choices() -> dict[str, tuple]:
         "objective.likelihood": vae.LIKELIHOODS,
         "objective.corruption": tuple(corruptions.CORRUPTIONS),
         "objective.mmd_kernel": tuple(mmd.KERNELS),
+        "objective.codebook_update": vq_objectives.CODEBOOK_UPDATES,
         "data.name": data.DATASETS,
         "data.binarize": ("none", "dynamic"),
         "optim.name": tuple(optim.OPTIMIZERS),

@@ -91,7 +91,9 @@ _OBJECTIVE_TEXT = {
         f"{SQUARED_ERROR_IMAGE} (+ penalty)",
     ),
     "vq": lambda o: (
-        f"||x - g(z_q)||^2 + ||sg[z_e] - e||^2 + {o.commitment:g} ||z_e - sg[e]||^2",
+        f"||x - g(z_q)||^2 + ||sg[z_e] - e||^2 + {o.commitment:g} ||z_e - sg[e]||^2"
+        if o.codebook_update == "gradient"
+        else f"||x - g(z_q)||^2 + {o.commitment:g} ||z_e - sg[e]||^2, EMA codebook",
         f"{SQUARED_ERROR_IMAGE} (+ VQ terms)",
     ),
     "sparse_mse": lambda o: (

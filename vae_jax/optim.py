@@ -1,6 +1,8 @@
 """Optimizers and learning-rate schedules from ``config.optim`` (optax).
 
 "burda" is the 8-stage schedule of Burda et al. 2015, §5 (yburda/iwae ``experiments.py``).
+A VQ-VAE's codebook may instead follow the exponential moving averages of van den Oord
+et al. 2017, App. A.1 (``codebook_ema_decay``; ``vector_quantize.ema_codebook``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 import optax
+
+from vae_jax import vector_quantize as vq
 
 BURDA_STAGES = 8  # i = 0..7
 
@@ -90,9 +94,13 @@ def make_optimizer(
     optim: ml_collections.ConfigDict,
     total_steps: int,
     steps_per_epoch: int | None = None,
+    *,
+    codebook_ema_decay: float | None = None,
 ):
     """optax optimizer by name (``OPTIMIZERS``) from ``config.optim``, with optional
-    global-norm clipping."""
+    global-norm clipping. ``codebook_ema_decay`` g: the VQ-VAE's codebook and count
+    probe follow ``vector_quantize.ema_codebook(g)`` instead (its N and m in the
+    optimizer state), every other parameter the optimizer, clipped by its own norm."""
     if optim.name not in OPTIMIZERS:
         raise ValueError(
             f"Unknown optimizer {optim.name!r}; choose one of {sorted(OPTIMIZERS)}."
@@ -102,4 +110,7 @@ def make_optimizer(
     )
     if optim.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
+    if codebook_ema_decay is not None:
+        transforms = {"ema": vq.ema_codebook(codebook_ema_decay), "optimizer": tx}
+        tx = optax.multi_transform(transforms, vq.ema_labels)
     return tx

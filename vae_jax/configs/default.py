@@ -85,6 +85,10 @@ def get_config() -> ml_collections.ConfigDict:
     # "vq" (kind="vqvae"; van den Oord et al. 2017, eq. 3): ||x - g(z_q)||^2 (summed
     # over pixels) + ||sg[z_e] - e||^2 + commitment ||z_e - sg[e]||^2, summed over N
     config.objective.commitment = 0.25  # beta of the commitment term (paper: 0.25)
+    # "gradient": the codebook term above trains e | "ema": e_j = m_j / N_j, moving
+    # averages of the code vectors assigned to e_j and of their count (App. A.1)
+    config.objective.codebook_update = "gradient"
+    config.objective.ema_decay = 0.99  # gamma of the "ema" codebook (paper: 0.99)
     # "beta_tcvae" (kind="vae"; Chen et al. 2018): -ELBO + (tc_beta - 1) TC_hat, TC_hat
     # the minibatch-weighted-sampling estimate of KL(q(z) || prod_j q(z_j)) (tc.py)
     config.objective.tc_beta = 1.0  # beta, weight of the total correlation; 1 = ELBO

@@ -9,7 +9,10 @@ the N quantised vectors z_q(x) flattened, [N * C]. Gradients pass the quantiser
 straight through (§3.2). A dense layer, not a spatial map, gives the N vectors, so the
 MLP and conv trunks share one code shape: the paper's conv VQ-VAE quantises each cell
 of a feature map instead (N = H' W' vectors), which this layout would express as a
-different encoder. Trained by ``vq_objectives`` (eq. 3).
+different encoder. Trained by ``vq_objectives`` (eq. 3). With ``count_probe`` (the
+EMA codebook of App. A.1) it holds one more parameter, ``count_probe`` p [M], always
+zero, through whose gradient the objective hands the entries' counts to the optimizer
+(``vector_quantize.statistics_carrier``).
 
 Protocol: ``code`` is z_q(x) flattened, [..., N * C] (continuous, so the ex-post
 densities of ``studies.expost`` apply to it); ``code_indices`` the indices k [..., N];
@@ -44,6 +47,7 @@ class VQVAE(nn.Module):
     codebook_size: int  # M
     dtype: Any = jnp.float32
     kernel_init: str = "lecun_normal"
+    count_probe: bool = False  # + the zero parameter p [M] (EMA codebook updates)
 
     generative: ClassVar[bool] = False  # samples need a prior over the indices
 
@@ -56,8 +60,11 @@ class VQVAE(nn.Module):
             1.0, "fan_in", "uniform", in_axis=-1, out_axis=-2
         )
         self.codebook = self.param(
-            "codebook", codebook_init, (self.codebook_size, self.code_dim)
+            vq.CODEBOOK, codebook_init, (self.codebook_size, self.code_dim)
         )
+        if self.count_probe:
+            zeros = nn.initializers.zeros_init()
+            self.probe = self.param(vq.COUNT_PROBE, zeros, (self.codebook_size,))
 
     def encode(self, x):
         """z_e(x): [..., D] -> [..., N, C]."""
@@ -70,6 +77,9 @@ class VQVAE(nn.Module):
 
     def get_codebook(self):
         return self.codebook
+
+    def get_count_probe(self):
+        return self.probe
 
     def quantized(self, x):
         """(z_e [..., N, C], z_q [..., N, C], k [..., N], g(z_e + sg[z_q - z_e]) [..., D]):
@@ -94,6 +104,11 @@ class VQVAE(nn.Module):
     def codebook_of(self, params) -> jax.Array:
         """The codebook e: [M, C]."""
         return self.apply(params, method="get_codebook")
+
+    @nn.nowrap
+    def count_probe_of(self, params) -> jax.Array:
+        """The zero parameter p: [M] (``count_probe=True`` only)."""
+        return self.apply(params, method="get_count_probe")
 
     @nn.nowrap
     def forward(self, params, x: jax.Array):

@@ -284,18 +284,33 @@ def sweep_index(flag_value: int | None, num_runs: int, environ=os.environ):
     return index
 
 
+def _ema_codebook(run: Run) -> bool:
+    """Whether ``run`` updates a VQ-VAE's codebook by moving averages, not the
+    optimizer: ``vmapped.SweepState`` would scale that update too."""
+    return run.config.objective.get("codebook_update") == "ema"
+
+
 def vmap_groups(runs: Sequence[Run]) -> list[list[Run]]:
-    """``runs`` grouped by every field outside ``VMAPPABLE``: one program per group."""
+    """``runs`` grouped by every field outside ``VMAPPABLE``: one program per group;
+    a run with an EMA codebook forms a group of its own (``check_vmappable``)."""
     groups = {}
     for run in runs:
         fixed = sorted((k, repr(v)) for k, v in flatten(run.config).items())
         key = repr([kv for kv in fixed if kv[0] not in VMAPPABLE])
+        if _ema_codebook(run):  # alone: trained as a process
+            key = repr(("ema", run.name))
         groups.setdefault(key, []).append(run)
     return list(groups.values())
 
 
 def check_vmappable(runs: Sequence[Run]) -> None:
-    """ValueError naming a field outside ``VMAPPABLE`` in which two configs differ."""
+    """ValueError naming a field outside ``VMAPPABLE`` in which two configs differ,
+    or an EMA codebook (``SweepState`` scales every update by the learning rate)."""
+    if any(map(_ema_codebook, runs)):
+        raise ValueError(
+            "--mode=vmap scales every update by the learning rate, the EMA codebook's "
+            "(objective.codebook_update='ema') too. Use --mode=process."
+        )
     first = flatten(runs[0].config)
     for run in runs[1:]:
         for key, value in flatten(run.config).items():
