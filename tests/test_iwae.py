@@ -245,6 +245,7 @@ def test_per_example_values_use_each_rows_documented_key():
     fn = evaluate.make_per_example_fn(loss_one, hp)
     key = jax.random.PRNGKey(10)
     values = evaluate.per_example_values(fn, params, np.asarray(xs), 3, key)
+    assert {k: len(v) for k, v in values.items()} == dict.fromkeys(values, 7)  # no pad
     for i in range(7):
         row_key = jax.random.split(jax.random.fold_in(key, i // 3), 3)[i % 3]
         want = loss_one(params, xs[i], row_key, hp)[0]
@@ -269,3 +270,11 @@ def test_mean_and_stderr_against_numpy(values):
     mean, stderr = evaluate.mean_and_stderr(np.asarray(values, np.float32))
     want = np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
     assert mean == pytest.approx(np.mean(values)) and stderr == pytest.approx(want)
+
+
+def test_nll_defaults_follow_burda_et_al():
+    """k = 5000 importance samples by default (Burda et al. 2015, §5)."""
+    import inspect
+
+    for fn in (evaluate.make_log_likelihood_fn, evaluate.evaluate_model):
+        assert inspect.signature(fn).parameters["num_samples"].default == 5000
