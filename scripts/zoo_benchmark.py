@@ -115,6 +115,9 @@ def row_config(name: str, dataset: str, epochs: int, quick: bool):
     config.optim.update(name="adam", learning_rate=1e-3, schedule="constant")
     config.train.update(batch_size=128, num_epochs=epochs, num_steps=0)
     config.train.update(log_every=500, checkpoint_every=2000, write_figures=False)
+    # every row is an MLP: the conv configs' one step per call and mid-run
+    # evaluations are not wanted here
+    config.train.update(steps_per_dispatch=100, eval_every=0)
     if quick:
         config.data.name = "digits"
         config.model.num_pseudo_inputs = min(config.model.num_pseudo_inputs, 50)
