@@ -43,6 +43,85 @@ EQUIVALENT = [
 ]
 
 
+# evaluate.py: defaults that size a Monte-Carlo estimate or its memory, PRNG stream
+# constants, and progress-log lines; none changes what is estimated
+_KNOBS = "a default that sizes the computation, not the estimand (chunks and batches are masked, so L_k and the means are the same sums)"
+_STREAM = "another PRNG stream for the same estimator: the same distribution of results"
+_LOG = (
+    "only the progress line printed while L_k runs; the returned values are unchanged"
+)
+EQUIVALENT += (
+    [
+        ("evaluate", "chunk_size: int = 500,", f"chunk_size: int = {n},", _KNOBS)
+        for n in (499, 501)
+    ]
+    + [
+        (
+            "evaluate",
+            "log_weights: Callable, num_samples: int = 5000, chunk_size: int = 500",
+            "log_weights: Callable, num_samples: int = 5000, chunk_size: int = 499",
+            _KNOBS,
+        ),
+        ("evaluate", "batch_size: int = 20,", "batch_size: int = 21,", _KNOBS),
+    ]
+    + [
+        (
+            "evaluate",
+            "active_examples: int = 500,",
+            f"active_examples: int = {n},",
+            "the number of training examples the active-unit variance is estimated on",
+        )
+        for n in (499, 501)
+    ]
+    + [
+        (
+            "evaluate",
+            "exp, params, key: jax.Array | None = None, active_examples: int = 500",
+            "exp, params, key: jax.Array | None = None, active_examples: int = 501",
+            "the number of training examples the active-unit variance is estimated on",
+        ),
+        (
+            "evaluate",
+            'key = jax.random.fold_in(exp.keys["eval"], 5000)',
+            'key = jax.random.fold_in(exp.keys["eval"], 5001)',
+            _STREAM,
+        ),
+        (
+            "evaluate",
+            "train_x = fixed_binarization(train_x, jax.random.fold_in(key, 1))",
+            "train_x = fixed_binarization(train_x, jax.random.fold_in(key, 0))",
+            _STREAM,
+        ),
+        (
+            "evaluate",
+            "jax.random.fold_in(key, 2),",
+            "jax.random.fold_in(key, 3),",
+            _STREAM,
+        ),
+        ("evaluate", "if log_every > 0:", "if log_every >= 0:", _LOG),
+        ("evaluate", "if log_every > 0:", "if log_every > -1:", _LOG),
+        (
+            "evaluate",
+            "so_far = np.concatenate(parts)[mask[:done] > 0]",
+            "so_far = np.concatenate(parts)[mask[:done] > -1]",
+            _LOG,
+        ),
+        (
+            "evaluate",
+            "eta = (time.time() - start) * (len(xb) - done) / done",
+            "eta = (time.time() - start) * (len(xb) - done) * done",
+            _LOG,
+        ),
+        (
+            "evaluate",
+            "return {k: np.asarray(v).reshape(-1)[mask.reshape(-1) > 0] for k, v in out.items()}",
+            "return {k: np.asarray(v).reshape(- 2)[mask.reshape(-1) > 0] for k, v in out.items()}",
+            "numpy reads any negative size in reshape as 'infer this axis', as -1",
+        ),
+    ]
+)
+
+
 def load_session(path: pathlib.Path) -> list[tuple[dict, dict | None]]:
     """(work item, result or None) pairs of one ``cosmic-ray dump``."""
     pairs = []
