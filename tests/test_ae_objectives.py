@@ -294,6 +294,7 @@ def test_trimmed_batch_loss_is_the_sum_of_the_smallest_errors_over_b(
     np.testing.assert_allclose(value, kept.mean() * (8 - dropped) / 8, rtol=1e-5)
     np.testing.assert_allclose(aux["kept_mse"], kept.mean(), rtol=1e-5)
     np.testing.assert_allclose(aux["mse"], errors.mean(), rtol=1e-5)  # all B
+    assert all(np.shape(v) == () for v in aux.values())  # an empty array would pass
     np.testing.assert_allclose(aux["trim_threshold"], errors[8 - dropped], rtol=1e-5)
     per_example, _ = objectives.per_example(objectives.make_objective(config, model))(
         params, xs, jax.random.key(12), {}
@@ -351,3 +352,17 @@ def test_config_accepts_trimmed_mse_and_rejects_alpha_outside_0_1():
     bad.model.kind = "vae"  # no reconstruct: the AE family only
     with pytest.raises(ValueError, match="objective.name"):
         config_checks.validate_config(bad)
+
+
+def test_robust_defaults_are_the_cauchy_loss():
+    """shape alpha = 0 by default, in the loss and in the objective."""
+    import inspect
+
+    e = jnp.array([0.0, 0.02, 3.0])
+    np.testing.assert_allclose(
+        ae_objectives.robust_loss(e, 0.01),
+        0.01 * np.log1p(np.asarray(e) / 0.01),
+        rtol=1e-6,
+    )
+    signature = inspect.signature(ae_objectives.robust_squared_error)
+    assert signature.parameters["shape"].default == 0.0
