@@ -366,3 +366,14 @@ def test_robust_defaults_are_the_cauchy_loss():
     )
     signature = inspect.signature(ae_objectives.robust_squared_error)
     assert signature.parameters["shape"].default == 0.0
+
+
+@pytest.mark.parametrize("shape", [-2.0, 1.0])
+def test_robust_weight_metric_is_the_loss_derivative(shape):
+    """The logged weight is drho/de at the example's MSE for every shape alpha."""
+    config = _robust_config(scale=0.02, shape=shape)
+    model, params = _model_and_params(config)
+    x = jax.random.uniform(jax.random.key(17), (D,))
+    _, aux = objectives.make_objective(config, model)(params, x, jax.random.key(1), {})
+    slope = jax.grad(lambda e: ae_objectives.robust_loss(e, 0.02, shape))(aux["mse"])
+    np.testing.assert_allclose(aux["robust_weight"], slope, rtol=1e-5)
