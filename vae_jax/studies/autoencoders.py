@@ -49,9 +49,15 @@ def apply_batched(fn, x: np.ndarray, batch_size: int = 5000) -> np.ndarray:
     )
 
 
+def reconstructions(model, params, x: np.ndarray) -> np.ndarray:
+    """The model's reconstruction E[x | z = code(x)] (an AE's g(f(x))) of every row:
+    x: [N, D] -> [N, D], batched."""
+    return apply_batched(lambda xb: model.reconstruct(params, xb), x)
+
+
 def reconstruction_mse(model, params, x: np.ndarray) -> float:
     """mean_n ||x_n - g(f(x_n))||^2 / D over x: [N, D]."""
-    recon = apply_batched(lambda xb: model.apply(params, xb), x)
+    recon = reconstructions(model, params, x)
     return float(np.mean(np.square(x - recon), dtype=np.float64))
 
 

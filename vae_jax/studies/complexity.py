@@ -52,7 +52,7 @@ def score_dataset(exp, params, dataset, net, *, num_test, num_samples, seed=0):
     nll = evaluate.evaluate_log_likelihood(
         ll_fn, params, binary, 100, jax.random.fold_in(key, 1)
     )
-    recon = autoencoders.apply_batched(lambda x: exp.model.reconstruct(params, x), test)
+    recon = autoencoders.reconstructions(exp.model, params, test)
     z = exp.model.sample_latents(params, jax.random.fold_in(key, 2), num_test)
     samples = np.asarray(exp.model.decode_mean(params, z))
     # the floor: other test images (training images sit closer to the classifier's

@@ -50,7 +50,7 @@ def identity_config(variant: str, latent_dim: int, num_steps: int):
 
 def per_example_mse(model, params, x: np.ndarray) -> np.ndarray:
     """||x_n - g(f(x_n))||^2 / D per row. x: [N, D] -> [N]."""
-    recon = autoencoders.apply_batched(lambda xb: model.reconstruct(params, xb), x)
+    recon = autoencoders.reconstructions(model, params, x)
     return np.mean(np.square(x - recon, dtype=np.float64), axis=1)
 
 

@@ -137,7 +137,7 @@ def mse_optimum_study(
     test_x = dataset.test[:num_test]
     train_codes = codes.encode_codes(model, params, dataset.train)
     test_codes = codes.encode_codes(model, params, test_x)
-    recon = autoencoders.apply_batched(lambda xb: model.reconstruct(params, xb), test_x)
+    recon = autoencoders.reconstructions(model, params, test_x)
     mean_img, nearest = code_neighbour_images(
         train_codes, test_codes, dataset.train, num_neighbours
     )

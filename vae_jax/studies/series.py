@@ -148,12 +148,9 @@ def score_and_mse(exp, params, x: np.ndarray, key, num_samples: int = 16):
     score_one = anomaly.make_score_fn(exp.model, SCORES[name], num_samples)
     stacked = jax.tree.map(lambda p: p[None], params)  # one model: [1, ...]
     scores = anomaly.make_score_all(score_one)(stacked, x, key)[:, 0]
-    return scores, np.mean(np.square(x - reconstruct_all(exp.model, params, x)), axis=1)
-
-
-def reconstruct_all(model, params, x: np.ndarray) -> np.ndarray:
-    """E[x | z = code(x)] (an AE's g(f(x))): x: [N, T] -> [N, T], batched."""
-    return autoencoders.apply_batched(lambda xb: model.reconstruct(params, xb), x)
+    return scores, np.mean(
+        np.square(x - autoencoders.reconstructions(exp.model, params, x)), axis=1
+    )
 
 
 def anomaly_sets(
@@ -289,7 +286,7 @@ def series_latent_map(
     for name, config in configs.items():
         exp, params, _ = autoencoders.fit(config, dataset)
         ctr, cte = (codes_lib.encode_codes(exp.model, params, x) for x in (xtr, xte))
-        recon = reconstruct_all(exp.model, params, xte)
+        recon = autoencoders.reconstructions(exp.model, params, xte)
         rows.append({"dataset": dataset_name, "representation": f"{name} codes"})
         rows[-1].update(
             latent_dim=int(ctr.shape[1]),
