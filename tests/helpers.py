@@ -2,8 +2,10 @@
 ``tests`` folder is on ``sys.path``, see ``pythonpath`` in ``pyproject.toml``)."""
 
 import importlib
+import importlib.util
 import math
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,19 @@ import optax
 from vae_jax import models, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]  # the repository root
+
+
+def load_script(name: str):
+    """The module ``scripts/<name>.py`` (scripts are not a package), executed once per
+    process and kept in ``sys.modules`` (its absl flags are defined once; dataclasses
+    look their module up there)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_config(base: str = "default", **sections) -> ml_collections.ConfigDict:

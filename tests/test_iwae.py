@@ -191,6 +191,10 @@ def test_dataset_log_likelihood_masks_padding_and_reports_stderr():
         out["nll_stderr"], np.std(rows, ddof=1) / np.sqrt(7), rtol=1e-4
     )
     assert out["num_examples"] == 7 and out["nll"] > 0
+    each = evaluate.evaluate_log_likelihood(
+        ll_fn, params, np.asarray(xs), 3, key, 50, per_example=True
+    )["log_likelihoods"]
+    np.testing.assert_allclose(each, rows, rtol=1e-5)  # per image, padding dropped
 
 
 def test_active_units_counts_units_the_encoder_uses():

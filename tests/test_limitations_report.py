@@ -2,7 +2,6 @@
 saved mid-part reach the next run, a different scale is refused; and (slow) the whole
 report at a tiny scale writes every figure it links."""
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -10,16 +9,14 @@ import sys
 
 import pytest
 
+import helpers
 from helpers import REPO
 
 SCRIPT = REPO / "scripts" / "limitations_report.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("limitations_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_script("limitations_report")
 
 
 def test_rerun_resumes_parts_and_rows(tmp_path, monkeypatch):

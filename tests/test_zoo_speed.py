@@ -1,20 +1,13 @@
 """scripts/zoo_speed.py: the alternation of the libraries and the medians and ratios
 of its table (the timed runs need torch and pythae, so they are not run here)."""
 
-import importlib.util
-
 import pytest
 
-from helpers import REPO
+import helpers
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location(
-        "zoo_speed", REPO / "scripts" / "zoo_speed.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_script("zoo_speed")
 
 
 def test_libraries_alternate_between_rounds():

@@ -211,14 +211,16 @@ def evaluate_log_likelihood(
     key: jax.Array,
     num_samples: int | None = None,
     log_every: int = 0,
-) -> dict[str, float]:
+    per_example: bool = False,
+) -> dict[str, Any]:
     """Test log-likelihood estimate over ``x: [N, D]`` (Burda et al. 2015, §5: k = 5000).
 
     ``log_likelihoods`` (``log_every``: progress lines), summarised. Returns, in nats
     per image: ``log_likelihood`` = mean_x L_k(x) (<= 0 for binary data), ``nll`` =
     -that (the paper's "test NLL", lower is better), ``nll_stderr`` = std_x L_k(x) /
     sqrt(N) (spread over the test set, not the Monte-Carlo error), ``num_examples`` = N
-    and ``num_samples`` = k when given.
+    and ``num_samples`` = k when given; with ``per_example``, ``log_likelihoods`` = the
+    [N] float64 array of L_k(x) (for paired comparisons of models on one test set).
     """
     bounds = log_likelihoods(ll_fn, params, x, batch_size, key, log_every)
     mean, stderr = mean_and_stderr(bounds)
@@ -226,6 +228,8 @@ def evaluate_log_likelihood(
     out["num_examples"] = float(len(bounds))
     if num_samples is not None:
         out["num_samples"] = float(num_samples)
+    if per_example:
+        out["log_likelihoods"] = bounds
     return out
 
 
@@ -262,6 +266,7 @@ def evaluate_model(
     active_examples: int = 500,
     key: jax.Array | None = None,
     log_every: int = 0,
+    per_example: bool = False,
 ) -> dict[str, Any]:
     """Test NLL = -mean_x L_k(x) over ``x: [N, D]`` and active units of a latent-variable
     model (Burda et al. 2015, Table 1 and §5.2).
@@ -272,7 +277,8 @@ def evaluate_model(
     active units use the first ``active_examples`` training images (one fixed
     binarization if the run binarizes dynamically). ``key``: default
     ``fold_in(exp.keys["eval"], 5000)``; the units use ``fold_in(key, 1)`` (binarization)
-    and ``fold_in(key, 2)``. ``log_every``: see ``evaluate_log_likelihood``.
+    and ``fold_in(key, 2)``. ``log_every``, ``per_example``: see
+    ``evaluate_log_likelihood``.
 
     Returns ``evaluate_log_likelihood``'s dict (nats per image: ``nll``,
     ``nll_stderr``, ...) plus ``active_units`` [count per stochastic layer],
@@ -284,7 +290,14 @@ def evaluate_model(
     ll_fn = make_log_likelihood_fn(exp.model.log_weights, num_samples, chunk_size)
     start = time.time()
     out = evaluate_log_likelihood(
-        ll_fn, params, x, batch_size, key, num_samples, log_every=log_every
+        ll_fn,
+        params,
+        x,
+        batch_size,
+        key,
+        num_samples,
+        log_every=log_every,
+        per_example=per_example,
     )
     seconds = time.time() - start
     units = experiment_active_units(exp, params, key, active_examples)
