@@ -89,7 +89,7 @@ def trainer_config(model_name: str, args):
         "per_device_train_batch_size": 128,
         "per_device_eval_batch_size": 500,
         "no_cuda": True,
-        "seed": 0,
+        "seed": args.seed,
         "steps_saving": None,
     }
     if model_name == "RAE_L2":  # the decoder's weight decay is its regulariser
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--nll_samples", type=int, default=5000)
     parser.add_argument("--nll_examples", type=int, default=2000)
     parser.add_argument("--num_samples", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     args = parser.parse_args()
@@ -139,7 +140,7 @@ def main() -> None:
 
     from vae_jax import data
 
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     dataset = data.load_dataset("digits" if args.quick else args.dataset, valid_size=0)
     train, test = dataset.train, dataset.test
     model = build(

@@ -16,9 +16,11 @@ from a 10-component Gaussian mixture fitted to the training codes (classifier
 features, not Inception), -L_k over the first ``--nll_examples`` test images, active
 units, and the process's wall time to the end of training.
 
-Each (dataset, model) is one process (``--dataset D --model M``; usable as an array
-job) writing ``<workdir>/<dataset>/<model>/result.json``, its run in ``run/`` beside
-it: finished ones are skipped and a stopped run resumes from its checkpoint. Pythae
+Each (dataset, model, seed) is one process (``--dataset D --model M --seed S``; usable
+as an array job) writing ``<workdir>/<dataset>/<model>[_seed<S>]/result.json``, its run
+in ``run/`` beside it: finished ones are skipped and a stopped run resumes from its
+checkpoint. The rows in ``SEEDED`` (VAE, VampPrior, IWAE) train with ``--seeds``
+seeds (default 3) and the tables give their mean ± standard deviation over seeds. Pythae
 rows (``scripts/_pythae_zoo.py`` in the interpreter ``--pythae_python`` names, with
 torch and pythae) write their reconstructions and samples as arrays, scored here
 by the same functions. At the end: ``results.json``, ``results.md``,
@@ -32,6 +34,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +44,7 @@ START = time.perf_counter()  # the process's start, for the whole-process time
 HERE = pathlib.Path(__file__).resolve()
 DATASETS = ("mnist", "fashion_mnist")
 HIDDEN, LATENT = (400,), 16
+SEEDED = ("vae", "vamp_vae", "iwae")  # rows trained with --seeds seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +104,9 @@ ROWS = {
 }
 
 
-def row_config(name: str, dataset: str, epochs: int, quick: bool):
+def row_config(name: str, dataset: str, epochs: int, quick: bool, seed: int = 0):
     """The config of row ``name``: its bundled config, its changes, then the shared
-    setup of the module docstring (``--quick``: digits)."""
+    setup of the module docstring (``--quick``: digits), with ``config.seed = seed``."""
     import importlib
 
     row = ROWS[name]
@@ -118,6 +122,7 @@ def row_config(name: str, dataset: str, epochs: int, quick: bool):
     # every row is an MLP: the conv configs' one step per call and mid-run
     # evaluations are not wanted here
     config.train.update(steps_per_dispatch=100, eval_every=0)
+    config.seed = seed
     if quick:
         config.data.name = "digits"
         config.model.num_pseudo_inputs = min(config.model.num_pseudo_inputs, 50)
@@ -129,7 +134,7 @@ def evaluate_vae_jax(name: str, args, out: pathlib.Path) -> dict:
     """Trains row ``name`` (the runner's loop, resumable) and scores it."""
     from vae_jax import evaluate_run, loop, runs
 
-    config = row_config(name, args.dataset, args.epochs, args.quick)
+    config = row_config(name, args.dataset, args.epochs, args.quick, args.seed)
     final = loop.train_and_evaluate(config, str(out / "run"))
     train_wall = time.perf_counter() - START
     run = runs.load_run(out / "run")
@@ -138,6 +143,7 @@ def evaluate_vae_jax(name: str, args, out: pathlib.Path) -> dict:
     return {
         "library": "vae_jax",
         "model": name,
+        "seed": args.seed,
         "dataset": run.dataset.name,
         "train_wall_seconds": train_wall,
         "final": {k: float(v) for k, v in final.items()},
@@ -239,6 +245,8 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
             str(args.nll_examples),
             "--num_samples",
             str(args.quality_samples),
+            "--seed",
+            str(args.seed),
             "--out",
             str(out),
         ] + (["--quick"] if args.quick else [])
@@ -264,6 +272,7 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
         "library": "pythae",
         "model": name,
         "pythae_model": class_name,
+        "seed": args.seed,
         "dataset": dataset.name,
         "train_wall_seconds": timing["train_wall_seconds"],
         "mse": evaluate.mean_and_stderr(mse)[0],
@@ -281,7 +290,7 @@ def run_one(args) -> None:
     from vae_jax import runtime, writer
 
     runtime.configure()
-    out = config_dir(args.workdir, args.dataset, args.model, args.library)
+    out = config_dir(args.workdir, args.dataset, args.model, args.library, args.seed)
     out.mkdir(parents=True, exist_ok=True)
     if args.library == "pythae":
         result = evaluate_pythae(args.model, args, out)
@@ -290,25 +299,34 @@ def run_one(args) -> None:
     writer.write_text_atomic(out / "result.json", json.dumps(result, indent=1))
 
 
-def config_dir(workdir, dataset, model, library) -> pathlib.Path:
+def config_dir(workdir, dataset, model, library, seed: int = 0) -> pathlib.Path:
     prefix = "" if library == "vae_jax" else "pythae_"
-    return pathlib.Path(workdir) / dataset / f"{prefix}{model}"
+    suffix = f"_seed{seed}" if seed else ""
+    return pathlib.Path(workdir) / dataset / f"{prefix}{model}{suffix}"
+
+
+def seeds_of(model: str, num_seeds: int) -> range:
+    """Seeds row ``model`` trains with: ``num_seeds`` for the ``SEEDED`` rows, else 1."""
+    return range(num_seeds if model in SEEDED else 1)
 
 
 # ------------------------------------------------------------------ the driver
-def pending(args) -> list[tuple[str, str, str]]:
-    """(dataset, model, library) of every configuration without a result.json."""
+def pending(args) -> list[tuple[str, str, str, int]]:
+    """(dataset, model, library, seed) of every configuration without a result.json,
+    all first seeds before any second one."""
     todo = []
-    for dataset in args.datasets:
-        for model in args.models:
-            libraries = ["vae_jax"]
-            if args.pythae_python and ROWS[model].pythae:
-                libraries.append("pythae")
-            for library in libraries:
-                if not (
-                    config_dir(args.workdir, dataset, model, library) / "result.json"
-                ).is_file():
-                    todo.append((dataset, model, library))
+    for seed in range(args.seeds):
+        for dataset in args.datasets:
+            for model in args.models:
+                if seed not in seeds_of(model, args.seeds):
+                    continue
+                libraries = ["vae_jax"]
+                if args.pythae_python and ROWS[model].pythae:
+                    libraries.append("pythae")
+                for library in libraries:
+                    out = config_dir(args.workdir, dataset, model, library, seed)
+                    if not (out / "result.json").is_file():
+                        todo.append((dataset, model, library, seed))
     return todo
 
 
@@ -343,7 +361,7 @@ def drive(args) -> None:
     failed = []
     while todo or running:
         while todo and len(running) < args.jobs:
-            dataset, model, library = item = todo.pop(0)
+            dataset, model, library, seed = item = todo.pop(0)
             command = [
                 sys.executable,
                 str(HERE),
@@ -353,9 +371,11 @@ def drive(args) -> None:
                 model,
                 "--library",
                 library,
+                "--seed",
+                str(seed),
                 *shared_flags(args),
             ]
-            print(f"start {library} {model} on {dataset}", flush=True)
+            print(f"start {library} {model} on {dataset}, seed {seed}", flush=True)
             running.append((subprocess.Popen(command), item))
         time.sleep(0.5)
         for proc, item in list(running):
@@ -364,7 +384,7 @@ def drive(args) -> None:
                 status = (
                     "done" if proc.returncode == 0 else f"failed ({proc.returncode})"
                 )
-                print(f"{status}: {' '.join(item[::-1])}", flush=True)
+                print(f"{status}: {' '.join(map(str, item[::-1]))}", flush=True)
                 if proc.returncode:
                     failed.append(item)
     report(args)
@@ -392,29 +412,47 @@ def report(args) -> None:
 COLUMNS = ("mse", "nll", "prior FD", "GMM FD", "AU", "train s")
 
 
-def _cells(r: dict | None) -> list[str]:
-    if r is None:
-        return ["", "", "", "", "", ""]
+def mean_and_spread(values, digits: int) -> str:
+    """'mean' of one value, 'mean ± sd' (sample standard deviation) of several; None
+    values are left out, '' when none is left."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return (
+        f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    )
 
-    def fd(section):
-        return "" if not section else f"{section['frechet_distance']:.2f}"
 
-    nll = "" if r.get("nll") is None else f"{r['nll']:.2f}"
-    au = r.get("active_units")
+def _cells(results: list[dict]) -> list[str]:
+    """The COLUMNS of one (dataset, library, model) over its seeds."""
+    if not results:
+        return [""] * len(COLUMNS)
+
+    def fd(sampler):
+        return [(r.get(sampler) or {}).get("frechet_distance") for r in results]
+
+    units = {
+        "/".join(map(str, r["active_units"])) for r in results if r.get("active_units")
+    }
     return [
-        f"{r['mse']:.4f}",
-        nll,
-        fd(r.get("prior")),
-        fd(r.get("gmm")),
-        "" if not au else "/".join(map(str, au)),
-        f"{r['train_wall_seconds']:.0f}",
+        mean_and_spread([r["mse"] for r in results], 4),
+        mean_and_spread([r.get("nll") for r in results], 2),
+        mean_and_spread(fd("prior"), 2),
+        mean_and_spread(fd("gmm"), 2),
+        ", ".join(sorted(units)),
+        mean_and_spread([r["train_wall_seconds"] for r in results], 0),
     ]
 
 
 def markdown(results: list[dict], args) -> str:
-    """One table per dataset: vae_jax's and Pythae's columns per row and the ratio of
-    their training times."""
-    by_key = {(r["dataset"], r["library"], r["model"]): r for r in results}
+    """One table per dataset: vae_jax's and Pythae's columns per row (mean ± sd over
+    seeds where a row has several) and the ratio of their mean training times."""
+    by_key: dict[tuple, list[dict]] = {}
+    for r in results:
+        key = (r["dataset"], r["library"], r["model"])
+        by_key.setdefault(key, []).append(r)
     lines = [
         f"# Zoo benchmark ({'quick: digits, ' if args.quick else ''}{args.epochs} epochs)",
         "",
@@ -424,7 +462,8 @@ def markdown(results: list[dict], args) -> str:
             "images (Bernoulli on grey levels); FD: Frechet distance in the feature space "
             f"of a classifier of the dataset, {args.quality_samples} samples (prior z ~ p(z); GMM: 10 "
             "components fitted to the training codes; not Inception); AU: active units; "
-            "train s: the process's wall time to the end of training."
+            "train s: the process's wall time to the end of training. Rows with n seeds: "
+            "mean ± standard deviation over the seeds."
         ),
     ]
     for dataset in sorted({r["dataset"] for r in results}):
@@ -433,19 +472,23 @@ def markdown(results: list[dict], args) -> str:
         lines += ["", f"## {dataset}", "", "| " + " | ".join(head) + " |"]
         lines.append("|" + "---|" * len(head))
         for model in ROWS:
-            ours = by_key.get((dataset, "vae_jax", model))
-            theirs = by_key.get((dataset, "pythae", model))
-            if ours is None and theirs is None:
+            ours = by_key.get((dataset, "vae_jax", model), [])
+            theirs = by_key.get((dataset, "pythae", model), [])
+            if not ours and not theirs:
                 continue
             ratio = ""
             if ours and theirs:
-                ratio = (
-                    f"{theirs['train_wall_seconds'] / ours['train_wall_seconds']:.1f}x"
-                )
+                ratio = f"{_mean_time(theirs) / _mean_time(ours):.1f}x"
+            seeds = max(len(ours), len(theirs))
+            label = model if seeds == 1 else f"{model} (n = {seeds})"
             lines.append(
-                "| " + " | ".join([model, *_cells(ours), *_cells(theirs), ratio]) + " |"
+                "| " + " | ".join([label, *_cells(ours), *_cells(theirs), ratio]) + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _mean_time(results: list[dict]) -> float:
+    return statistics.mean(r["train_wall_seconds"] for r in results)
 
 
 def figures(results: list[dict], workdir: pathlib.Path) -> None:
@@ -501,6 +544,9 @@ def parse(argv=None):
         "--pythae_python", default="", help="Python with torch and pythae"
     )
     parser.add_argument("--jobs", type=int, default=1, help="configurations at a time")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help=f"seeds of the rows {', '.join(SEEDED)}"
+    )
     parser.add_argument("--nll_samples", type=int, default=5000)
     parser.add_argument("--nll_examples", type=int, default=2000)
     parser.add_argument("--quality_samples", type=int, default=10_000)
@@ -512,6 +558,7 @@ def parse(argv=None):
     parser.add_argument("--dataset", choices=DATASETS, help="run one configuration")
     parser.add_argument("--model", choices=list(ROWS))
     parser.add_argument("--library", choices=["vae_jax", "pythae"], default="vae_jax")
+    parser.add_argument("--seed", type=int, default=0, help="of one configuration")
     args = parser.parse_args(argv)
     args.workdir = args.workdir.expanduser().resolve()
     if args.quick:
@@ -523,6 +570,7 @@ def parse(argv=None):
         args.quality_samples = min(args.quality_samples, 300)
         args.classifier_steps = min(args.classifier_steps, 200)
         args.gmm_examples = min(args.gmm_examples, 1000)
+        args.seeds = 1
     if (args.dataset is None) != (args.model is None):
         parser.error("--dataset and --model go together (one configuration)")
     if (

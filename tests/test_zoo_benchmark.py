@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import helpers
 from helpers import REPO
 
 SCRIPT = REPO / "scripts" / "zoo_benchmark.py"
@@ -36,3 +37,48 @@ def test_quick_benchmark_writes_the_table_and_figures(tmp_path):
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "scatter.png").is_file()
     again = _run(tmp_path)  # resumable: the finished configuration is skipped
     assert again.returncode == 0 and "0 configuration(s) to run" in again.stdout
+
+
+def _result(model, library, seed, mse, nll, seconds):
+    return {
+        "dataset": "mnist",
+        "library": library,
+        "model": model,
+        "seed": seed,
+        "mse": mse,
+        "nll": nll,
+        "prior": {"frechet_distance": 10.0 + seed},
+        "gmm": None,
+        "active_units": [16],
+        "train_wall_seconds": seconds,
+    }
+
+
+def test_seeded_rows_pend_per_seed_and_average_in_the_table(tmp_path):
+    bench = helpers.load_script("zoo_benchmark")
+    args = bench.parse(["--workdir", str(tmp_path), "--models", "vae", "ae"])
+    assert args.seeds == 3
+    todo = bench.pending(args)
+    # VAE with 3 seeds, the AE once, per dataset; first seeds first.
+    assert len(todo) == 2 * 3 + 2
+    assert [seed for *_, seed in todo] == [0, 0, 0, 0, 1, 1, 2, 2]
+    assert {model for _, model, _, seed in todo if seed} == {"vae"}
+    out = bench.config_dir(tmp_path, "mnist", "vae", "vae_jax", 2)
+    assert out.name == "vae_seed2"
+    out.mkdir(parents=True)
+    (out / "result.json").write_text("{}")
+    assert ("mnist", "vae", "vae_jax", 2) not in bench.pending(args)
+
+    results = [
+        _result("vae", "vae_jax", s, 0.02 + 0.01 * s, 100.0 + s, 10.0 + s)
+        for s in range(3)
+    ] + [_result("vae", "pythae", s, 0.03, 101.0, 40.0) for s in range(3)]
+    table = bench.markdown(results, args)
+    (line,) = [row for row in table.splitlines() if row.startswith("| vae ")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[0] == "vae (n = 3)"
+    assert cells[1] == "0.0300 ± 0.0100"  # mean ± sample sd of 0.02, 0.03, 0.04
+    assert cells[2] == "101.00 ± 1.00"
+    assert cells[3] == "11.00 ± 1.00"
+    assert cells[7:9] == ["0.0300 ± 0.0000", "101.00 ± 0.00"]  # Pythae's columns
+    assert cells[-1] == "3.6x"  # 40 s / mean(10, 11, 12) s
