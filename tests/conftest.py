@@ -6,7 +6,7 @@ import os
 import jax
 import pytest
 
-from vae_jax import data, loop, runtime
+from vae_jax import data_files, loop, runtime
 
 from helpers import family_config, straight_config
 
@@ -24,7 +24,7 @@ def isolated_search(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_JAX_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(
-        data, "repo_data_dir", lambda: tmp_path / "repo" / "shared" / "data"
+        data_files, "repo_data_dir", lambda: tmp_path / "repo" / "shared" / "data"
     )
     work = tmp_path / "work" / "cwd"
     work.mkdir(parents=True)

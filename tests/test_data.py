@@ -1,14 +1,13 @@
-"""Tests for vae_jax.data: IDX parsing, discovery, checksums, splits, batching."""
+"""Tests for vae_jax.data and the file layers under it (data_files: discovery,
+checksums; data_formats: IDX parsing): loading, damaged files, splits."""
 
 import gzip
 import struct
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import data
+from vae_jax import data, data_files, data_formats
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -33,14 +32,14 @@ def _load_or_skip(name, **kwargs):
 def test_read_idx_round_trip(tmp_path, compress):
     array = np.arange(2 * 3 * 5, dtype=np.uint8).reshape(2, 3, 5)
     path = _write(tmp_path / ("x.gz" if compress else "x"), _idx_bytes(array), compress)
-    out = data.read_idx(path)
+    out = data_formats.read_idx(path)
     assert out.dtype == np.uint8 and out.shape == (2, 3, 5)
     np.testing.assert_array_equal(out, array)
     labels = np.array([3, 1, 4], np.uint8)
     path = _write(
         tmp_path / ("y.gz" if compress else "y"), _idx_bytes(labels), compress
     )
-    np.testing.assert_array_equal(data.read_idx(path), labels)
+    np.testing.assert_array_equal(data_formats.read_idx(path), labels)
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -62,7 +61,7 @@ def test_read_idx_rejects_corrupt(tmp_path, compress, mutate):
         tmp_path / ("sample-idx.gz" if compress else "sample-idx"), payload, compress
     )
     with pytest.raises(data.DataCorruptError, match="sample-idx"):
-        data.read_idx(path)
+        data_formats.read_idx(path)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +73,7 @@ def test_read_idx_rejects_bad_gzip(tmp_path, payload):
     path = tmp_path / "bad-idx1-ubyte.gz"
     path.write_bytes(payload)
     with pytest.raises(data.DataCorruptError, match="bad-idx1-ubyte.gz"):
-        data.read_idx(path)
+        data_formats.read_idx(path)
 
 
 def test_label_checks():
@@ -97,7 +96,7 @@ def test_label_count_mismatch_names_both_files():
 @pytest.fixture
 def unchecked(isolated_search, monkeypatch):
     """A data directory whose files skip the sha256 check (as if it matched)."""
-    monkeypatch.setattr(data, "verify_checksum", lambda path, expected: None)
+    monkeypatch.setattr(data_files, "verify_checksum", lambda path, expected: None)
     return isolated_search / "files"
 
 
@@ -190,17 +189,17 @@ def test_checksum_mismatch_names_file(isolated_search):
         data.DataCorruptError, match="train-images-idx3-ubyte.gz"
     ) as err:
         data.load_dataset("mnist", data_dir=str(root))
-    assert data.SHA256["mnist/train-images-idx3-ubyte.gz"] in str(err.value)
+    assert data_files.SHA256["mnist/train-images-idx3-ubyte.gz"] in str(err.value)
 
 
 def test_verify_checksum(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")
-    data.verify_checksum(
+    data_files.verify_checksum(
         path, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
     with pytest.raises(data.DataCorruptError, match="f.bin"):
-        data.verify_checksum(path, "0" * 64)
+        data_files.verify_checksum(path, "0" * 64)
 
 
 @pytest.mark.parametrize(
@@ -212,16 +211,16 @@ def test_not_found_lists_files_and_dirs(isolated_search, name):
     with pytest.raises(data.DataNotFoundError) as err:
         data.load_dataset(name, data_dir=str(empty))
     message = str(err.value)
-    expected = [p for p in data.SHA256 if p.startswith(name + "/")]
+    expected = [p for p in data_files.SHA256 if p.startswith(name + "/")]
     assert expected and all(p in message for p in expected)
-    for d in data.search_dirs(str(empty)):
+    for d in data_files.search_dirs(str(empty)):
         assert str(d) in message
     assert "VAE_JAX_DATA" in message and "download=True" in message
 
 
 def test_search_order_and_find_file(isolated_search):
     tmp = isolated_search
-    dirs = data.search_dirs(str(tmp / "arg"))
+    dirs = data_files.search_dirs(str(tmp / "arg"))
     assert dirs == [
         tmp / "arg",
         tmp / "env",
@@ -232,9 +231,9 @@ def test_search_order_and_find_file(isolated_search):
     for d in (dirs[1], dirs[3]):
         (d / "a").mkdir(parents=True)
         (d / "a" / "f.txt").write_text(str(d))
-    assert data.find_file("a/f.txt", str(tmp / "arg")) == dirs[1] / "a" / "f.txt"
+    assert data_files.find_file("a/f.txt", str(tmp / "arg")) == dirs[1] / "a" / "f.txt"
     with pytest.raises(data.DataNotFoundError, match="b/g.txt"):
-        data.find_file("b/g.txt")
+        data_files.find_file("b/g.txt")
 
 
 def test_unknown_dataset_lists_choices():
@@ -327,28 +326,3 @@ def test_binarized_mnist():
     assert ds.binary and ds.dim == 784 and ds.test_labels is None
     assert set(np.unique(ds.train)) == {0.0, 1.0}
     assert int(ds.train.sum()) == 5118041  # README: number of ones in the train split
-
-
-# ---------------------------------------------------------------- batching
-def test_dynamic_binarize():
-    x = jnp.linspace(0.0, 1.0, 64, dtype=jnp.float32)
-    draws = jax.vmap(data.dynamic_binarize, in_axes=(0, None))(
-        jax.random.split(jax.random.key(1), 4000), x
-    )
-    assert draws.shape == (4000, 64) and draws.dtype == jnp.float32
-    assert set(np.unique(draws)) <= {0.0, 1.0}
-    np.testing.assert_allclose(draws.mean(0), x, atol=0.03)
-    assert not np.array_equal(draws[0], draws[1])
-
-
-@pytest.mark.parametrize("n,b", [(10, 4), (8, 4), (3, 5), (0, 2)])
-def test_pad_to_batches(n, b):
-    x = np.arange(1, n * 3 + 1, dtype=np.float32).reshape(n, 3)
-    xb, mask = data.pad_to_batches(x, b)
-    nb = -(-n // b)
-    assert xb.shape == (nb, b, 3) and mask.shape == (nb, b) and mask.dtype == np.float32
-    assert mask.sum() == n
-    flat, flat_mask = xb.reshape(-1, 3), mask.reshape(-1)
-    np.testing.assert_array_equal(flat[:n], x)
-    np.testing.assert_array_equal(flat_mask[:n], 1.0)
-    assert np.all(flat[n:] == 0.0) and np.all(flat_mask[n:] == 0.0)

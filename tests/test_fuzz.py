@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vae_jax import checkpoint, data
+from vae_jax import checkpoint, data_files, data_formats
 
 from helpers import tiny_state
 
@@ -23,8 +23,8 @@ def test_read_idx_random_bytes(tmp_path_factory, raw, compress):
     path = tmp_path_factory.mktemp("idx") / "x.idx"
     path.write_bytes(gzip.compress(raw) if compress else raw)
     try:
-        array = data.read_idx(path)
-    except data.DataCorruptError:
+        array = data_formats.read_idx(path)
+    except data_files.DataCorruptError:
         return
     assert array.dtype == np.uint8  # only a well-formed file may parse
 
@@ -35,8 +35,8 @@ def test_read_idx_every_truncation(tmp_path_factory, cut):
     good = b"\x00\x00\x08\x03" + np.array([6, 1, 5], ">u4").tobytes() + bytes(range(30))
     path = tmp_path_factory.mktemp("idx") / "x.idx.gz"
     path.write_bytes(gzip.compress(good[:cut]))
-    with pytest.raises(data.DataCorruptError):
-        data.read_idx(path)
+    with pytest.raises(data_files.DataCorruptError):
+        data_formats.read_idx(path)
 
 
 def _state():

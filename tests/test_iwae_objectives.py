@@ -94,6 +94,10 @@ def test_values_match_their_definitions_in_float64(groups, k):
     np.testing.assert_allclose(aux["miwae_bound"], miwae, **tol)
     np.testing.assert_allclose(aux["iwae_bound"], iwae_n, **tol)
     np.testing.assert_allclose(aux["elbo"], elbo, **tol)
+    terms = ref.vae_terms(model, params, x, key, n)  # recon -E log p(x|z), kl E log q/p
+    np.testing.assert_allclose(aux["recon"], -np.mean(terms["log_px"]), **tol)
+    kl = np.mean(terms["log_qz"] - terms["log_pz"])
+    np.testing.assert_allclose(aux["kl"], kl, **tol)
 
     value, aux = _loss("piwae", model, num_groups=groups, num_samples=k)(
         params, x, key, {}

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from vae_jax import checkpoint, data, loop, preemption, runtime, writer
+from vae_jax import checkpoint, data, data_files, loop, preemption, runtime, writer
 
 from helpers import REPO
 from helpers import short_run_config as _config
@@ -225,7 +225,7 @@ def test_missing_dataset_is_reported_before_training(isolated_search):
     with pytest.raises(data.DataNotFoundError, match="frey_rawface.mat") as err:
         loop.train_and_evaluate(config, str(workdir))
     assert isinstance(err.value, ValueError)
-    for searched in data.search_dirs(config.data.data_dir):
+    for searched in data_files.search_dirs(config.data.data_dir):
         assert str(searched) in str(err.value)
     assert not workdir.exists()
 

@@ -13,8 +13,10 @@ import jax
 import numpy as np
 import pytest
 
-from vae_jax import checkpoint, evaluate, runs, writer
+from vae_jax import build, checkpoint, evaluate, runs, writer
 from vae_jax.configs import default
+
+import helpers
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +183,24 @@ def test_evaluate_model_is_the_nll_and_active_units_of_the_run(run):
     eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
     elbo = evaluate.evaluate_dataset(eval_fn, run.params, x, 40, key)["elbo"]
     assert -out["nll"] > elbo
+
+
+def test_active_units_of_a_binarizing_run_use_one_fixed_binarization():
+    """A run that binarizes dynamically counts its units on one fixed binarization of
+    its training images (key fold_in(key, 1)), not on their grey levels."""
+    config = helpers.short_run_config(10)
+    config.data.binarize = "dynamic"
+    exp = build.build_experiment(config)
+    params, key = exp.init_state().params, jax.random.key(3)
+    units = evaluate.experiment_active_units(exp, params, key, active_examples=100)
+    images = exp.dataset.train[:100]
+    binary = evaluate.fixed_binarization(images, jax.random.fold_in(key, 1))
+    for x, same in ((binary, True), (images, False)):
+        direct = evaluate.active_units(
+            exp.model.posterior_means, params, x, jax.random.fold_in(key, 2), 100
+        )
+        close = np.allclose(direct["variances"][0], units["variances"][0], rtol=1e-5)
+        assert close == same
 
 
 def test_vae_jax_exports_load_run_lazily():

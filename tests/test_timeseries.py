@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import config_checks, data, loop, runs
+from vae_jax import config_checks, data, data_files, data_formats, loop, runs
 from vae_jax.models import layers
 
 from helpers import make_config, model_config, tiny_model
@@ -27,7 +27,7 @@ TS = """# a comment
 def test_read_ts_parses_rows_and_labels(tmp_path):
     path = tmp_path / "toy.ts"
     path.write_text(TS)
-    x, labels = data.read_ts(path)
+    x, labels = data_formats.read_ts(path)
     np.testing.assert_array_equal(x, [[1.0, 2.0, 3.0], [-1.5, 0.5, 2.5]])
     assert x.dtype == np.float32 and labels == ["b", "a"]
 
@@ -39,11 +39,11 @@ def test_read_ts_rejects_damaged_rows(tmp_path, row, message):
     path = tmp_path / "bad.ts"
     path.write_text("@data\n" + row + "\n")
     with pytest.raises(data.DataCorruptError, match=message):
-        data.read_ts(path)
+        data_formats.read_ts(path)
 
 
 def test_missing_ucr_files_name_the_directories_and_aeon(isolated_search, monkeypatch):
-    monkeypatch.setattr(data, "aeon_data_dir", lambda: None)
+    monkeypatch.setattr(data_files, "aeon_data_dir", lambda: None)
     with pytest.raises(data.DataNotFoundError, match=r"vae_jax\[timeseries\]"):
         data.load_dataset("gunpoint")
 
@@ -57,7 +57,7 @@ def test_ucr_files_with_the_wrong_checksum_are_refused(isolated_search):
         data.load_dataset("gunpoint")
 
 
-@pytest.mark.skipif(data.aeon_data_dir() is None, reason="aeon not installed")
+@pytest.mark.skipif(data_files.aeon_data_dir() is None, reason="aeon not installed")
 def test_gunpoint_from_aeon_keeps_the_archive_split():
     ds = data.load_dataset("gunpoint")
     assert ds.image_shape == (150,) and ds.dim == 150

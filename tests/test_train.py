@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import data, evaluate, objectives, train
+from vae_jax import batching, evaluate, objectives, train
 
 from helpers import make_config, tiny_model, tiny_state
 
@@ -42,7 +42,7 @@ def test_scan_chunk_equals_single_steps(per_dispatch):
         assert {v.shape for v in metrics.values()} == {(n,)}
         losses.extend(metrics["objective"])
     for s in range(17):
-        idx = data.epoch_batches(keys["data"], s // 8, 256, 32)[s % 8]
+        idx = batching.epoch_batches(keys["data"], s // 8, 256, 32)[s % 8]
         ref, m = single(ref, x[idx])
         np.testing.assert_allclose(losses[s], m["objective"], rtol=1e-5)
     assert int(state.step) == int(ref.step) == 17

@@ -29,7 +29,7 @@ def choices() -> dict[str, tuple]:
     return {
         "model.kind": tuple(models.MODELS),
         "model.architecture": layers.ARCHITECTURES,
-        "model.activation": tuple(layers.ACTIVATIONS),
+        "model.activation": layers.MLP_ACTIVATIONS,
         "model.code_activation": ("linear", "sigmoid", "relu", "tanh"),
         "model.dtype": ("float32", "bfloat16", "float16"),
         "model.kernel_init": tuple(layers.KERNEL_INITS),
@@ -89,6 +89,8 @@ NON_NEGATIVE = (
     "train.num_epochs",
     "train.num_steps",
     "train.eval_every",
+    "train.early_stopping_patience",
+    "train.early_stopping_start",
 )
 
 
@@ -141,6 +143,13 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
         problems.append("config.optim.b1 and b2 must lie in [0, 1)")
     if config.train.num_epochs <= 0 and config.train.num_steps <= 0:
         problems.append("set config.train.num_epochs or config.train.num_steps > 0")
+    if config.train.early_stopping_patience > 0 and not (
+        config.train.eval_every > 0 and config.data.valid_size != 0
+    ):
+        problems.append(
+            "train.early_stopping_patience > 0 monitors the validation loss: it needs "
+            "train.eval_every > 0 and a validation split (data.valid_size != 0)"
+        )
     problems += _objective_problems(config)
     problems += mmd_objectives.config_problems(config)  # wae_mmd, info_vae, wae
     problems += rae_objectives.config_problems(config)  # rae_l2, rae_gp
@@ -158,7 +167,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
             "architecture='mlp', likelihood='bernoulli', latent_dim2 > 0, positive hidden2"
         )
     problems += _autoencoder_problems(config)
-    return problems + _posterior_problems(config)
+    problems += _posterior_problems(config)
+    return problems + _encoder_and_gradient_problems(config)
 
 
 def _posterior_problems(config: ml_collections.ConfigDict) -> list[str]:
@@ -186,6 +196,53 @@ def _posterior_problems(config: ml_collections.ConfigDict) -> list[str]:
 
 
 POSTERIORS = ("diagonal", "full")
+
+# Families (``models.family_name``) whose encode clips a diagonal Gaussian's
+# log-variance to config.model.logvar_range (``vae.VAEBase.clip_logvar``).
+LOGVAR_RANGE_FAMILIES = ("vae", "vamp_vae", "cvae", "flow_vae")
+
+
+def _encoder_and_gradient_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """Gated MLP layers, the log-variance range, per-tensor gradient normalisation."""
+    model, problems = config.model, []
+    if model.activation == layers.GATED and model.architecture in ("conv", "conv1d"):
+        problems.append(
+            f"model.activation='gated' (gated dense layers) needs architecture='mlp', "
+            f"got {model.architecture!r}: the conv trunks take an elementwise "
+            f"activation, one of {tuple(layers.ACTIVATIONS)}"
+        )
+    bounds = model.logvar_range
+    if bounds is not None:
+        pair = isinstance(bounds, (tuple, list)) and len(bounds) == 2
+        numbers_ok = pair and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            for v in bounds
+        )
+        if not (numbers_ok and bounds[0] < bounds[1]):
+            problems.append(
+                f"config.model.logvar_range={bounds!r} must be None or (lo, hi), "
+                "finite numbers with lo < hi"
+            )
+        elif model.kind in models.MODELS:  # else reported with the choices
+            family = models.family_name(model)
+            if family not in LOGVAR_RANGE_FAMILIES:
+                problems.append(
+                    f"model.logvar_range clips a diagonal Gaussian q(z|x)'s "
+                    f"log-variance: families {LOGVAR_RANGE_FAMILIES} take it, "
+                    f"{family!r} does not; set it to None"
+                )
+    normalize = config.optim.normalize_gradients
+    if not isinstance(normalize, bool):
+        problems.append(
+            f"config.optim.normalize_gradients={normalize!r} must be True or False"
+        )
+    elif normalize and config.optim.grad_clip_norm > 0:
+        problems.append(
+            "optim.normalize_gradients=True rescales every parameter's gradient to "
+            "unit norm after any clipping, which then does nothing: set "
+            "optim.grad_clip_norm=0"
+        )
+    return problems
 
 
 def _objective_problems(config: ml_collections.ConfigDict) -> list[str]:
@@ -275,11 +332,16 @@ def _dense(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out  # kernel and bias
 
 
-def _mlp(n_in: int, widths: Sequence[int], n_out: int | None = None):
-    """(parameters, output width) of ``layers.MLP(widths, output_dim=n_out)``."""
+def _mlp(
+    n_in: int, widths: Sequence[int], n_out: int | None = None, gated: bool = False
+):
+    """(parameters, output width) of ``layers.MLP(widths, output_dim=n_out)``;
+    ``gated``: each hidden layer a ``layers.GatedDense`` (two dense layers)."""
     total = 0
-    for width in (*widths, *(() if n_out is None else (n_out,))):
-        total, n_in = total + _dense(n_in, width), width
+    for width in widths:
+        total, n_in = total + (2 if gated else 1) * _dense(n_in, width), width
+    if n_out is not None:
+        total, n_in = total + _dense(n_in, n_out), n_out
     return total, n_in
 
 
@@ -315,8 +377,9 @@ def estimate_parameters(
             encoder, features = 0, data_dim + labels
             decoder = _dense(k + labels, data_dim)
         else:
-            encoder, features = _mlp(data_dim + labels, hidden)
-            decoder = _mlp(k + labels, hidden[::-1], data_dim)[0]
+            gated = model.activation == layers.GATED
+            encoder, features = _mlp(data_dim + labels, hidden, gated=gated)
+            decoder = _mlp(k + labels, hidden[::-1], data_dim, gated)[0]
     if model.kind in ("ae", "wae", "rae"):
         heads = _dense(features, k)  # code
     else:

@@ -22,8 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from vae_jax import data as data_lib
-from vae_jax import objectives
+from vae_jax import batching, objectives
 
 
 def make_eval_fn(loss_one: objectives.LossOne, hparams: Mapping[str, Any]) -> Callable:
@@ -78,7 +77,7 @@ def per_example_values(
 ) -> dict[str, np.ndarray]:
     """``make_per_example_fn``'s values for every row of ``x: [N, D]``: {name: [N]}
     (float32; padded rows dropped; one host sync)."""
-    xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+    xb, mask = batching.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
     out = jax.device_get(fn(params, xb, key))
     return {k: np.asarray(v).reshape(-1)[mask.reshape(-1) > 0] for k, v in out.items()}
 
@@ -95,7 +94,7 @@ def evaluate_dataset(
     eval_fn: Callable, params, x: np.ndarray, batch_size: int, key: jax.Array
 ) -> dict[str, float]:
     """Means of the per-example metrics over all rows of ``x: [N, D]`` (one host sync)."""
-    xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+    xb, mask = batching.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
     return {
         k: float(v) for k, v in jax.device_get(eval_fn(params, xb, mask, key)).items()
     }
@@ -104,7 +103,7 @@ def evaluate_dataset(
 def fixed_binarization(x: np.ndarray, key: jax.Array) -> np.ndarray:
     """One Bernoulli sample of the intensities ``x: [N, D]``, fixed by ``key``: the
     evaluation set of a dynamically binarized run."""
-    return np.asarray(jax.jit(data_lib.dynamic_binarize)(key, jnp.asarray(x)))
+    return np.asarray(jax.jit(batching.dynamic_binarize)(key, jnp.asarray(x)))
 
 
 # ------------------------------------------------ importance-weighted bound, NLL, active units
@@ -183,7 +182,7 @@ def log_likelihoods(
     [N] float64, nats. One host sync, or with ``log_every`` > 0 one per ``log_every``
     batches with a progress line (images done, running NLL, ETA) and the same numbers;
     padded rows are dropped by the mask."""
-    xb, mask = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+    xb, mask = batching.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
     group = log_every if log_every > 0 else len(xb)
     parts, start = [], time.time()
     for first in range(0, len(xb), group):

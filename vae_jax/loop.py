@@ -23,6 +23,7 @@ from absl import logging
 from vae_jax import (
     build,
     checkpoint,
+    early_stopping,
     evaluate,
     figures,
     parallel,
@@ -227,20 +228,23 @@ def check_workdir(workdir: pathlib.Path, state) -> None:
 
 
 def make_evaluator(exp: build.Experiment, eval_fn=None) -> Callable:
-    """evaluate_now(params, splits=None) -> {"valid/elbo", "test/elbo", ...}: the
-    means of ``eval_fn`` (default: ``exp.loss_one`` at beta = 1) over the named
-    splits of ``exp.eval_sets()`` ("valid", "test"; None: all there are).
+    """evaluate_now(params, splits=None, keep_loss=False) -> {"valid/elbo",
+    "test/elbo", ...}: the means of ``eval_fn`` (default: ``exp.loss_one`` at beta =
+    1) over the named splits of ``exp.eval_sets()`` ("valid", "test"; None: all).
 
     Each metric is named for what it is: ``elbo``, ``recon``, ``kl`` (nats per image;
     ``iwae_bound`` for L_k) or ``mse`` (squared error per pixel). ``eval_fn``'s
-    ``loss``, the objective at beta = 1, is left out: it is -``elbo``, ``mse`` or
-    -``iwae_bound`` again, and not the beta-weighted training ``objective``.
+    ``loss``, the objective at beta = 1, is left out unless ``keep_loss`` (early
+    stopping monitors it): it is -``elbo``, ``mse`` or -``iwae_bound`` again, and not
+    the beta-weighted training ``objective``.
     """
     if eval_fn is None:
         eval_fn = evaluate.make_eval_fn(exp.loss_one, {"beta": 1.0})
     sets, batch_size = exp.eval_sets(), exp.config.train.eval_batch_size
 
-    def evaluate_now(params, splits: Sequence[str] | None = None) -> dict[str, float]:
+    def evaluate_now(
+        params, splits: Sequence[str] | None = None, keep_loss: bool = False
+    ) -> dict[str, float]:
         metrics = {}
         for name, x in sets.items():
             if splits is not None and name not in splits:
@@ -248,7 +252,8 @@ def make_evaluator(exp: build.Experiment, eval_fn=None) -> Callable:
             means = evaluate.evaluate_dataset(
                 eval_fn, params, x, batch_size, exp.keys["eval"]
             )
-            means.pop("loss", None)
+            if not keep_loss:
+                means.pop("loss", None)
             metrics.update({f"{name}/{k}": v for k, v in means.items()})
         return metrics
 
@@ -345,12 +350,32 @@ _ADVICE = (
 )
 
 
-def _train(exp, state, manager, metric_writer, evaluate_now, timer: Timer):
+def early_stopper(
+    config: ml_collections.ConfigDict, workdir: pathlib.Path, step: int
+) -> early_stopping.Tracker | None:
+    """The run's early-stopping tracker replayed to ``step`` from its metrics (None
+    when ``train.early_stopping_patience`` is 0); an early-stop mark the replay does
+    not confirm (a changed patience) is cleared."""
+    cfg = config.train
+    tracker = None
+    if cfg.early_stopping_patience > 0:
+        records = writer.read_metrics(workdir / "metrics.jsonl")
+        tracker = early_stopping.Tracker.replay(
+            records, cfg.early_stopping_patience, cfg.early_stopping_start, step
+        )
+    if (tracker is None or not tracker.stopped) and parallel.is_primary():
+        early_stopping.clear_marker(workdir)
+    return tracker
+
+
+def _train(exp, state, managers, metric_writer, evaluate_now, timer, workdir):
     """``run_loop`` of one run: raises ``NonFiniteLossError``, writes metrics and
-    checkpoints."""
-    cfg = exp.config.train
+    checkpoints; with early stopping (``managers.best`` set) keeps the best state
+    there and stops once patience runs out. Returns (state, tracker or None)."""
+    cfg, manager = exp.config.train, managers.latest
     step = int(state.step)
     budget = SkipBudget(cfg.max_skipped_fraction)
+    stopper = early_stopper(exp.config, workdir, step)
 
     def check(metrics, first_step):
         overflow = nonfinite_step(metrics["nonfinite_state"], first_step)
@@ -382,9 +407,13 @@ def _train(exp, state, manager, metric_writer, evaluate_now, timer: Timer):
     splits = splits_during_training(exp.config)
 
     def evaluate_during(s, at):
-        metrics = evaluate_now(s.params, splits)
+        metrics = evaluate_now(s.params, splits, keep_loss=stopper is not None)
         if metrics:
             metric_writer.write_scalars(at, metrics)
+        if stopper is not None:
+            value = metrics.get(early_stopping.METRIC, float("nan"))
+            if stopper.update(at, value):
+                checkpoint.save(managers.best, s, at)
 
     hooks = LoopHooks(
         check=check,
@@ -392,9 +421,27 @@ def _train(exp, state, manager, metric_writer, evaluate_now, timer: Timer):
         evaluate=evaluate_during,
         save=save,
         saved_in=str(manager.directory),
+        running=lambda: stopper is None or not stopper.stopped,
     )
     runner = exp.chunk_runner()
-    return run_loop(state, step, exp.total_steps, cfg, runner, hooks, timer)
+    state = run_loop(state, step, exp.total_steps, cfg, runner, hooks, timer)
+    if stopper is not None and stopper.stopped:
+        at = int(state.step)
+        if manager.latest_step() != at:
+            save(state, at)
+        if parallel.is_primary():
+            early_stopping.write_marker(workdir, at, stopper)
+        logging.info("Early stopping at step %d: %s.", at, stopper.summary())
+    return state, stopper
+
+
+@dataclasses.dataclass
+class Managers:
+    """A run's checkpoint managers: ``latest`` (``checkpoints/``) and, with early
+    stopping, ``best`` (``checkpoints_best/``, the best state so far)."""
+
+    latest: Any
+    best: Any = None
 
 
 def finished_metrics(workdir: pathlib.Path, total_steps: int) -> dict | None:
@@ -437,21 +484,30 @@ def train_and_evaluate(
         state = checkpoint.restore_latest(manager, fresh) or fresh
         if primary:
             provenance.record(workdir, config, int(state.step), changes)
-        done = finished_metrics(workdir, exp.total_steps)
-        if int(state.step) == exp.total_steps and done is not None:
+        last = exp.total_steps
+        if config.train.early_stopping_patience > 0:
+            last = early_stopping.stopped_at(workdir) or last
+        done = finished_metrics(workdir, last)
+        if int(state.step) == last and done is not None:
             logging.info(
                 "The run in %s finished at step %d; final: %s",
                 workdir,
-                exp.total_steps,
+                last,
                 " ".join(f"{k} {v:.4f}" for k, v in done.items() if v is not None),
             )
             return done
-        return _train_and_evaluate(exp, state, manager, workdir, start)
+        managers = Managers(manager)
+        if config.train.early_stopping_patience > 0:
+            managers.best = checkpoint.make_manager(
+                workdir / early_stopping.BEST_DIR, 1
+            )
+        return _train_and_evaluate(exp, state, managers, workdir, start)
 
 
-def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
-    """Trains ``state`` to the end (evaluating ``splits_during_training`` every
-    ``eval_every`` steps), evaluates every split once and writes the figures."""
+def _train_and_evaluate(exp, state, managers, workdir, start: float) -> dict:
+    """Trains ``state`` to the end or an early stop (evaluating
+    ``splits_during_training`` every ``eval_every`` steps), evaluates every split
+    once (after an early stop: the best parameters) and writes the figures."""
     config, timer, step = exp.config, Timer(), int(state.step)
     primary = parallel.is_primary()
     logging.info(
@@ -478,16 +534,22 @@ def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
     )
     timer["start-up"] = time.perf_counter() - start  # data, init, restore
     try:
-        state = _train(exp, state, manager, metric_writer, evaluate_now, timer)
+        state, stopper = _train(
+            exp, state, managers, metric_writer, evaluate_now, timer, workdir
+        )
+        last, params = exp.total_steps, state.params
+        if stopper is not None and stopper.stopped:
+            best = checkpoint.restore_latest(managers.best, state, move_aside=False)
+            last, params = int(state.step), best.params
         with timer("evaluate"):
-            final = evaluate_now(state.params)
-        metric_writer.write_scalars(exp.total_steps, final)
+            final = evaluate_now(params)
+        metric_writer.write_scalars(last, final)
         logging.info("final: %s", " ".join(f"{k} {v:.4f}" for k, v in final.items()))
         if config.train.write_figures and primary:
             with timer("figures"):
-                params = jax.device_get(state.params)  # host-local: this process alone
+                params = jax.device_get(params)  # host-local: this process alone
                 images = figures.write_run_figures(exp, params, workdir)
-                metric_writer.write_images(exp.total_steps, images)
+                metric_writer.write_images(last, images)
     finally:
         metric_writer.close()
     logging.info(

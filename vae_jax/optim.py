@@ -3,6 +3,9 @@
 "burda" is the 8-stage schedule of Burda et al. 2015, §5 (yburda/iwae ``experiments.py``).
 A VQ-VAE's codebook may instead follow the exponential moving averages of van den Oord
 et al. 2017, App. A.1 (``codebook_ema_decay``; ``vector_quantize.ema_codebook``).
+``normalize_gradients`` rescales each parameter's gradient to unit norm before the
+optimizer, as the AdamNormGrad of Tomczak & Welling 2018 (jmtomczak/vae_vampprior
+``utils/optimizer.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
@@ -44,6 +48,27 @@ def burda_schedule(learning_rate: float, steps_per_epoch: int) -> optax.Schedule
         return rates[jnp.searchsorted(bounds, step, side="right")]
 
     return schedule
+
+
+NORMALIZE_EPS = 1e-7  # AdamNormGrad's: g / (||g||_2 + 1e-7)
+
+
+def normalize_per_leaf(eps: float = NORMALIZE_EPS) -> optax.GradientTransformation:
+    """Stateless: g <- g / (||g||_2 + eps) for every parameter tensor (leaf) apart,
+    the Frobenius norm of the whole tensor (a kernel and its bias separately); as
+    AdamNormGrad's step (jmtomczak/vae_vampprior ``utils/optimizer.py``). optax's
+    ``normalize_by_update_norm`` and ``contrib.normalize`` divide by the global norm
+    of all leaves together instead."""
+
+    def update_fn(updates, state, params=None):
+        del params
+
+        def normalize(g):
+            return g / (jnp.sqrt(jnp.sum(jnp.square(g))) + eps).astype(g.dtype)
+
+        return jax.tree.map(normalize, updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 SCHEDULES: dict[str, Callable[[ml_collections.ConfigDict, int], optax.Schedule]] = {
@@ -98,9 +123,13 @@ def make_optimizer(
     codebook_ema_decay: float | None = None,
 ):
     """optax optimizer by name (``OPTIMIZERS``) from ``config.optim``, with optional
-    global-norm clipping. ``codebook_ema_decay`` g: the VQ-VAE's codebook and count
-    probe follow ``vector_quantize.ema_codebook(g)`` instead (its N and m in the
-    optimizer state), every other parameter the optimizer, clipped by its own norm."""
+    global-norm clipping, then optional per-tensor gradient normalisation
+    (``normalize_gradients``: ``normalize_per_leaf``, AdamNormGrad with "adam"); a
+    clip before it changes nothing but the 1e-7 (``config_checks`` refuses both).
+    ``codebook_ema_decay`` g: the VQ-VAE's codebook and count probe follow
+    ``vector_quantize.ema_codebook(g)`` instead (its N and m in the optimizer state),
+    every other parameter the optimizer, clipped by its own norm (and normalised
+    tensor by tensor)."""
     if optim.name not in OPTIMIZERS:
         raise ValueError(
             f"Unknown optimizer {optim.name!r}; choose one of {sorted(OPTIMIZERS)}."
@@ -108,6 +137,8 @@ def make_optimizer(
     tx = OPTIMIZERS[optim.name](
         optim, make_schedule(optim, total_steps, steps_per_epoch)
     )
+    if optim.normalize_gradients:
+        tx = optax.chain(normalize_per_leaf(), tx)
     if optim.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
     if codebook_ema_decay is not None:

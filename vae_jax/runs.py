@@ -22,7 +22,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae_jax import build, checkpoint, evaluate, models, objectives, train, writer
+from vae_jax import (
+    batching,
+    build,
+    checkpoint,
+    early_stopping,
+    evaluate,
+    models,
+    objectives,
+    train,
+    writer,
+)
 from vae_jax import data as data_lib
 from vae_jax.configs import default
 
@@ -38,7 +48,7 @@ def map_batches(fn: Callable, params, x, batch_size: int) -> np.ndarray:
     x = np.asarray(x, np.float32)
     if len(x) == 0:
         raise ValueError(f"Got no rows: x has shape {x.shape}.")
-    xb, _ = data_lib.pad_to_batches(x, batch_size)
+    xb, _ = batching.pad_to_batches(x, batch_size)
     outputs = jax.device_get([fn(params, batch) for batch in xb])  # one sync
     return np.concatenate(outputs)[: len(x)]
 
@@ -334,8 +344,9 @@ def load_run(
 
     Its experiment is ``build.build_experiment`` of ``<workdir>/config.json``; its
     state the checkpoint at ``step``, or the newest readable one
-    (``checkpoint.restore_latest``). ``dataset``: an already loaded dataset to use
-    instead of loading it again.
+    (``checkpoint.restore_latest``), or for a run that stopped early the best one
+    (``checkpoints_best/``, ``early_stopping``). ``dataset``: an already loaded
+    dataset to use instead of loading it again.
 
     Raises FileNotFoundError if ``workdir`` has no config.json, no checkpoint, or none
     at ``step``; ``checkpoint.CheckpointError`` if the checkpoint does not match the
@@ -360,6 +371,9 @@ def load_run(
     # The state's structure without initialising it (seconds of op-by-op dispatch);
     # a data-parallel run restores onto a concrete, replicated template.
     template = jax.eval_shape(exp.init_state) if exp.mesh is None else exp.init_state()
+    best = early_stopping.best_dir(workdir)
+    if step is None and best is not None:
+        manager = checkpoint.make_manager(best, 1, move_aside=False)
     if step is None:
         state = checkpoint.restore_latest(manager, template)
     else:

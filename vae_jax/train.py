@@ -2,7 +2,7 @@
 
 PRNG: ``jax.random.key(seed)`` -> (init, train, data, eval) keys. Step ``s`` uses
 ``fold_in(train_key, s)`` and batch ``s % (N // B)`` of epoch ``s // (N // B)``'s
-permutation (``data.epoch_batches(data_key, epoch, ...)``),
+permutation (``batching.epoch_batches(data_key, epoch, ...)``),
 so a run resumed from a checkpoint at step ``s`` repeats an uninterrupted run.
 """
 
@@ -19,8 +19,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from vae_jax import data as data_lib
-from vae_jax import objectives
+from vae_jax import batching, objectives
 
 
 class TrainState(train_state.TrainState):
@@ -85,7 +84,7 @@ def make_step_fn(
             jax.random.fold_in(state.key, state.step)
         )
         if binarize:
-            batch = data_lib.dynamic_binarize(binarize_key, batch)
+            batch = batching.dynamic_binarize(binarize_key, batch)
         hparams = hparams_fn(state.step)
         grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
         (loss, aux), grads = grad_fn(state.params, batch, loss_key, hparams)
@@ -188,7 +187,7 @@ class EpochOrders:
     """step -> (first_epoch, orders [..., E, N // B, B]) of the E epochs a chunk of
     at most ``max_steps`` steps from ``step`` can reach, on device.
 
-    Epoch e's order is ``order_fn(data_key, e)`` (default ``data.epoch_batches``;
+    Epoch e's order is ``order_fn(data_key, e)`` (default ``batching.epoch_batches``;
     vmapped over keys [C] it gives [C, N // B, B]), computed once per epoch: the
     order depends only on (data_key, step), so resumed runs repeat.
     """
@@ -207,7 +206,7 @@ class EpochOrders:
         self.span = -(-max_steps // self.steps_per_epoch) + 1  # E
         if order_fn is None:
             order = functools.partial(
-                data_lib.epoch_batches, num_examples=num_examples, batch_size=batch_size
+                batching.epoch_batches, num_examples=num_examples, batch_size=batch_size
             )
             order_fn = jax.jit(order, out_shardings=sharding)
         elif sharding is not None:

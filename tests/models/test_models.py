@@ -106,13 +106,15 @@ def _dense_kernels(cfg, image_shape=(28, 28)):
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_kernel_init_scales_every_dense_kernel(kind):
     """lecun_normal (default): std 1/sqrt(fan_in); torch_default: U(+-1/sqrt(fan_in)),
-    std 1/sqrt(3 fan_in); glorot_uniform: std sqrt(2 / (fan_in + fan_out))."""
+    std 1/sqrt(3 fan_in); glorot_uniform: std sqrt(2 / (fan_in + fan_out));
+    he_normal_untruncated: std sqrt(2 / fan_in)."""
     hidden = (500, 300)
     cfg = model_config(kind=kind, hidden=hidden, latent_dim=10)
     expected_std = {
         "lecun_normal": lambda k: 1.0 / np.sqrt(k.shape[0]),
         "torch_default": lambda k: 1.0 / np.sqrt(3.0 * k.shape[0]),
         "glorot_uniform": lambda k: np.sqrt(2.0 / sum(k.shape)),
+        "he_normal_untruncated": lambda k: np.sqrt(2.0 / k.shape[0]),
     }
     for name, std in expected_std.items():
         cfg.kernel_init = name

@@ -13,11 +13,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.architecture = "mlp"  # "mlp" | "conv" | "conv1d" (series) | "linear"
     config.model.hidden = (128,)  # encoder hidden widths; the decoder mirrors them
     config.model.latent_dim = 8  # K
+    # "relu" | "tanh" | "elu" | "gelu" | "softplus" | "sigmoid" | "linear", or "gated"
+    # (mlp only): each hidden layer (W x + b) * sigmoid(V x + c) (Dauphin et al. 2017)
     config.model.activation = "relu"
     config.model.code_activation = "linear"  # AE code layer ("sigmoid" for a sparse AE)
     config.model.conv_features = 32  # channels of the first conv layer (conv only)
     config.model.dtype = "float32"  # compute dtype; params stay float32
     # Dense kernels: "lecun_normal" (Flax) | "glorot_uniform" (Keras) | "torch_default"
+    # | "he_normal_untruncated" (N(0, 2 / fan_in), torch's he_init; Flax's is truncated)
     config.model.kernel_init = "lecun_normal"
     config.model.stochastic_layers = 1  # 1 | 2 (Burda et al. 2015's two-layer MLP VAE)
     config.model.hidden2 = (100, 100)  # z1 <-> z2 hidden widths (stochastic_layers=2)
@@ -26,6 +29,10 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.model.output_bias = "zeros"  # "zeros" | "data_mean" (logit of train mean)
     config.model.posterior = "diagonal"  # q(z|x): "diagonal" | "full" (Cholesky L(x))
+    # (lo, hi): q(z|x)'s log-variance clipped to [lo, hi] in encode, e.g. (-6.0, 2.0),
+    # the hardtanh of Tomczak & Welling 2018's code; None = unclipped. Kinds vae
+    # (diagonal, one layer), vamp_vae (its prior's components too), cvae, flow_vae
+    config.model.logvar_range = ml_collections.config_dict.placeholder(tuple)
     # C, pseudo-inputs u_c of the VampPrior (kind="vamp_vae"); 500 for MNIST as in
     # Tomczak & Welling 2018. A shape: sweeps over it run in process mode
     config.model.num_pseudo_inputs = 500
@@ -124,6 +131,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.momentum = 0.9  # sgd only
     config.optim.weight_decay = 0.0  # adamw only
     config.optim.grad_clip_norm = 0.0  # global-norm clipping; 0 = off
+    # True: g / (||g||_2 + 1e-7) for each parameter tensor apart, before the optimizer
+    # (with "adam": AdamNormGrad of Tomczak & Welling 2018); needs grad_clip_norm = 0
+    config.optim.normalize_gradients = False
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 64  # B
@@ -137,6 +147,11 @@ def get_config() -> ml_collections.ConfigDict:
     # True: evaluate the test split every eval_every steps too (the test split is
     # otherwise evaluated once, at the end: select models on the validation split)
     config.train.eval_test_during_training = False
+    # > 0: stop once the validation loss has not improved for this many evaluations
+    # (after early_stopping_start steps) and finish with the best parameters
+    # (``vae_jax.early_stopping``); needs eval_every > 0 and a validation split
+    config.train.early_stopping_patience = 0
+    config.train.early_stopping_start = 0  # e.g. the end of a KL warm-up
     config.train.checkpoint_every = 1000  # steps between checkpoints (and at the end)
     config.train.keep_checkpoints = 3  # last N checkpoints kept
     config.train.eval_batch_size = 500

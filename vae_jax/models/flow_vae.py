@@ -34,7 +34,8 @@ class FlowVAE(vae.VAEBase):
     """q(z_L|x): a diagonal Gaussian pushed through L amortised planar steps.
 
     ``encode``: [..., D] -> (mean [..., K], logvar [..., K], u [..., L, K],
-    w [..., L, K], b [..., L]) (u raw: ``flows.planar_flow`` makes it invertible);
+    w [..., L, K], b [..., L]) (u raw: ``flows.planar_flow`` makes it invertible;
+    logvar, the base Gaussian's, clipped to ``logvar_range`` if set);
     ``decode`` as ``vae.VAEBase``. L (2K + 1) extra encoder outputs.
     ``kl_per_dimension`` is ``VAEBase``'s None: q(z_L|x) does not factorise.
     """
@@ -50,7 +51,7 @@ class FlowVAE(vae.VAEBase):
     def encode(self, x):
         h = self.encoder(x)
         mean = self.to_mean(h).astype(jnp.float32)
-        logvar = self.to_logvar(h).astype(jnp.float32)
+        logvar = self.clip_logvar(self.to_logvar(h).astype(jnp.float32))
         flow = self.to_flow(h).astype(jnp.float32)  # [..., L (2K + 1)]
         lead, n, k = flow.shape[:-1], self.flow_length, self.latent_dim
         u = flow[..., : n * k].reshape(*lead, n, k)

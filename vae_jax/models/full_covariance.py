@@ -39,6 +39,11 @@ class FullCovarianceVAE(vae.VAEBase):
 
     def setup(self):
         super().setup()
+        if self.logvar_range is not None:  # L's diagonal is not a variance of z_k
+            raise ValueError(
+                "FullCovarianceVAE does not clip its scale: logvar_range must be "
+                f"None, got {self.logvar_range!r} (model.posterior='full')."
+            )
         num_lower = self.latent_dim * (self.latent_dim - 1) // 2
         zeros = nn.initializers.zeros
         self.to_lower = nn.Dense(

@@ -1,5 +1,5 @@
 """Layers shared by the model families: MLP and conv trunks/heads, activations and
-kernel initialisers by name.
+kernel initialisers by name, gated dense layers (Dauphin et al. 2017).
 
 Every module takes any leading dims (``[D]`` under ``vmap`` or ``[B, D]``) and works on
 flat data; conv modules reshape to ``image_shape`` inside.
@@ -26,6 +26,11 @@ ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
     "linear": lambda x: x,
 }
 
+# ``MLP``'s activation that is a layer, not an elementwise function: each hidden layer
+# a ``GatedDense``. MLP trunks only (architecture "mlp"); the conv trunks reject it.
+GATED = "gated"
+MLP_ACTIVATIONS = (*ACTIVATIONS, GATED)
+
 
 # Dense-layer kernel initialisers by name; biases start at zero in every case.
 KERNEL_INITS: dict[str, Callable[..., Any]] = {
@@ -34,6 +39,9 @@ KERNEL_INITS: dict[str, Callable[..., Any]] = {
     # U(+-1/sqrt(fan_in)) = VarianceScaling(1/3, fan_in, uniform): PyTorch's nn.Linear
     # default and XifengGuo/DEC-keras's autoencoder init.
     "torch_default": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+    # N(0, 2 / fan_in), untruncated: torch's ``he_init`` in jmtomczak/vae_vampprior
+    # (``utils/nn.py``), He et al. 2015. Flax's ``he_normal`` is truncated to +-2 std.
+    "he_normal_untruncated": nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
 }
 
 
@@ -47,7 +55,15 @@ def get_kernel_init(name: str) -> Callable[..., Any]:
 
 
 def get_activation(name: str) -> Callable[[Any], Any]:
-    """Looks up an activation by name; unknown names raise with the choices."""
+    """Looks up an elementwise activation by name; unknown names raise with the
+    choices, and "gated" (a layer, ``GatedDense``: MLP trunks only) explains itself."""
+    if name == GATED:
+        raise ValueError(
+            f"activation {GATED!r} is a gated dense layer, h = (W x + b) * "
+            "sigmoid(V x + c), not an elementwise function: only MLP trunks "
+            "(model.architecture='mlp') take it; choose one of "
+            f"{sorted(ACTIVATIONS)} here."
+        )
     if name not in ACTIVATIONS:
         raise ValueError(
             f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}."
@@ -55,9 +71,33 @@ def get_activation(name: str) -> Callable[[Any], Any]:
     return ACTIVATIONS[name]
 
 
+class GatedDense(nn.Module):
+    """h = (W x + b) * sigmoid(V x + c): a gated linear unit (Dauphin et al. 2017,
+    eq. 1), jmtomczak/vae_vampprior's ``GatedDense`` (``utils/nn.py``) without an
+    activation on W x + b. Sub-layers ``h`` (W, b) and ``g`` (V, c).
+
+    [..., D_in] -> [..., features].
+    """
+
+    features: int
+    dtype: Any = jnp.float32
+    kernel_init: str = "lecun_normal"
+
+    @nn.compact
+    def __call__(self, x):
+        dense = functools.partial(
+            nn.Dense,
+            self.features,
+            dtype=self.dtype,
+            kernel_init=get_kernel_init(self.kernel_init),
+        )
+        return dense(name="h")(x) * nn.sigmoid(dense(name="g")(x))
+
+
 class MLP(nn.Module):
     """Dense layers with an activation after each, then an optional linear output layer.
 
+    ``activation="gated"``: each hidden layer a ``GatedDense`` instead (two kernels).
     [..., D_in] -> [..., output_dim] (or [..., widths[-1]] when ``output_dim`` is None).
     """
 
@@ -69,12 +109,16 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        act = get_activation(self.activation)
         dense = functools.partial(
             nn.Dense, dtype=self.dtype, kernel_init=get_kernel_init(self.kernel_init)
         )
-        for width in self.widths:
-            x = act(dense(width)(x))
+        if self.activation == GATED:
+            for width in self.widths:
+                x = GatedDense(width, self.dtype, self.kernel_init)(x)
+        else:
+            act = get_activation(self.activation)
+            for width in self.widths:
+                x = act(dense(width)(x))
         if self.output_dim is not None:
             x = dense(self.output_dim, name="output")(x)
         return x

@@ -30,6 +30,11 @@ class VAEBase(nn.Module):
     ``sigma`` set the Gaussian scale is fixed; with ``sigma=None`` it is one learned
     scalar log sigma (shared over pixels), a parameter of the model. Subclasses add
     ``encode`` and the posterior-dependent protocol methods.
+
+    ``logvar_range`` (lo, hi): the encoder's log-variance clipped to [lo, hi]
+    (``clip_logvar``), the hardtanh(-6, 2) of Tomczak & Welling 2018's code
+    (jmtomczak/vae_vampprior ``models/VAE.py``, ``q_z_logvar``); None = unclipped.
+    Applied by ``VAE.encode`` and ``FlowVAE.encode``; ``FullCovarianceVAE`` rejects it.
     """
 
     encoder: nn.Module
@@ -39,6 +44,7 @@ class VAEBase(nn.Module):
     sigma: float | None = None
     dtype: Any = jnp.float32
     kernel_init: str = "lecun_normal"
+    logvar_range: tuple[float, float] | None = None
 
     generative: ClassVar[bool] = True  # p(z) can be sampled
 
@@ -58,6 +64,14 @@ class VAEBase(nn.Module):
         else:
             log_sigma = jnp.asarray(math.log(self.sigma), jnp.float32)
         return {"mean": out, "log_sigma": jnp.broadcast_to(log_sigma, out.shape)}
+
+    def clip_logvar(self, logvar):
+        """hardtanh_[lo, hi](logvar) for ``logvar_range`` (lo, hi): clipped values,
+        zero gradient outside [lo, hi]; unchanged when it is None. [..., K]."""
+        if self.logvar_range is None:
+            return logvar
+        lo, hi = self.logvar_range
+        return jnp.clip(logvar, lo, hi)
 
     def __call__(self, x):
         mean = self.encode(x)[0]
@@ -121,14 +135,14 @@ class VAEBase(nn.Module):
 class VAE(VAEBase):
     """q(z|x) = N(mean(x), diag(exp(logvar(x)))); Kingma & Welling 2013, §3, App. C.
 
-    ``encode``: [..., D] -> (mean [..., K], logvar [..., K]); ``decode`` as
-    ``VAEBase``.
+    ``encode``: [..., D] -> (mean [..., K], logvar [..., K]), logvar clipped to
+    ``logvar_range`` if set; ``decode`` as ``VAEBase``.
     """
 
     def encode(self, x):
         h = self.encoder(x)
         mean = self.to_mean(h).astype(jnp.float32)
-        return mean, self.to_logvar(h).astype(jnp.float32)
+        return mean, self.clip_logvar(self.to_logvar(h).astype(jnp.float32))
 
     # ------------------------------------------------------------ model protocol
     @nn.nowrap
@@ -206,13 +220,18 @@ def build(
     vae_class: type[VAEBase] = VAE,
 ) -> VAEBase:
     """A one-stochastic-layer VAE of ``config.model`` (``vae_class``: the posterior
-    family) with a Bernoulli or Gaussian likelihood."""
+    family) with a Bernoulli or Gaussian likelihood; ``model_config.logvar_range``
+    (None or (lo, hi)) becomes the model's ``logvar_range``."""
     if likelihood not in LIKELIHOODS:
         raise ValueError(
             f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}."
         )
     dtype = jnp.dtype(model_config.dtype)
     encoder, decoder = layers.encoder_decoder(model_config, image_shape, dtype)
+    logvar_range = model_config.logvar_range
+    if logvar_range is not None:
+        lo, hi = logvar_range  # a JSON-restored config holds a tuple or list
+        logvar_range = (float(lo), float(hi))
     return vae_class(
         encoder,
         decoder,
@@ -221,4 +240,5 @@ def build(
         sigma,
         dtype,
         kernel_init=model_config.kernel_init,
+        logvar_range=logvar_range,
     )

@@ -16,10 +16,14 @@ add_pseudoinputs`` and ``VAE.log_p_z``):
     (``number_components``, ``config.model.num_pseudo_inputs``).
   * log p(z) = logsumexp_c [log N(z; mean(u_c), diag(exp(logvar(u_c)))) - log C],
     one component per pseudo-input, the max subtracted before exponentiating.
+  * Encoder and decoder are the config's, as for ``vae``. Their gated 300-300
+    trunks, He init and logvar hardtanh(-6, 2) are the settings
+    ``model.activation="gated"``, ``kernel_init="he_normal_untruncated"`` and
+    ``logvar_range=(-6, 2)`` (``configs/vamp_paper_mnist.py``); the clipping acts
+    in ``encode``, so on the prior's components q(z | u_c) too, as in their code.
 Not followed: their option to initialise u from training images
-(``use_training_data_init``), their GatedDense 300-300 trunk and logvar clipping
-(the encoder here is the config's, as for ``vae``), and their sampler (one draw from
-each of the first N components); ``sample_latents`` draws from the mixture itself.
+(``use_training_data_init``) and their sampler (one draw from each of the first N
+components); ``sample_latents`` draws from the mixture itself.
 
 KL(q(z|x) || p(z)) has no closed form; ``elbo_terms`` estimates it from the same S
 draws that give the reconstruction term (Kingma & Welling 2013, eq. 6, the generic

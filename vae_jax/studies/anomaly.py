@@ -21,8 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import checkpoint, evaluate, loop, objectives, optim, train
-from vae_jax import data as data_lib
+from vae_jax import batching, checkpoint, evaluate, loop, objectives, optim, train
 from vae_jax.studies.clustering import batch_indices_at, epochs_spanned
 
 
@@ -91,7 +90,7 @@ def make_score_all(score_one: Callable, batch_size: int = 500) -> Callable:
         return jax.lax.scan(body, None, (xb, jnp.arange(xb.shape[0])))[1]
 
     def score_all(params, x, key):
-        xb, _ = data_lib.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
+        xb, _ = batching.pad_to_batches(np.asarray(x), min(batch_size, len(x)))
         scores = np.asarray(score_batches(params, xb, key))
         return scores.reshape(-1, scores.shape[-1])[: len(x)]
 

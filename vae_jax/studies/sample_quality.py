@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from vae_jax import data as data_lib
-from vae_jax import models
+from vae_jax import data_files, models
 from vae_jax.studies import autoencoders, classifier
 
 HIDDEN = (256,)
@@ -63,7 +63,7 @@ class FeatureClassifier:
 
 def default_cache_dir() -> pathlib.Path:
     """``$XDG_CACHE_HOME/vae_jax/classifiers`` (``~/.cache/vae_jax/classifiers``)."""
-    return data_lib.cache_dir() / "classifiers"
+    return data_files.cache_dir() / "classifiers"
 
 
 def fingerprint(dataset: data_lib.Dataset, hidden, num_steps: int, seed: int) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 
 from vae_jax import (
+    batching,
     build,
     checkpoint,
     evaluate,
@@ -40,7 +41,6 @@ from vae_jax import (
     workdir_lock,
     writer,
 )
-from vae_jax import data as data_lib
 from vae_jax.sweep.results import write_done
 from vae_jax.sweep.spec import VMAPPABLE, Run, check_vmappable, flatten
 
@@ -162,9 +162,9 @@ def stacked_orders(
     data_keys: jax.Array, num_examples: int, batch_size: int, max_steps: int
 ) -> train.EpochOrders:
     """``train.EpochOrders`` of C configs: step -> orders [C, E, N // B, B],
-    ``data.epoch_batches`` vmapped over the data keys [C], once per epoch."""
+    ``batching.epoch_batches`` vmapped over the data keys [C], once per epoch."""
     order = functools.partial(
-        data_lib.epoch_batches, num_examples=num_examples, batch_size=batch_size
+        batching.epoch_batches, num_examples=num_examples, batch_size=batch_size
     )
     order_fn = jax.jit(jax.vmap(order, in_axes=(0, None)))
     return train.EpochOrders(
