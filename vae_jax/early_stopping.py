@@ -21,6 +21,8 @@ import math
 import pathlib
 from collections.abc import Iterable, Mapping
 
+from vae_jax import parallel, writer
+
 METRIC = "valid/loss"  # the objective at beta = 1 on the validation split
 BEST_DIR = "checkpoints_best"
 MARKER = "early_stopping.json"
@@ -95,3 +97,19 @@ def best_dir(workdir: pathlib.Path) -> pathlib.Path | None:
     """``checkpoints_best/`` of a run that stopped early, else None."""
     path = pathlib.Path(workdir) / BEST_DIR
     return path if stopped_at(workdir) is not None and path.is_dir() else None
+
+
+def tracker_for_run(config, workdir: pathlib.Path, step: int) -> Tracker | None:
+    """The run's early-stopping tracker replayed to ``step`` from its metrics (None
+    when ``train.early_stopping_patience`` is 0); an early-stop mark the replay does
+    not confirm (a changed patience) is cleared."""
+    cfg = config.train
+    tracker = None
+    if cfg.early_stopping_patience > 0:
+        records = writer.read_metrics(workdir / "metrics.jsonl")
+        tracker = Tracker.replay(
+            records, cfg.early_stopping_patience, cfg.early_stopping_start, step
+        )
+    if (tracker is None or not tracker.stopped) and parallel.is_primary():
+        clear_marker(workdir)
+    return tracker

@@ -350,24 +350,6 @@ _ADVICE = (
 )
 
 
-def early_stopper(
-    config: ml_collections.ConfigDict, workdir: pathlib.Path, step: int
-) -> early_stopping.Tracker | None:
-    """The run's early-stopping tracker replayed to ``step`` from its metrics (None
-    when ``train.early_stopping_patience`` is 0); an early-stop mark the replay does
-    not confirm (a changed patience) is cleared."""
-    cfg = config.train
-    tracker = None
-    if cfg.early_stopping_patience > 0:
-        records = writer.read_metrics(workdir / "metrics.jsonl")
-        tracker = early_stopping.Tracker.replay(
-            records, cfg.early_stopping_patience, cfg.early_stopping_start, step
-        )
-    if (tracker is None or not tracker.stopped) and parallel.is_primary():
-        early_stopping.clear_marker(workdir)
-    return tracker
-
-
 def _train(exp, state, managers, metric_writer, evaluate_now, timer, workdir):
     """``run_loop`` of one run: raises ``NonFiniteLossError``, writes metrics and
     checkpoints; with early stopping (``managers.best`` set) keeps the best state
@@ -375,7 +357,7 @@ def _train(exp, state, managers, metric_writer, evaluate_now, timer, workdir):
     cfg, manager = exp.config.train, managers.latest
     step = int(state.step)
     budget = SkipBudget(cfg.max_skipped_fraction)
-    stopper = early_stopper(exp.config, workdir, step)
+    stopper = early_stopping.tracker_for_run(exp.config, workdir, step)
 
     def check(metrics, first_step):
         overflow = nonfinite_step(metrics["nonfinite_state"], first_step)
