@@ -7,8 +7,9 @@
 A session mutates the commit it was started on; tests written since (to kill its
 survivors) are not in that clone. This script clones the repository's HEAD into
 ``WORKDIR/recheck-src``, and for every survivor in ``WORKDIR/sessions/<name>.jsonl``
-whose module is unchanged since the session's commit applies the same mutation
-(``cosmic-ray apply``), runs that module's test command from
+applies the same mutation (``cosmic-ray apply``; if the module changed since the
+session's commit, the diff's one-line change where that line occurs exactly once),
+runs that module's test command from
 ``WORKDIR/sessions/<name>.toml`` and records killed or survived in
 ``WORKDIR/sessions/<name>.recheck.json``, which ``mutation_report.py`` reads.
 """
@@ -37,15 +38,28 @@ def git(*args, cwd) -> str:
     ).stdout.strip()
 
 
+def apply_line_change(path: pathlib.Path, diff: str) -> bool:
+    """Applies a one-line mutation by its text: the diff's removed line (stripped) is
+    replaced by its added line, keeping the indentation. False (nothing written)
+    unless the removed line occurs exactly once in ``path``."""
+    removed, added = mutation_report.changed_lines(diff)
+    lines = path.read_text().splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if line.strip() == removed]
+    if not removed or len(hits) != 1:
+        return False
+    line = lines[hits[0]]
+    indent = line[: len(line) - len(line.lstrip())]
+    lines[hits[0]] = indent + added + "\n"
+    path.write_text("".join(lines))
+    return True
+
+
 def recheck(workdir: pathlib.Path, name: str, src: pathlib.Path) -> dict:
     config = tomllib.loads((workdir / "sessions" / f"{name}.toml").read_text())
     settings = config["cosmic-ray"]
     module = settings["module-path"]
     session_commit = git("rev-parse", "HEAD", cwd=workdir / "src")
     changed = git("diff", "--name-only", session_commit, "HEAD", "--", module, cwd=src)
-    if changed:
-        print(f"{name}: {module} changed since {session_commit[:7]}; not rechecked")
-        return {}
     command = settings["test-command"].replace(str(workdir / "src"), str(src))
     if " -n 0 " not in command:  # one process per mutant (no pytest-xdist workers)
         command = command.replace(" -m pytest ", " -m pytest -n 0 ")
@@ -56,17 +70,22 @@ def recheck(workdir: pathlib.Path, name: str, src: pathlib.Path) -> dict:
             continue
         (mutation,) = item["mutations"]
         key = f"{mutation['operator_name']}:{mutation['occurrence']}"
-        subprocess.run(
-            [
-                "cosmic-ray",
-                "apply",
-                module,
-                mutation["operator_name"],
-                str(mutation["occurrence"]),
-            ],
-            cwd=src,
-            check=True,
-        )
+        if changed:  # occurrences may have moved: apply the diff's line change
+            if not apply_line_change(src / module, result.get("diff", "")):
+                print(f"{name} {key}: its line is gone or not unique; not rechecked")
+                continue
+        else:
+            subprocess.run(
+                [
+                    "cosmic-ray",
+                    "apply",
+                    module,
+                    mutation["operator_name"],
+                    str(mutation["occurrence"]),
+                ],
+                cwd=src,
+                check=True,
+            )
         try:
             done = subprocess.run(
                 shlex.split(command),
