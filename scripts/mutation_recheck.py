@@ -114,8 +114,11 @@ def main(workdir: str, names: list[str]) -> None:
     for path in sorted((root / "sessions").glob("*.jsonl")):
         if names and path.stem not in names:
             continue
-        outcomes = recheck(root, path.stem, src)
-        (path.with_suffix(".recheck.json")).write_text(json.dumps(outcomes, indent=1))
+        saved = path.with_suffix(".recheck.json")
+        earlier = json.loads(saved.read_text()) if saved.is_file() else {}
+        # a mutant not rechecked this time keeps its earlier recheck's outcome
+        outcomes = {**earlier, **recheck(root, path.stem, src)}
+        saved.write_text(json.dumps(outcomes, indent=1))
 
 
 if __name__ == "__main__":
