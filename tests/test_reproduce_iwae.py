@@ -92,4 +92,7 @@ def test_orderings_and_aliases_in_results(script, tmp_path):
     vae_rows = [line for line in text.splitlines() if line.startswith("| vae1_k1 ")]
     assert len(vae_rows) == 2
     assert "| iwae1_k1 (= vae1_k1) | 7 (40) |" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| iwae1_k50 ")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert (cells[3], cells[5]) == ("84.78", "84.59")  # the paper's, nbip/IWAE's
     assert "holds" in text and "does not hold" in text
