@@ -192,14 +192,14 @@ def summarise(
                 line = mutation["start_pos"][0]
                 diff = (result or {}).get("diff", "").strip()
                 why = equivalence(name, diff)
-                if recheck.get(key) == "killed":
-                    kind = "killed"
-                elif why:
+                if why:  # judged first: a loaded machine's timeout is no kill
                     kind = "equivalent"
                     removed, added = changed_lines(diff)
                     equivalents.append(
                         f"- {name}:{line} `{removed}` -> `{added}`: {why}"
                     )
+                elif recheck.get(key) == "killed":
+                    kind = "killed"
                 else:
                     survivors.append(
                         f"### {name}:{line} `{mutation['operator_name']}` "
