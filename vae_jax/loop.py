@@ -350,14 +350,17 @@ _ADVICE = (
 )
 
 
-def _train(exp, state, managers, metric_writer, evaluate_now, timer, workdir):
+def _train(exp, state, manager, metric_writer, evaluate_now, timer, workdir):
     """``run_loop`` of one run: raises ``NonFiniteLossError``, writes metrics and
-    checkpoints; with early stopping (``managers.best`` set) keeps the best state
-    there and stops once patience runs out. Returns (state, tracker or None)."""
-    cfg, manager = exp.config.train, managers.latest
+    checkpoints; with early stopping keeps the best state in ``checkpoints_best/``
+    and stops once patience runs out. Returns (state, the parameters to evaluate
+    finally, the step of that record): the best state's after an early stop."""
+    cfg = exp.config.train
     step = int(state.step)
     budget = SkipBudget(cfg.max_skipped_fraction)
     stopper = early_stopping.tracker_for_run(exp.config, workdir, step)
+    if stopper is not None:
+        best_manager = checkpoint.make_manager(workdir / early_stopping.BEST_DIR, 1)
 
     def check(metrics, first_step):
         overflow = nonfinite_step(metrics["nonfinite_state"], first_step)
@@ -395,7 +398,7 @@ def _train(exp, state, managers, metric_writer, evaluate_now, timer, workdir):
         if stopper is not None:
             value = metrics.get(early_stopping.METRIC, float("nan"))
             if stopper.update(at, value):
-                checkpoint.save(managers.best, s, at)
+                checkpoint.save(best_manager, s, at)
 
     hooks = LoopHooks(
         check=check,
@@ -407,23 +410,16 @@ def _train(exp, state, managers, metric_writer, evaluate_now, timer, workdir):
     )
     runner = exp.chunk_runner()
     state = run_loop(state, step, exp.total_steps, cfg, runner, hooks, timer)
-    if stopper is not None and stopper.stopped:
-        at = int(state.step)
-        if manager.latest_step() != at:
-            save(state, at)
-        if parallel.is_primary():
-            early_stopping.write_marker(workdir, at, stopper)
-        logging.info("Early stopping at step %d: %s.", at, stopper.summary())
-    return state, stopper
-
-
-@dataclasses.dataclass
-class Managers:
-    """A run's checkpoint managers: ``latest`` (``checkpoints/``) and, with early
-    stopping, ``best`` (``checkpoints_best/``, the best state so far)."""
-
-    latest: Any
-    best: Any = None
+    if stopper is None or not stopper.stopped:
+        return state, state.params, exp.total_steps
+    at = int(state.step)
+    if manager.latest_step() != at:
+        save(state, at)
+    if parallel.is_primary():
+        early_stopping.write_marker(workdir, at, stopper)
+    logging.info("Early stopping at step %d: %s.", at, stopper.summary())
+    best = checkpoint.restore_latest(best_manager, state, move_aside=False)
+    return state, best.params, at
 
 
 def finished_metrics(workdir: pathlib.Path, total_steps: int) -> dict | None:
@@ -478,15 +474,10 @@ def train_and_evaluate(
                 " ".join(f"{k} {v:.4f}" for k, v in done.items() if v is not None),
             )
             return done
-        managers = Managers(manager)
-        if config.train.early_stopping_patience > 0:
-            managers.best = checkpoint.make_manager(
-                workdir / early_stopping.BEST_DIR, 1
-            )
-        return _train_and_evaluate(exp, state, managers, workdir, start)
+        return _train_and_evaluate(exp, state, manager, workdir, start)
 
 
-def _train_and_evaluate(exp, state, managers, workdir, start: float) -> dict:
+def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
     """Trains ``state`` to the end or an early stop (evaluating
     ``splits_during_training`` every ``eval_every`` steps), evaluates every split
     once (after an early stop: the best parameters) and writes the figures."""
@@ -516,13 +507,9 @@ def _train_and_evaluate(exp, state, managers, workdir, start: float) -> dict:
     )
     timer["start-up"] = time.perf_counter() - start  # data, init, restore
     try:
-        state, stopper = _train(
-            exp, state, managers, metric_writer, evaluate_now, timer, workdir
+        state, params, last = _train(
+            exp, state, manager, metric_writer, evaluate_now, timer, workdir
         )
-        last, params = exp.total_steps, state.params
-        if stopper is not None and stopper.stopped:
-            best = checkpoint.restore_latest(managers.best, state, move_aside=False)
-            last, params = int(state.step), best.params
         with timer("evaluate"):
             final = evaluate_now(params)
         metric_writer.write_scalars(last, final)
