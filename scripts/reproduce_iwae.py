@@ -281,9 +281,14 @@ def launch_all(names: list[str], root: pathlib.Path, settings: Settings) -> dict
     )
 
 
+def trained_dir(root: pathlib.Path, name: str) -> pathlib.Path:
+    """Where config ``name`` was trained (that of the config it equals, SAME_AS)."""
+    return root / SAME_AS.get(name, name)
+
+
 def stage_results(root: pathlib.Path, name: str) -> dict[int, dict]:
     """{stage: stage<i>.json} of config ``name`` (or of the config it equals, SAME_AS)."""
-    workdir = root / SAME_AS.get(name, name)
+    workdir = trained_dir(root, name)
     return {
         int(p.stem[5:]): json.loads(p.read_text()) for p in workdir.glob("stage*.json")
     }
@@ -293,12 +298,12 @@ def per_image(root: pathlib.Path, name: str, stage: int):
     """L_k of every test image (``stage<i>_ll.npy``, [N] float64), or None."""
     import numpy as np
 
-    path = root / SAME_AS.get(name, name) / f"stage{stage}_ll.npy"
+    path = trained_dir(root, name) / f"stage{stage}_ll.npy"
     return np.load(path) if path.exists() else None
 
 
 def train_seconds(root: pathlib.Path, name: str) -> float | None:
-    path = root / SAME_AS.get(name, name) / "train_seconds.json"
+    path = trained_dir(root, name) / "train_seconds.json"
     return json.loads(path.read_text())["seconds"] if path.exists() else None
 
 
