@@ -36,7 +36,7 @@ corruptions|vae_jax/corruptions.py|tests/test_corruptions.py
 evaluate|vae_jax/evaluate.py|tests/test_iwae.py tests/test_train.py tests/test_evaluate_run.py
 linear_gaussian|vae_jax/linear_gaussian.py|tests/test_linear_gaussian.py
 iwae_objectives|vae_jax/iwae_objectives.py|tests/test_iwae_objectives.py
-vae|vae_jax/models/vae.py|tests/models tests/test_iwae_log_weights.py tests/test_objectives.py
+vae|vae_jax/models/vae.py|tests/models tests/test_iwae_log_weights.py tests/test_objectives.py tests/test_iwae_objectives.py
 full_covariance|vae_jax/models/full_covariance.py|tests/studies/test_theory.py tests/models
 hierarchical|vae_jax/models/hierarchical.py|tests/models/test_hierarchical.py tests/models/test_hierarchical_log_weights.py
 clustering|vae_jax/studies/clustering.py|tests/studies/test_clustering_maths.py tests/studies/test_clustering.py

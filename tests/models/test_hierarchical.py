@@ -1,5 +1,7 @@
 """Two-stochastic-layer model, Burda's schedule and the decoder bias init."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,14 +19,14 @@ D = 12
 
 def _two_layer(**overrides):
     """(config, model, params): a 12-(9, 8)-5-(7,)-3 two-layer VAE."""
-    fields = dict(
-        stochastic_layers=2,
-        hidden=(9, 8),
-        hidden2=(7,),
-        latent_dim=5,
-        latent_dim2=3,
+    fields = {
+        "stochastic_layers": 2,
+        "hidden": (9, 8),
+        "hidden2": (7,),
+        "latent_dim": 5,
+        "latent_dim2": 3,
         **overrides,
-    )
+    }
     return make_config(model=fields), *tiny_model((3, 4), **fields)
 
 
@@ -156,3 +158,79 @@ def test_iwae_config_builds_with_data_mean_bias_and_schedule(monkeypatch):
         jax.tree.map(jnp.ones_like, state.params), state.opt_state, state.params
     )
     assert np.all(np.isfinite(jax.tree.leaves(updates)[0]))
+
+
+def _chain(prefix, sizes):
+    """{"<prefix>/Dense_i": (in, out)} for an MLP through ``sizes``."""
+    pairs = itertools.pairwise(sizes)
+    return {f"{prefix}/Dense_{i}": shape for i, shape in enumerate(pairs)}
+
+
+@pytest.mark.parametrize(
+    "fields, sizes",
+    [  # Burda et al. 2015, §5: x-200-200-z1(100)-100-100-z2(50), mirrored in p
+        ({}, (784, (200, 200), (100, 100), 100, 50)),
+        (  # unequal widths: p's trunks are q's reversed
+            {"hidden": (9, 8), "hidden2": (7, 6), "latent_dim": 5, "latent_dim2": 3},
+            (D, (9, 8), (7, 6), 5, 3),
+        ),
+    ],
+)
+def test_layer_sizes_are_burdas_and_p_mirrors_q(fields, sizes):
+    d, hidden, hidden2, k1, k2 = sizes
+    model = hierarchical.HierarchicalVAE(data_dim=d, **fields)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros(d))
+    flat = jax.tree_util.tree_flatten_with_path(params["params"])[0]
+    got = {
+        "/".join(str(p.key) for p in path[:-1]): leaf.shape
+        for path, leaf in flat
+        if path[-1].key == "kernel"
+    }
+    heads = lambda name, width, k: {
+        f"{name}/mean": (width, k),
+        f"{name}/log_sigma": (width, k),
+    }
+    expected = {
+        **_chain("q1/trunk", (d, *hidden)),
+        **heads("q1", hidden[-1], k1),
+        **_chain("q2/trunk", (k1, *hidden2)),
+        **heads("q2", hidden2[-1], k2),
+        **_chain("p1/trunk", (k2, *hidden2[::-1])),
+        **heads("p1", hidden2[0], k1),
+        **_chain("decoder", (k1, *hidden[::-1])),
+        "decoder/output": (hidden[0], d),
+    }
+    assert got == expected
+
+
+def test_prior_samples_have_the_moments_of_the_two_layer_prior():
+    """z1 ~ p(z1) = E_{z2 ~ N(0, I)} N(mean1(z2), diag sigma1(z2)^2): over 20,000 draws
+    E[z1] = E[mean1(z2)] and Var[z1] = E[sigma1^2] + Var[mean1(z2)] (total variance),
+    both computed here from independent z2, within 6 standard errors."""
+    _, model, params = _two_layer(hidden2=(7, 6))
+    params = jax.tree.map(jnp.array, params)
+    head = params["params"]["p1"]["log_sigma"]
+    head["bias"] = head["bias"] - 1.0  # sigma1 ~ e^-1: the noise term is visible
+    n = 20_000
+    z1 = np.asarray(model.sample_latents(params, jax.random.PRNGKey(5), n), np.float64)
+    z2 = np.random.default_rng(0).standard_normal((n, 3)).astype(np.float32)
+    mean1, logvar1 = model.apply(params, z2, method="prior1")
+    mean1, var1 = np.asarray(mean1, np.float64), np.exp(np.asarray(logvar1, np.float64))
+    want_mean, want_var = mean1.mean(0), var1.mean(0) + mean1.var(0)
+    assert np.all(var1.mean(0) > 0.2 * want_var)
+    se_mean = np.sqrt(2 * want_var / n)  # both sides are estimates
+    np.testing.assert_array_less(np.abs(z1.mean(0) - want_mean), 6 * se_mean)
+    fourth = np.mean((z1 - z1.mean(0)) ** 4, axis=0)
+    se_var = np.sqrt(2 * (fourth - z1.var(0) ** 2) / n)
+    np.testing.assert_array_less(np.abs(z1.var(0) - want_var), 6 * se_var)
+
+
+def test_protocol_reads_the_first_layer_and_draws_one_sample_by_default():
+    _, model, params = _two_layer()
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, D))
+    mean1, logvar1 = model.apply(params, x, method="encode")
+    np.testing.assert_array_equal(model.posterior_logvar(params, x), logvar1)
+    np.testing.assert_array_equal(model.code(params, x), mean1)
+    key = jax.random.PRNGKey(2)
+    default = model.elbo_terms(params, x[0], key)
+    np.testing.assert_array_equal(default, model.elbo_terms(params, x[0], key, 1))
