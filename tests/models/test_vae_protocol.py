@@ -19,8 +19,9 @@ def test_call_decodes_the_posterior_mean():
     np.testing.assert_allclose(model.apply(params, X)["logits"], expected, rtol=1e-6)
 
 
-def test_elbo_terms_draws_one_sample_by_default():
-    model, params = tiny_model(latent_dim=3, hidden=(5,))
+@pytest.mark.parametrize("posterior", ["diagonal", "full"])
+def test_elbo_terms_draws_one_sample_by_default(posterior):
+    model, params = tiny_model(latent_dim=3, hidden=(5,), posterior=posterior)
     key = jax.random.PRNGKey(1)
     default = model.elbo_terms(params, X, key)
     one = model.elbo_terms(params, X, key, num_samples=1)

@@ -159,6 +159,12 @@ def test_full_encoder_outputs_a_cholesky_factor():
     np.testing.assert_allclose(log_w, expected, rtol=1e-5, atol=1e-4)
     corr = full_covariance.posterior_correlations(model, params, xs)
     np.testing.assert_allclose(np.diagonal(corr, axis1=1, axis2=2), 1, rtol=1e-5)
+    tril = np.asarray(model.apply(params, xs, method="encode")[1], np.float64)
+    cov = tril @ tril.transpose(0, 2, 1)  # S = L L^T, float64
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    want = cov / (sd[:, :, None] * sd[:, None, :])
+    assert np.abs(want - np.eye(K)).max() > 0.01  # correlated: the check has teeth
+    np.testing.assert_allclose(corr, want, rtol=1e-4, atol=1e-6)
 
 
 def test_full_equals_diagonal_while_the_lower_head_is_zero():
