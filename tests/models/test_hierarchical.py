@@ -208,6 +208,7 @@ def test_prior_samples_have_the_moments_of_the_two_layer_prior():
     E[z1] = E[mean1(z2)] and Var[z1] = E[sigma1^2] + Var[mean1(z2)] (total variance),
     both computed here from independent z2, within 6 standard errors."""
     _, model, params = _two_layer(hidden2=(7, 6))
+    assert model.generative  # runs, studies and figures sample its prior
     params = jax.tree.map(jnp.array, params)
     head = params["params"]["p1"]["log_sigma"]
     head["bias"] = head["bias"] - 1.0  # sigma1 ~ e^-1: the noise term is visible
