@@ -1,19 +1,21 @@
 """Summarises the cosmic-ray sessions of ``scripts/mutation_test.sh``.
 
-  python scripts/mutation_report.py ~/runs/mutation
+  python scripts/mutation_report.py ~/runs/mutation [COPY_TO]
 
 Reads ``WORKDIR/sessions/<module>.jsonl`` (``cosmic-ray dump``) and the outcomes of
 ``mutation_recheck.py`` (survivors rerun against newer tests) and writes
 ``WORKDIR/report.md``: per module the mutants run, killed (by the session or on
 recheck), timed out, judged equivalent (``EQUIVALENT``), survived, filtered out and
 still pending; the score (killed + timed out) / (run - equivalent); every equivalent
-mutant with the reason, and every survivor with its operator, line and diff.
+mutant with the reason, and every survivor with its operator, line and diff; the
+minutes pytest spent on each module's mutants. COPY_TO: a second path for the report.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import re
 import sys
 
 # Surviving mutants judged equivalent: (module, line removed, line added, why). A
@@ -138,6 +140,12 @@ def outcome(result: dict | None) -> str:
     return "survived" if result.get("test_outcome") == "survived" else "incompetent"
 
 
+def pytest_seconds(result: dict | None) -> float:
+    """Seconds pytest reported for one mutant's run ("... in 12.34s"), 0 if none."""
+    found = re.findall(r" in ([0-9.]+)s", (result or {}).get("output") or "")
+    return float(found[-1]) if found else 0.0
+
+
 def changed_lines(diff: str) -> tuple[str, str]:
     """(removed, added) lines of a one-line mutation's diff, stripped."""
     lines = diff.splitlines()
@@ -178,6 +186,7 @@ def summarise(
             "filtered",
             "incompetent",
             "pending",
+            "seconds",
         ),
         0,
     )
@@ -206,6 +215,7 @@ def summarise(
                         f"(occurrence {mutation['occurrence']})\n\n```diff\n{diff}\n```\n"
                     )
             counts[kind] += 1
+            counts["seconds"] += pytest_seconds(result)
         for key in totals:
             totals[key] += counts[key]
         rows.append(_row(name, counts))
@@ -219,11 +229,11 @@ def _row(name: str, c: dict[str, int]) -> str:
     score = f"{100 * (c['killed'] + c['timeout']) / judged:.1f}%" if judged else "-"
     cells = [name, run, c["killed"], c["timeout"], c["equivalent"], c["survived"]]
     cells.append(score)
-    cells += [c["incompetent"], c["filtered"], c["pending"]]
+    cells += [c["incompetent"], c["filtered"], c["pending"], f"{c['seconds'] / 60:.0f}"]
     return "| " + " | ".join(str(x) for x in cells) + " |"
 
 
-def main(workdir: str) -> None:
+def main(workdir: str, copy_to: str | None = None) -> None:
     root = pathlib.Path(workdir).expanduser()
     sessions = {
         path.stem: load_session(path)
@@ -236,15 +246,18 @@ def main(workdir: str) -> None:
     rows, equivalents, survivors = summarise(sessions, rechecks)
     header = (
         "| module | run | killed | timed out | equivalent | survived | score "
-        "| incompetent | filtered | pending |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| incompetent | filtered | pending | test minutes |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     text = "\n".join(["# Mutation testing", "", header, *rows, ""])
     text += "\n## Equivalent mutants\n\n" + ("\n".join(equivalents) or "None.") + "\n"
     text += "\n## Survivors\n\n" + ("\n".join(survivors) if survivors else "None.\n")
     (root / "report.md").write_text(text)
+    if copy_to:
+        pathlib.Path(copy_to).write_text(text)
     print("\n".join([header, *rows]))
     print(f"{len(survivors)} survivors; report: {root / 'report.md'}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "~/runs/mutation")
+    main(sys.argv[1] if len(sys.argv) > 1 else "~/runs/mutation", *sys.argv[2:3])

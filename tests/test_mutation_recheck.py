@@ -25,3 +25,42 @@ def test_line_change_applies_where_the_line_is_unique(tmp_path):
     module.write_text(twice)
     assert not recheck.apply_line_change(module, DIFF)
     assert module.read_text() == twice
+
+
+def test_report_counts_outcomes_equivalents_and_pytest_minutes():
+    report = helpers.load_script("mutation_report")
+    item = lambda op, n: {
+        "mutations": [{"operator_name": op, "occurrence": n, "start_pos": [5, 0]}]
+    }
+    killed = {
+        "worker_outcome": "normal",
+        "test_outcome": "killed",
+        "output": "1 failed in 30.0s",
+    }
+    survived = {
+        "worker_outcome": "normal",
+        "test_outcome": "survived",
+        "diff": DIFF,
+        "output": "9 passed in 90.0s",
+    }
+    keyword = DIFF.replace("-    return x - 1", "-    *,").replace(
+        "+    return x + 1", "+    /,"
+    )
+    equivalent = {**survived, "diff": keyword, "output": "9 passed in 60s"}
+    filtered = {"worker_outcome": "skipped", "output": "Filtered operator"}
+    sessions = {
+        "m": [
+            (item("a", 0), killed),
+            (item("b", 0), survived),
+            (item("c", 0), equivalent),
+            (item("d", 0), filtered),
+            (item("e", 0), None),
+        ]
+    }
+    rows, equivalents, survivors = report.summarise(sessions)
+    # run, killed, timed out, equivalent, survived, score, incompetent, filtered, pending, minutes
+    assert rows[0] == "| m | 3 | 1 | 0 | 1 | 1 | 50.0% | 0 | 1 | 1 | 3 |"
+    assert len(equivalents) == 1 and "keyword-only" in equivalents[0]
+    assert len(survivors) == 1 and "return x + 1" in survivors[0]
+    rows, _, survivors = report.summarise(sessions, {"m": {"b:0": "killed"}})
+    assert rows[0].startswith("| m | 3 | 2 | 0 | 1 | 0 | 100.0% |") and not survivors
