@@ -109,6 +109,42 @@ EQUIVALENT += [
         ),
     ),
     (
+        "hierarchical",
+        "return mean1 + jnp.exp(0.5 * logvar1) * eps",
+        "return mean1 - jnp.exp(0.5 * logvar1) * eps",
+        "eps ~ N(0, I) is symmetric: z1 = mean1 -+ sigma1 eps have one distribution",
+    ),
+    (
+        "clustering",
+        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=-1)  # [C]",
+        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=1)  # [C]",
+        "the difference is [C, K] (two axes): axis 1 is axis -1",
+    ),
+    *(
+        (
+            "clustering",
+            "safe_p = jnp.where(p > 0, p, 1.0)",
+            f"safe_p = jnp.where({after})",
+            (
+                "only entries with p = 0 change, and the sum masks them out with "
+                "where(p > 0, ..., 0): the placeholder just keeps log finite there"
+            ),
+        )
+        for after in ("p >= 0, p, 1.0", "p > 0, p, 0.0", "p > 0, p, 2.0")
+    ),
+    *(
+        (
+            "clustering",
+            "return jnp.sum(jnp.where(p > 0, p * (jnp.log(safe_p) - log_q), 0.0))",
+            f"return jnp.sum(jnp.where({cond}, p * (jnp.log(safe_p) - log_q), 0.0))",
+            (
+                "p >= 0 always; where p = 0 the term is 0 * (log 1 - log q) = 0 "
+                "(safe_p = 1, log q finite), the value the mask gives"
+            ),
+        )
+        for cond in ("p > -1", "p >= 0")
+    ),
+    (
         "linear_gaussian",
         "d = x.shape[0]",
         "d = x.shape[ -1]",

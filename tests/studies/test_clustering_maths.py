@@ -48,6 +48,17 @@ def _autoencoder(seed=0):
     return model, {"ae": ae, "centroids": mu}
 
 
+def test_default_kernel_is_decs_alpha_one():
+    """DEC fixes alpha = 1 (Xie et al. 2016, §3.1.1): q_j ∝ 1 / (1 + ||z - mu_j||^2)."""
+    z = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
+    mu = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    want = _soft_assignment_numpy(np.asarray(z, np.float64), np.asarray(mu), 1.0)
+    got = jax.vmap(clustering.soft_assignment, in_axes=(0, None))(z, mu)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    log_q = jax.vmap(clustering.log_soft_assignment, in_axes=(0, None))(z, mu)
+    np.testing.assert_allclose(log_q, np.log(want), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "alpha, gamma, reconstruct",
     [(1.0, 0.1, True), (2.5, 3.0, True), (1.0, 1.0, False), (1.0, 0.5, False)],
