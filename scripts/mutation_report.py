@@ -109,6 +109,15 @@ EQUIVALENT += [
         ),
     ),
     (
+        "vae",
+        "eps_live = (z - mean_q[None]) * jnp.exp(-0.5 * logvar_q)[None]  # [S, K]",
+        "eps_live = (z + mean_q[None]) * jnp.exp(-0.5 * logvar_q)[None]  # [S, K]",
+        (
+            "only eps_live's derivative in z is used (its value is replaced by eps), "
+            "and with mean_q under stop_gradient it is 1 / sigma either way"
+        ),
+    ),
+    (
         "hierarchical",
         "return mean1 + jnp.exp(0.5 * logvar1) * eps",
         "return mean1 - jnp.exp(0.5 * logvar1) * eps",
