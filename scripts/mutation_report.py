@@ -154,6 +154,27 @@ EQUIVALENT += [
         for cond in ("p > -1", "p >= 0")
     ),
     (
+        "pca",
+        "_, variances, vt = jnp.linalg.svd(cov, hermitian=True)  # [D], [D, D]",
+        "_, variances, vt = jnp.linalg.svd(cov, hermitian=False)  # [D], [D, D]",
+        (
+            "cov is symmetric positive semi-definite: both SVDs give its eigenvalues "
+            "and eigenvectors (up to sign); hermitian=True only picks the faster path"
+        ),
+    ),
+    (
+        "pca",
+        "if x.shape[0] > x.shape[1]:",
+        "if x.shape[0] >= x.shape[1]:",
+        "at N = D both routes return D components and the same eigenvalues",
+    ),
+    (
+        "pca",
+        "return jnp.arccos(jnp.clip(jnp.max(jnp.abs(an.T @ bn), axis=1), 0.0, 1.0))",
+        "return jnp.arccos(jnp.clip(jnp.max(jnp.abs(an.T @ bn), axis=1), -1.0, 1.0))",
+        "the clipped values are absolute values, never below 0",
+    ),
+    (
         "linear_gaussian",
         "d = x.shape[0]",
         "d = x.shape[ -1]",

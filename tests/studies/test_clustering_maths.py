@@ -183,3 +183,33 @@ def test_nmi_arithmetic_and_geometric_normalisations():
     assert scores["nmi"] == pytest.approx(mi / ((h_y + h_c) / 2), rel=1e-9)
     assert scores["nmi_geometric"] == pytest.approx(mi / np.sqrt(h_y * h_c), rel=1e-9)
     assert abs(scores["nmi"] - scores["nmi_geometric"]) > 1e-3
+
+
+def test_cluster_accuracy_permuted_labels_and_known_confusion():
+    labels = np.repeat(np.arange(5), 20)
+    perm = np.array([3, 0, 4, 1, 2])
+    assert cluster_metrics.cluster_accuracy(labels, perm[labels]) == 1.0
+    assert cluster_metrics.clustering_scores(labels, perm[labels])[
+        "nmi"
+    ] == pytest.approx(1.0)
+    # confusion (rows = clusters, cols = classes): best map 0->1, 1->0, 2->2: (40+30+25)/150
+    conf = np.array([[10, 40, 0], [30, 5, 15], [0, 25, 25]])
+    clusters = np.concatenate([np.full(conf[c].sum(), c) for c in range(3)])
+    truth = np.concatenate([np.repeat(np.arange(3), conf[c]) for c in range(3)])
+    np.testing.assert_array_equal(
+        cluster_metrics.confusion_matrix(truth, clusters), conf
+    )
+    assert cluster_metrics.cluster_accuracy(truth, clusters) == pytest.approx(
+        (40 + 30 + 25) / 150
+    )
+
+
+@pytest.mark.parametrize(
+    "labels, clusters",
+    [(np.zeros(3, int), np.zeros(4, int)), (np.zeros((2, 3), int),) * 2],
+)
+def test_confusion_matrix_rejects_anything_but_two_equal_1d_label_arrays(
+    labels, clusters
+):
+    with pytest.raises(ValueError, match=r"must be \[N\]"):
+        cluster_metrics.confusion_matrix(labels, clusters)

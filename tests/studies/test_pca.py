@@ -33,6 +33,11 @@ def test_pca_matches_numpy_svd():
         dc = data - data.mean(0, keepdims=True)
         _, s_ref, vt_ref = np.linalg.svd(dc.astype(np.float64), full_matrices=False)
         r = min(data.shape)
+        assert fitted.components.shape == (r, 12) and fitted.variances.shape == (r,)
+        recon = np.stack([pca.project(fitted, row, 3) for row in data])
+        np.testing.assert_allclose(  # Eckart-Young on the data it was fitted to
+            pca.optimal_mse(fitted, 3), np.mean((data - recon) ** 2), rtol=2e-3
+        )
         np.testing.assert_allclose(
             fitted.variances[:r], s_ref**2 / len(data), rtol=1e-3, atol=1e-5
         )
@@ -65,6 +70,25 @@ def test_principal_angles_of_known_subspaces():
     np.testing.assert_allclose(
         pca.nearest_vector_angles(rotated, a), [np.pi / 4] * 2, atol=1e-3
     )
+
+
+def test_nearest_vector_angles_match_each_column_to_its_closest():
+    """Per column of a, the angle to the nearest column of b up to sign and scale:
+    K1 != K2, columns of any length; identical columns give 0, never NaN."""
+    d, theta = 5, 0.4
+    e = np.eye(d)
+    a = np.stack(
+        [2.0 * e[:, 0], 5.0 * (np.cos(theta) * e[:, 1] + np.sin(theta) * e[:, 2])], 1
+    )
+    b = np.stack([-3.0 * e[:, 1], 0.5 * e[:, 0], 7.0 * e[:, 3]], 1)  # [D, 3]
+    np.testing.assert_allclose(pca.nearest_vector_angles(a, b), [0.0, theta], atol=1e-3)
+    np.testing.assert_allclose(
+        pca.nearest_vector_angles(b, a), [theta, 0.0, np.pi / 2], atol=1e-3
+    )
+    rng = np.random.default_rng(0)
+    c = (rng.standard_normal((20, 3)) * rng.uniform(0.1, 10, (1, 3))).astype(np.float32)
+    same = np.asarray(pca.nearest_vector_angles(c, c))
+    assert np.all(np.isfinite(same)) and np.all(same < 1e-3)
 
 
 def test_linear_autoencoder_recovers_the_pca_subspace():
