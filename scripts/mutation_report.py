@@ -175,6 +175,12 @@ EQUIVALENT += [
         "the clipped values are absolute values, never below 0",
     ),
     (
+        "gradient_estimators",
+        "return vjp(estimator(log_px, mean, logvar, key, num_samples))[0]",
+        "return vjp(estimator(log_px, mean, logvar, key, num_samples))[ -1]",
+        "the VJP of a one-argument function returns a 1-tuple: [0] is [-1]",
+    ),
+    (
         "linear_gaussian",
         "d = x.shape[0]",
         "d = x.shape[ -1]",

@@ -117,6 +117,43 @@ def test_reparameterised_variance_is_lower_and_falls_as_one_over_s():
         var("score_function_loo", 1)
 
 
+@pytest.mark.parametrize("num_samples", [2, 5])
+def test_leave_one_out_baseline_is_the_mean_of_the_other_draws(num_samples):
+    """For one key: (1/S) sum_s (f(z_s) - b_s) grad log q(z_s), b_s the mean of the
+    other S - 1 values, with the score of N(mean, diag exp(logvar)) in float64:
+    d/dmean = (z - mean) / v, d/dlogvar = ((z - mean)^2 / v - 1) / 2; the same z_s as
+    ``dist.sample_diag_normal`` draws for that key. S = 2 is the smallest allowed."""
+    mean, logvar = jnp.array([0.3, -0.2, 0.5]), jnp.array([-0.5, 0.2, -1.0])
+    f = lambda z: jnp.sum(jnp.sin(z)) + z[0] ** 2
+    key = jax.random.key(num_samples)
+    z = np.asarray(dist.sample_diag_normal(key, mean, logvar, num_samples), np.float64)
+    values = np.sin(z).sum(axis=1) + z[:, 0] ** 2  # [S]
+    baseline = (values.sum() - values) / (num_samples - 1)
+    m, v = np.asarray(mean, np.float64), np.exp(np.asarray(logvar, np.float64))
+    score_mean, score_logvar = (z - m) / v, 0.5 * ((z - m) ** 2 / v - 1.0)
+    for use_baseline, centred in ((True, values - baseline), (False, values)):
+        got = ge.score_function_grad(f, mean, logvar, key, num_samples, use_baseline)
+        want = (
+            centred @ score_mean / num_samples,
+            centred @ score_logvar / num_samples,
+        )
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_variance_is_the_trace_of_the_sample_covariance():
+    """(sum_i Var[g_i] with ddof = 1, ||mean g||^2) over R estimates, one per key of
+    ``split(key, R)``, against numpy in float64."""
+    model, params = _tiny_vae()
+    x = jnp.asarray([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    key, repeats, est = jax.random.key(3), 40, ge.score_function_grad
+    trace, sq_norm = ge.gradient_variance(est, params, x, key, 4, repeats, model=model)
+    one = lambda k: ravel_pytree(ge.encoder_grad(est, params, x, k, 4, model=model))[0]
+    g = np.asarray(jax.vmap(one)(jax.random.split(key, repeats)), np.float64)  # [R, P]
+    np.testing.assert_allclose(trace, g.var(axis=0, ddof=1).sum(), rtol=1e-4)
+    np.testing.assert_allclose(sq_norm, np.sum(g.mean(axis=0) ** 2), rtol=1e-4)
+
+
 # ------------------------------------------------------ 2. full-covariance posterior
 def test_full_kl_matches_monte_carlo_and_the_general_formula():
     mean, tril = jnp.array([0.4, -1.0, 0.2]), _random_tril(3)
