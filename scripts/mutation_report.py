@@ -55,6 +55,10 @@ _LOG = (
     "only the progress line printed while L_k runs; the returned values are unchanged"
 )
 EQUIVALENT_LINES = {
+    (
+        "theory",
+        "model: nn.Module, params, x: np.ndarray, key: jax.Array, batch_size: int = 500",
+    ): _KNOBS,
     ("evaluate", "chunk_size: int = 500,"): _KNOBS,
     (
         "evaluate",
@@ -179,6 +183,18 @@ EQUIVALENT += [
         "return vjp(estimator(log_px, mean, logvar, key, num_samples))[0]",
         "return vjp(estimator(log_px, mean, logvar, key, num_samples))[ -1]",
         "the VJP of a one-argument function returns a 1-tuple: [0] is [-1]",
+    ),
+    (
+        "theory",
+        "d = x.shape[0]",
+        "d = x.shape[ -1]",
+        "x is [D] (one axis): shape[0] is shape[-1]",
+    ),
+    (
+        "theory",
+        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=-1))",
+        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=1))",
+        "the residual is [S, D] (two axes): axis 1 is axis -1",
     ),
     (
         "linear_gaussian",

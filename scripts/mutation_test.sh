@@ -13,7 +13,7 @@
 # times; break <-> continue. Bitwise, shift, floor-div and modulo replacements of
 # float maths (type errors), decorator and exception-type removals and inserted
 # variables are filtered out before the run, and so are mutants outside a module's
-# listed definitions (fourth column of the table). Compiled XLA
+# listed definitions (fourth column of the table; module-level lines included). Compiled XLA
 # programs are cached in WORKDIR/xla so a mutant recompiles only what it changed.
 # WORKDIR/report.md (scripts/mutation_report.py) counts killed / survived / timed
 # out per module and lists every survivor with its diff. Default WORKDIR:
@@ -92,7 +92,8 @@ keep = ",".join("?" * len(sys.argv[2:]))
 db.execute(
     "INSERT INTO work_results (worker_outcome, output, job_id) SELECT 'SKIPPED',"
     " 'Outside the maths definitions', job_id FROM mutation_specs WHERE job_id NOT IN"
-    f" (SELECT job_id FROM work_results) AND definition_name NOT IN ({keep})",
+    " (SELECT job_id FROM work_results) AND (definition_name IS NULL OR"
+    f" definition_name NOT IN ({keep}))",
     sys.argv[2:],
 )
 db.commit()

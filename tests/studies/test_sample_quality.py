@@ -46,6 +46,15 @@ def test_frechet_distance_of_samples():
     np.testing.assert_allclose(sample_quality.frechet_distance(a, b), 6.0, rtol=0.05)
 
 
+def test_frechet_distance_of_a_rank_deficient_sample_to_itself_is_zero():
+    """N < H rows: singular covariances whose eigenvalues round below 0 (~ -1e-16) and
+    a raw distance of ~ -1e-7; the clamps keep every square root real and the result
+    exactly 0, never NaN or negative. A shift by 1 in each of 12 dims gives 12."""
+    a = np.random.default_rng(0).standard_normal((8, 12))
+    assert sample_quality.frechet_distance(a, a) == 0.0
+    np.testing.assert_allclose(sample_quality.frechet_distance(a, a + 1.0), 12.0, 1e-6)
+
+
 def test_feature_classifier_is_cached(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     x = rng.uniform(size=(120, 6)).astype(np.float32)

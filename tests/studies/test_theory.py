@@ -154,6 +154,43 @@ def test_gradient_variance_is_the_trace_of_the_sample_covariance():
     np.testing.assert_allclose(sq_norm, np.sum(g.mean(axis=0) ** 2), rtol=1e-4)
 
 
+def test_diagonal_gap_floor_is_the_kl_of_the_best_diagonal_q():
+    """min over diagonal q of KL(q || p(z|x)) for p(z|x) = N(m, C), C^-1 = P = I +
+    W^T W / s^2 (float64 here): q* = N(m, diag(1 / P_jj)) (Bishop 2006, §10.1.2), its
+    KL by the general Gaussian formula; any other diagonal variances give more."""
+    W, b, log_s = _linear_model()
+    x = _sample_x(W, b, log_s, 1, seed=1)[0]
+    w = np.asarray(W, np.float64)
+    precision = np.eye(K) + w.T @ w / np.exp(2 * float(log_s))
+    cov = np.linalg.inv(precision)
+
+    def kl_to_posterior(var):  # KL(N(m, diag var) || N(m, C))
+        logdet_c = np.linalg.slogdet(cov)[1]
+        return 0.5 * (
+            np.sum(np.diag(precision) * var) - K + logdet_c - np.log(var).sum()
+        )
+
+    best = 1.0 / np.diag(precision)
+    floor = float(theory.diagonal_gap_floor(x, W, b, log_s))
+    np.testing.assert_allclose(floor, kl_to_posterior(best), rtol=1e-4)
+    assert floor > 0.01  # correlated columns: a diagonal q cannot be exact
+    for scale in (0.8, 1.25):
+        assert kl_to_posterior(best * scale) > floor
+
+
+def test_rate_distortion_splits_the_rate_over_latent_dims():
+    """kl_per_dim: the mean over x of KL(q(z_j|x) || N(0, 1)), one per dim [K], summing
+    to the rate; distortion + rate = -ELBO."""
+    model, params = _tiny_vae()
+    x = jax.random.uniform(jax.random.key(5), (7, D))
+    out = theory.rate_distortion(model, params, np.asarray(x), jax.random.key(6))
+    mean, logvar = model.apply(params, x, method="encode")
+    kl = 0.5 * (np.square(mean) + np.exp(logvar) - 1.0 - np.asarray(logvar))  # [N, K]
+    np.testing.assert_allclose(out["kl_per_dim"], kl.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(out["rate"], kl.sum(axis=1).mean(), rtol=1e-4)
+    np.testing.assert_allclose(out["distortion"] + out["rate"], -out["elbo"], rtol=1e-5)
+
+
 # ------------------------------------------------------ 2. full-covariance posterior
 def test_full_kl_matches_monte_carlo_and_the_general_formula():
     mean, tril = jnp.array([0.4, -1.0, 0.2]), _random_tril(3)
