@@ -205,6 +205,16 @@ EQUIVALENT += [
 ]
 
 
+INTRO = (
+    "cosmic-ray mutants of the maths modules (`scripts/mutation_test.sh`), each run "
+    "against its module's tests; survivors rerun against the tests written since "
+    "(`scripts/mutation_recheck.py`). score = (killed + timed out) / (run - "
+    "equivalent); equivalent mutants are listed below with the reason. filtered: "
+    "operators outside the compact set, or lines outside a study module's maths "
+    "functions. test minutes: pytest's time summed over the module's mutants."
+)
+
+
 def load_session(path: pathlib.Path) -> list[tuple[dict, dict | None]]:
     """(work item, result or None) pairs of one ``cosmic-ray dump``."""
     pairs = []
@@ -337,7 +347,7 @@ def main(workdir: str, copy_to: str | None = None) -> None:
         "| incompetent | filtered | pending | test minutes |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|"
     )
-    text = "\n".join(["# Mutation testing", "", header, *rows, ""])
+    text = "\n".join(["# Mutation testing", "", INTRO, "", header, *rows, ""])
     text += "\n## Equivalent mutants\n\n" + ("\n".join(equivalents) or "None.") + "\n"
     text += "\n## Survivors\n\n" + ("\n".join(survivors) if survivors else "None.\n")
     (root / "report.md").write_text(text)
