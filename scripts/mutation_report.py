@@ -197,6 +197,12 @@ EQUIVALENT += [
         "the residual is [S, D] (two axes): axis 1 is axis -1",
     ),
     (
+        "theory",
+        "if model.kl_per_dimension(params, x[:1]) is not None:  # q factorises over dims",
+        "if model.kl_per_dimension(params, x[: 2]) is not None:  # q factorises over dims",
+        "a probe of whether the family defines per-dimension KLs: any rows answer it",
+    ),
+    (
         "linear_gaussian",
         "d = x.shape[0]",
         "d = x.shape[ -1]",
