@@ -202,6 +202,22 @@ EQUIVALENT += [
         "if model.kl_per_dimension(params, x[: 2]) is not None:  # q factorises over dims",
         "a probe of whether the family defines per-dimension KLs: any rows answer it",
     ),
+    *(
+        (
+            "pca",
+            "if x.shape[0] > x.shape[1]:",
+            f"if {cond}:",
+            (
+                "never true: every fit takes the direct SVD, the other of two routes "
+                "to the same PCA (the covariance route is only faster for N > D)"
+            ),
+        )
+        for cond in (
+            "x.shape[ -1] > x.shape[1]",
+            "x.shape[ 1] > x.shape[1]",
+            "x.shape[0] > x.shape[ 0]",
+        )
+    ),
     (
         "linear_gaussian",
         "d = x.shape[0]",

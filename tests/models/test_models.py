@@ -142,10 +142,15 @@ def test_posterior_logvar_is_the_log_variance_of_q(fields):
     model = models.build_model(cfg, likelihood="bernoulli", image_shape=(2, 3))
     x = jax.random.uniform(jax.random.PRNGKey(0), (4, 6))
     params = model.init(jax.random.PRNGKey(1), x[0])
+    leaves, tree = jax.tree.flatten(params)  # perturbed: off-diagonal L_ij != 0 too
+    keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+    noise = [0.3 * jax.random.normal(k, a.shape) for k, a in zip(keys, leaves)]
+    params = jax.tree.unflatten(tree, [a + n for a, n in zip(leaves, noise)])
     logvar = model.posterior_logvar(params, x)
     assert logvar.shape == (4, 3)
     _, scale = model.apply(params, x, method="encode")
     if scale.ndim == 3:  # full covariance: scale_tril L, Var = diag(L L^T)
+        assert np.abs(np.tril(scale, -1)).max() > 0.05
         expected = jnp.diagonal(scale @ jnp.swapaxes(scale, -1, -2), axis1=-2, axis2=-1)
     else:
         expected = jnp.exp(scale)
