@@ -57,6 +57,13 @@ _LOG = (
 EQUIVALENT_LINES = {
     (
         "theory",
+        'eval_fn = evaluate.make_eval_fn(objectives.negative_elbo_for(model), {"beta": 1.0})',
+    ): (
+        "beta enters only the evaluator's 'loss'; rate_distortion reads recon, kl and "
+        "elbo, which are the beta = 1 quantities whatever beta is"
+    ),
+    (
+        "theory",
         "model: nn.Module, params, x: np.ndarray, key: jax.Array, batch_size: int = 500",
     ): _KNOBS,
     ("evaluate", "chunk_size: int = 500,"): _KNOBS,
@@ -143,7 +150,12 @@ EQUIVALENT += [
                 "where(p > 0, ..., 0): the placeholder just keeps log finite there"
             ),
         )
-        for after in ("p >= 0, p, 1.0", "p > 0, p, 0.0", "p > 0, p, 2.0")
+        for after in (
+            "p >= 0, p, 1.0",
+            "p > -1, p, 1.0",
+            "p > 0, p, 0.0",
+            "p > 0, p, 2.0",
+        )
     ),
     *(
         (
@@ -217,6 +229,24 @@ EQUIVALENT += [
             "x.shape[ 1] > x.shape[1]",
             "x.shape[0] > x.shape[ 0]",
         )
+    ),
+    (
+        "theory",
+        "if model.kl_per_dimension(params, x[:1]) is not None:  # q factorises over dims",
+        "if model.kl_per_dimension(params, x[: 0]) is not None:  # q factorises over dims",
+        "a probe of whether the family defines per-dimension KLs: zero rows answer it too",
+    ),
+    (
+        "theory",
+        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=-1))",
+        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=+1))",
+        "the residual is [S, D] (two axes): axis +1 is axis -1",
+    ),
+    (
+        "clustering",
+        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=-1)  # [C]",
+        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=+1)  # [C]",
+        "the difference is [C, K] (two axes): axis +1 is axis -1",
     ),
     (
         "linear_gaussian",

@@ -322,6 +322,10 @@ def test_gaussian_loss_is_a_scaled_squared_error_beta_vae(sigma):
     np.testing.assert_allclose(beta * gauss(params), mse(params) + const, rtol=1e-5)
     g_gauss, g_mse = (ravel_pytree(jax.grad(f)(params))[0] for f in (gauss, mse))
     np.testing.assert_allclose(beta * g_gauss, g_mse, rtol=1e-4, atol=1e-6)
+    one = objectives.negative_elbo_for(model, 1)(params, x, key, BETA1)[0]
+    hp = {"beta": jnp.float32(beta)}  # the default draws one z, as the ELBO's S = 1
+    default = theory.negative_elbo_squared_error(params, x, key, hp, model=model)[0]
+    np.testing.assert_allclose(beta * one, default + const, rtol=1e-5)
 
 
 # ------------------------------------------------------------------ 4. free bits
