@@ -1,6 +1,7 @@
 """Reruns the surviving mutants of ``scripts/mutation_test.sh`` against the current tests.
 
   PATH=~/venvs/mut/bin:$PATH python scripts/mutation_recheck.py ~/runs/mutation [MODULE ...]
+      [--silent_kills_only]
 
 (Python >= 3.11.) Without MODULE names, every finished session is rechecked.
 
@@ -11,7 +12,9 @@ applies the same mutation (``cosmic-ray apply``; if the module changed since the
 session's commit, the diff's one-line change where that line occurs exactly once),
 runs that module's test command from
 ``WORKDIR/sessions/<name>.toml`` and records killed or survived in
-``WORKDIR/sessions/<name>.recheck.json``, which ``mutation_report.py`` reads.
+``WORKDIR/sessions/<name>.recheck.json``, which ``mutation_report.py`` reads. Kills
+without pytest output (the test process died: a crash, a signal) are rerun the same
+way, and ``--silent_kills_only`` reruns only those.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ def apply_line_change(path: pathlib.Path, diff: str) -> bool:
     return True
 
 
-def recheck(workdir: pathlib.Path, name: str, src: pathlib.Path) -> dict:
+def recheck(
+    workdir: pathlib.Path, name: str, src: pathlib.Path, silent_only: bool = False
+) -> dict:
     config = tomllib.loads((workdir / "sessions" / f"{name}.toml").read_text())
     settings = config["cosmic-ray"]
     module = settings["module-path"]
@@ -66,7 +71,8 @@ def recheck(workdir: pathlib.Path, name: str, src: pathlib.Path) -> dict:
     pairs = mutation_report.load_session(workdir / "sessions" / f"{name}.jsonl")
     outcomes = {}
     for item, result in pairs:
-        if mutation_report.outcome(result) != "survived":
+        survived = mutation_report.outcome(result) == "survived"
+        if not ((survived and not silent_only) or mutation_report.silent_kill(result)):
             continue
         (mutation,) = item["mutations"]
         key = f"{mutation['operator_name']}:{mutation['occurrence']}"
@@ -104,7 +110,7 @@ def recheck(workdir: pathlib.Path, name: str, src: pathlib.Path) -> dict:
     return outcomes
 
 
-def main(workdir: str, names: list[str]) -> None:
+def main(workdir: str, names: list[str], silent_only: bool = False) -> None:
     root = pathlib.Path(workdir).expanduser()
     src = root / "recheck-src"
     if not (src / ".git").is_dir():
@@ -117,9 +123,12 @@ def main(workdir: str, names: list[str]) -> None:
         saved = path.with_suffix(".recheck.json")
         earlier = json.loads(saved.read_text()) if saved.is_file() else {}
         # a mutant not rechecked this time keeps its earlier recheck's outcome
-        outcomes = {**earlier, **recheck(root, path.stem, src)}
+        outcomes = {**earlier, **recheck(root, path.stem, src, silent_only)}
         saved.write_text(json.dumps(outcomes, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "~/runs/mutation", sys.argv[2:])
+    args = [a for a in sys.argv[1:] if a != "--silent_kills_only"]
+    main(
+        args[0] if args else "~/runs/mutation", args[1:], len(args) < len(sys.argv) - 1
+    )

@@ -296,6 +296,13 @@ def pytest_seconds(result: dict | None) -> float:
     return float(found[-1]) if found else 0.0
 
 
+def silent_kill(result: dict | None) -> bool:
+    """A kill with no pytest output: the test process died (a crash, a signal, a
+    missing interpreter) rather than a test failing; ``mutation_recheck.py`` reruns
+    these as it reruns survivors."""
+    return outcome(result) == "killed" and not (result or {}).get("output")
+
+
 def changed_lines(diff: str) -> tuple[str, str]:
     """(removed, added) lines of a one-line mutation's diff, stripped."""
     lines = diff.splitlines()
@@ -345,9 +352,11 @@ def summarise(
         recheck = (rechecks or {}).get(name, {})
         for item, result in pairs:
             kind = outcome(result)
+            (mutation,) = item["mutations"]
+            key = f"{mutation['operator_name']}:{mutation['occurrence']}"
+            if silent_kill(result) and recheck.get(key) in ("survived", "timeout"):
+                kind = "survived"  # the rerun says what the silent kill hid
             if kind == "survived":
-                (mutation,) = item["mutations"]
-                key = f"{mutation['operator_name']}:{mutation['occurrence']}"
                 line = mutation["start_pos"][0]
                 diff = (result or {}).get("diff", "").strip()
                 why = equivalence(name, diff)

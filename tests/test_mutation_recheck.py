@@ -64,3 +64,29 @@ def test_report_counts_outcomes_equivalents_and_pytest_minutes():
     assert len(survivors) == 1 and "return x + 1" in survivors[0]
     rows, _, survivors = report.summarise(sessions, {"m": {"b:0": "killed"}})
     assert rows[0].startswith("| m | 3 | 2 | 0 | 1 | 0 | 100.0% |") and not survivors
+
+
+def test_a_kill_without_pytest_output_counts_as_its_rerun_says():
+    """A test process that died (no pytest output) is no detection: the report takes
+    the recheck's outcome for it, and keeps the kill only if the rerun kills too."""
+    report = helpers.load_script("mutation_report")
+    item = {"mutations": [{"operator_name": "a", "occurrence": 0, "start_pos": [5, 0]}]}
+    silent = {
+        "worker_outcome": "normal",
+        "test_outcome": "killed",
+        "output": "",
+        "diff": DIFF,
+    }
+    assert report.silent_kill(silent)
+    assert not report.silent_kill({**silent, "output": "1 failed in 2.0s"})
+    sessions = {"m": [(item, silent)]}
+    for rerun, counts in (
+        (None, "| 1 | 1 | 0 | 0 | 0 |"),
+        ("killed", "| 1 | 1 | 0 | 0 | 0 |"),
+        ("survived", "| 1 | 0 | 0 | 0 | 1 |"),
+    ):
+        rows, _, survivors = report.summarise(
+            sessions, {"m": {"a:0": rerun}} if rerun else None
+        )
+        assert rows[0].startswith(f"| m {counts}"), (rerun, rows[0])
+        assert bool(survivors) == (rerun == "survived")
