@@ -14,7 +14,8 @@ runs that module's test command from
 ``WORKDIR/sessions/<name>.toml`` and records killed or survived in
 ``WORKDIR/sessions/<name>.recheck.json``, which ``mutation_report.py`` reads. Kills
 without pytest output (the test process died: a crash, a signal) are rerun the same
-way, and ``--silent_kills_only`` reruns only those.
+way, and ``--silent_kills_only`` reruns only those; a mutant that is no longer valid
+Python (``compile`` fails) is recorded as incompetent, not run.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ def recheck(
                 cwd=src,
                 check=True,
             )
+        try:
+            compile((src / module).read_text(), module, "exec")
+        except SyntaxError:  # not Python (e.g. "*," -> "+,"): no test can judge it
+            outcomes[key] = "incompetent"
+            git("checkout", "--quiet", "--", ".", cwd=src)
+            print(f"{name} {key}: {outcomes[key]}", flush=True)
+            continue
         try:
             done = subprocess.run(
                 shlex.split(command),

@@ -356,6 +356,8 @@ def summarise(
             key = f"{mutation['operator_name']}:{mutation['occurrence']}"
             if silent_kill(result) and recheck.get(key) in ("survived", "timeout"):
                 kind = "survived"  # the rerun says what the silent kill hid
+            elif silent_kill(result) and recheck.get(key) == "incompetent":
+                kind = "incompetent"  # a syntax error, not a detection
             if kind == "survived":
                 line = mutation["start_pos"][0]
                 diff = (result or {}).get("diff", "").strip()

@@ -80,6 +80,8 @@ def test_a_kill_without_pytest_output_counts_as_its_rerun_says():
     assert report.silent_kill(silent)
     assert not report.silent_kill({**silent, "output": "1 failed in 2.0s"})
     sessions = {"m": [(item, silent)]}
+    rows, _, _ = report.summarise(sessions, {"m": {"a:0": "incompetent"}})
+    assert rows[0].startswith("| m | 0 | 0 | 0 | 0 | 0 | - | 1 |")  # not Python
     for rerun, counts in (
         (None, "| 1 | 1 | 0 | 0 | 0 |"),
         ("killed", "| 1 | 1 | 0 | 0 | 0 |"),
