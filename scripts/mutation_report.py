@@ -415,6 +415,7 @@ def main(workdir: str, copy_to: str | None = None) -> None:
     text += "\n## Survivors\n\n" + ("\n".join(survivors) if survivors else "None.\n")
     (root / "report.md").write_text(text)
     if copy_to:
+        pathlib.Path(copy_to).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(copy_to).write_text(text)
     print("\n".join([header, *rows]))
     print(f"{len(survivors)} survivors; report: {root / 'report.md'}")
