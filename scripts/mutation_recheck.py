@@ -95,12 +95,6 @@ def recheck(
             )
         try:
             compile((src / module).read_text(), module, "exec")
-        except SyntaxError:  # not Python (e.g. "*," -> "+,"): no test can judge it
-            outcomes[key] = "incompetent"
-            git("checkout", "--quiet", "--", ".", cwd=src)
-            print(f"{name} {key}: {outcomes[key]}", flush=True)
-            continue
-        try:
             done = subprocess.run(
                 shlex.split(command),
                 check=False,
@@ -110,6 +104,8 @@ def recheck(
                 env={**os.environ, "PYTHONPATH": str(src)},
             )
             outcomes[key] = "killed" if done.returncode else "survived"
+        except SyntaxError:  # not Python (e.g. "*," -> "+,"): no test can judge it
+            outcomes[key] = "incompetent"
         except subprocess.TimeoutExpired:  # not a detection: counted as surviving
             outcomes[key] = "timeout"
         finally:

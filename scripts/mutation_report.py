@@ -134,12 +134,6 @@ EQUIVALENT += [
         "return mean1 - jnp.exp(0.5 * logvar1) * eps",
         "eps ~ N(0, I) is symmetric: z1 = mean1 -+ sigma1 eps have one distribution",
     ),
-    (
-        "clustering",
-        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=-1)  # [C]",
-        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=1)  # [C]",
-        "the difference is [C, K] (two axes): axis 1 is axis -1",
-    ),
     *(
         (
             "clustering",
@@ -202,18 +196,6 @@ EQUIVALENT += [
         "d = x.shape[ -1]",
         "x is [D] (one axis): shape[0] is shape[-1]",
     ),
-    (
-        "theory",
-        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=-1))",
-        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=1))",
-        "the residual is [S, D] (two axes): axis 1 is axis -1",
-    ),
-    (
-        "theory",
-        "if model.kl_per_dimension(params, x[:1]) is not None:  # q factorises over dims",
-        "if model.kl_per_dimension(params, x[: 2]) is not None:  # q factorises over dims",
-        "a probe of whether the family defines per-dimension KLs: any rows answer it",
-    ),
     *(
         (
             "pca",
@@ -230,23 +212,30 @@ EQUIVALENT += [
             "x.shape[0] > x.shape[ 0]",
         )
     ),
-    (
-        "theory",
-        "if model.kl_per_dimension(params, x[:1]) is not None:  # q factorises over dims",
-        "if model.kl_per_dimension(params, x[: 0]) is not None:  # q factorises over dims",
-        "a probe of whether the family defines per-dimension KLs: zero rows answer it too",
+    *(  # a sum over the last of two axes: axis 1 (or +1) is axis -1
+        (module, line, line.replace("axis=-1", axis), f"{shape} has two axes: 1 is -1")
+        for module, line, shape in (
+            (
+                "clustering",
+                "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=-1)  # [C]",
+                "the difference [C, K]",
+            ),
+            (
+                "theory",
+                "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=-1))",
+                "the residual [S, D]",
+            ),
+        )
+        for axis in ("axis=1", "axis=+1")
     ),
-    (
-        "theory",
-        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=-1))",
-        "sse = jnp.mean(jnp.sum(jnp.square(x[None] - recon), axis=+1))",
-        "the residual is [S, D] (two axes): axis +1 is axis -1",
-    ),
-    (
-        "clustering",
-        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=-1)  # [C]",
-        "sq_dist = jnp.sum(jnp.square(z[None, :] - centroids), axis=+1)  # [C]",
-        "the difference is [C, K] (two axes): axis +1 is axis -1",
+    *(
+        (
+            "theory",
+            "if model.kl_per_dimension(params, x[:1]) is not None:  # q factorises over dims",
+            f"if model.kl_per_dimension(params, x[: {rows}]) is not None:  # q factorises over dims",
+            "a probe of whether the family defines per-dimension KLs: any rows answer it",
+        )
+        for rows in (0, 2)
     ),
     (
         "linear_gaussian",
@@ -303,6 +292,15 @@ def silent_kill(result: dict | None) -> bool:
     return outcome(result) == "killed" and not (result or {}).get("output")
 
 
+# A silent kill's outcome by its rerun: a timeout is no detection, a syntax error no
+# mutant a test could judge; a rerun kill (or none) keeps the kill.
+_SILENT_KILL_RERUN = {
+    "survived": "survived",
+    "timeout": "survived",
+    "incompetent": "incompetent",
+}
+
+
 def changed_lines(diff: str) -> tuple[str, str]:
     """(removed, added) lines of a one-line mutation's diff, stripped."""
     lines = diff.splitlines()
@@ -354,10 +352,8 @@ def summarise(
             kind = outcome(result)
             (mutation,) = item["mutations"]
             key = f"{mutation['operator_name']}:{mutation['occurrence']}"
-            if silent_kill(result) and recheck.get(key) in ("survived", "timeout"):
-                kind = "survived"  # the rerun says what the silent kill hid
-            elif silent_kill(result) and recheck.get(key) == "incompetent":
-                kind = "incompetent"  # a syntax error, not a detection
+            if silent_kill(result):  # the rerun says what the dead process hid
+                kind = _SILENT_KILL_RERUN.get(recheck.get(key), kind)
             if kind == "survived":
                 line = mutation["start_pos"][0]
                 diff = (result or {}).get("diff", "").strip()
