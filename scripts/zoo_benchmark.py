@@ -410,6 +410,13 @@ def report(args) -> None:
 
 
 COLUMNS = ("mse", "nll", "prior FD", "GMM FD", "AU", "train s")
+# The first four COLUMNS of one result; lower is better for each.
+COMPARED = {
+    "mse": lambda r: r["mse"],
+    "nll": lambda r: r.get("nll"),
+    "prior FD": lambda r: (r.get("prior") or {}).get("frechet_distance"),
+    "GMM FD": lambda r: (r.get("gmm") or {}).get("frechet_distance"),
+}
 
 
 def mean_and_spread(values, digits: int) -> str:
@@ -430,19 +437,69 @@ def _cells(results: list[dict]) -> list[str]:
     if not results:
         return [""] * len(COLUMNS)
 
-    def fd(sampler):
-        return [(r.get(sampler) or {}).get("frechet_distance") for r in results]
-
     units = {
         "/".join(map(str, r["active_units"])) for r in results if r.get("active_units")
     }
     return [
-        mean_and_spread([r["mse"] for r in results], 4),
-        mean_and_spread([r.get("nll") for r in results], 2),
-        mean_and_spread(fd("prior"), 2),
-        mean_and_spread(fd("gmm"), 2),
+        *(
+            mean_and_spread(list(map(value, results)), digits)
+            for value, digits in zip(COMPARED.values(), (4, 2, 2, 2))
+        ),
         ", ".join(sorted(units)),
         mean_and_spread([r["train_wall_seconds"] for r in results], 0),
+    ]
+
+
+def compare_seeds(ours: list[float], theirs: list[float]) -> tuple[str, str] | None:
+    """vae_jax - Pythae on one metric over seeds: (difference of means ± its standard
+    error sqrt(s_1^2/n_1 + s_2^2/n_2), verdict at 2 standard errors: better / within
+    noise / worse, lower being better); None unless both sides have two or more seeds."""
+    if len(ours) < 2 or len(theirs) < 2:
+        return None
+    diff = statistics.mean(ours) - statistics.mean(theirs)
+    se = math.sqrt(
+        statistics.variance(ours) / len(ours)
+        + statistics.variance(theirs) / len(theirs)
+    )
+    verdict = "within noise"
+    if diff < -2 * se:
+        verdict = "better"
+    elif diff > 2 * se:
+        verdict = "worse"
+    return f"{diff:+.4g} ± {se:.2g}", verdict
+
+
+def comparison_lines(by_key: dict[tuple, list[dict]], dataset: str) -> list[str]:
+    """The rows both libraries trained with several seeds: vae_jax against Pythae per
+    metric (``compare_seeds``)."""
+    lines = []
+    for model in ROWS:
+        ours = by_key.get((dataset, "vae_jax", model), [])
+        theirs = by_key.get((dataset, "pythae", model), [])
+        for metric, value in COMPARED.items():
+            a = [v for v in map(value, ours) if v is not None]
+            b = [v for v in map(value, theirs) if v is not None]
+            compared = compare_seeds(a, b)
+            if compared:
+                lines.append(
+                    f"| {model} | {metric} | {len(a)} / {len(b)} | "
+                    f"{compared[0]} | {compared[1]} |"
+                )
+    if not lines:
+        return []
+    head = "| model | metric | seeds (vae_jax / Pythae) | vae_jax - Pythae ± SE | verdict |"
+    return [
+        "",
+        f"### {dataset}: vae_jax against Pythae over seeds",
+        "",
+        (
+            "Difference of the means over seeds ± its standard error; lower is better "
+            "for every metric; the verdict at 2 standard errors."
+        ),
+        "",
+        head,
+        "|---|---|---|---|---|",
+        *lines,
     ]
 
 
@@ -484,6 +541,7 @@ def markdown(results: list[dict], args) -> str:
             lines.append(
                 "| " + " | ".join([label, *_cells(ours), *_cells(theirs), ratio]) + " |"
             )
+        lines += comparison_lines(by_key, dataset)
     return "\n".join(lines) + "\n"
 
 

@@ -74,7 +74,7 @@ def test_seeded_rows_pend_per_seed_and_average_in_the_table(tmp_path):
         for s in range(3)
     ] + [_result("vae", "pythae", s, 0.03, 101.0, 40.0) for s in range(3)]
     table = bench.markdown(results, args)
-    (line,) = [row for row in table.splitlines() if row.startswith("| vae ")]
+    (line,) = [row for row in table.splitlines() if row.startswith("| vae (n = 3)")]
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[0] == "vae (n = 3)"
     assert cells[1] == "0.0300 ± 0.0100"  # mean ± sample sd of 0.02, 0.03, 0.04
@@ -82,3 +82,24 @@ def test_seeded_rows_pend_per_seed_and_average_in_the_table(tmp_path):
     assert cells[3] == "11.00 ± 1.00"
     assert cells[7:9] == ["0.0300 ± 0.0000", "101.00 ± 0.00"]  # Pythae's columns
     assert cells[-1] == "3.6x"  # 40 s / mean(10, 11, 12) s
+
+
+def test_comparison_over_seeds_gives_the_difference_its_error_and_a_verdict():
+    bench = helpers.load_script("zoo_benchmark")
+    # means 2 vs 1, variances 1 and 1, n = 3 each: SE = sqrt(2 / 3) = 0.816
+    diff, verdict = bench.compare_seeds([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+    assert diff == "+1 ± 0.82" and verdict == "within noise"
+    assert bench.compare_seeds([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])[1] == "better"
+    assert bench.compare_seeds([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])[1] == "worse"
+    assert bench.compare_seeds([1.0], [2.0, 3.0]) is None  # one seed: no spread
+
+    args = bench.parse(["--workdir", "unused", "--models", "vae"])
+    results = [
+        _result("vae", "vae_jax", s, 0.02, 100.0 + s, 10.0) for s in range(3)
+    ] + [_result("vae", "pythae", s, 0.03, 104.0 + s, 40.0) for s in range(3)]
+    table = bench.markdown(results, args)
+    rows = [r for r in table.splitlines() if r.startswith("| vae | ")]
+    by_metric = {r.split("|")[2].strip(): r.split("|")[4:6] for r in rows}
+    assert by_metric["nll"][1].strip() == "better"  # -4 nats, SE 0.82
+    assert by_metric["prior FD"][1].strip() == "within noise"  # same values
+    assert "mse" in by_metric and "GMM FD" not in by_metric  # no GMM results
