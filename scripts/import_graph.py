@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "vae_jax.plots",
             "vae_jax.runtime",
             "vae_jax.workdir_lock",
+            "vae_jax.train_clock",
             "vae_jax.provenance",
             "vae_jax.configs*",
             "vae_jax.config_fields",

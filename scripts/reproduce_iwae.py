@@ -25,7 +25,6 @@ import json
 import os
 import pathlib
 import sys
-import time
 
 from absl import app, flags, logging
 
@@ -211,16 +210,6 @@ def eval_stage_set(last: int, values) -> set[int]:
     return {last if v == "last" else int(v) for v in values}
 
 
-def add_train_seconds(workdir: pathlib.Path, seconds: float) -> float:
-    """Adds ``seconds`` to the training wall time summed over the runs (and resumes)
-    of ``workdir`` in ``train_seconds.json``; returns the total."""
-    path = workdir / "train_seconds.json"
-    total = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
-    total += seconds
-    path.write_text(json.dumps({"seconds": total}))
-    return total
-
-
 def run_one(name: str, root: pathlib.Path, settings: Settings) -> None:
     """Trains ``name`` stage by stage (resuming), evaluating the chosen stages."""
     from vae_jax import loop, optim
@@ -240,9 +229,7 @@ def run_one(name: str, root: pathlib.Path, settings: Settings) -> None:
             steps_per_epoch = 50_000 // config.train.batch_size
         config.train.num_steps = optim.burda_stage_end(stage, steps_per_epoch)
         logging.info("%s: stage %d, to step %d", name, stage, config.train.num_steps)
-        start = time.time()
         loop.train_and_evaluate(config, str(workdir))
-        add_train_seconds(workdir, time.time() - start)
         if stage in to_eval:
             result = evaluate_stage(workdir, stage, settings)
             result_path.write_text(json.dumps(result, indent=1))
@@ -303,8 +290,11 @@ def per_image(root: pathlib.Path, name: str, stage: int):
 
 
 def train_seconds(root: pathlib.Path, name: str) -> float | None:
-    path = trained_dir(root, name) / "train_seconds.json"
-    return json.loads(path.read_text())["seconds"] if path.exists() else None
+    """The wall time the config's run spent training, over its resumes
+    (``vae_jax.train_clock``)."""
+    from vae_jax import train_clock
+
+    return train_clock.recorded_seconds(trained_dir(root, name))
 
 
 def nll_claims() -> list[tuple[str, str]]:

@@ -44,9 +44,9 @@ def test_configs_by_name(script):
     assert script.DEFAULT_CONFIGS[-1].startswith("dreg")
 
 
-def test_train_seconds_add_up_over_resumes(script, tmp_path):
-    assert script.add_train_seconds(tmp_path, 10.5) == 10.5
-    assert script.add_train_seconds(tmp_path, 2.0) == 12.5
+def test_train_time_is_the_runs_own_record(script, tmp_path):
+    assert script.train_seconds(tmp_path.parent, tmp_path.name) is None
+    (tmp_path / "train_seconds.json").write_text('{"seconds": 12.5}')
     assert script.train_seconds(tmp_path.parent, tmp_path.name) == 12.5
 
 

@@ -30,6 +30,7 @@ from vae_jax import (
     preemption,
     provenance,
     runtime,
+    train_clock,
     workdir_lock,
     writer,
 )
@@ -306,13 +307,14 @@ class ProgressLog:
         batch_size: int,
         start_step: int,
         timer: Timer,
+        clock: train_clock.TrainClock | None = None,
     ):
         self.writer, self.total, self.batch_size = (
             metric_writer,
             total_steps,
             batch_size,
         )
-        self.start_step, self.timer = start_step, timer
+        self.start_step, self.timer, self.clock = start_step, timer, clock
         self.train_at_last_log = timer["train"]
 
     def __call__(self, window: Sequence[Metrics], step: int) -> None:
@@ -334,6 +336,8 @@ class ProgressLog:
         )
         self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
         self.train_at_last_log = self.timer["train"]
+        if self.clock is not None:
+            self.clock.write()
 
 
 def last_good(manager) -> str:
@@ -350,7 +354,7 @@ _ADVICE = (
 )
 
 
-def _train(exp, state, manager, metric_writer, evaluate_now, timer, workdir):
+def _train(exp, state, manager, metric_writer, evaluate_now, timer, workdir, clock):
     """``run_loop`` of one run: raises ``NonFiniteLossError``, writes metrics and
     checkpoints; with early stopping keeps the best state in ``checkpoints_best/``
     and stops once patience runs out. Returns (state, the parameters to evaluate
@@ -402,7 +406,9 @@ def _train(exp, state, manager, metric_writer, evaluate_now, timer, workdir):
 
     hooks = LoopHooks(
         check=check,
-        log=ProgressLog(metric_writer, exp.total_steps, cfg.batch_size, step, timer),
+        log=ProgressLog(
+            metric_writer, exp.total_steps, cfg.batch_size, step, timer, clock
+        ),
         evaluate=evaluate_during,
         save=save,
         saved_in=str(manager.directory),
@@ -506,9 +512,10 @@ def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
         else writer.NullMetricWriter()
     )
     timer["start-up"] = time.perf_counter() - start  # data, init, restore
+    clock = train_clock.TrainClock(workdir, start) if primary else None
     try:
         state, params, last = _train(
-            exp, state, manager, metric_writer, evaluate_now, timer, workdir
+            exp, state, manager, metric_writer, evaluate_now, timer, workdir, clock
         )
         with timer("evaluate"):
             final = evaluate_now(params)
@@ -521,6 +528,8 @@ def _train_and_evaluate(exp, state, manager, workdir, start: float) -> dict:
                 metric_writer.write_images(last, images)
     finally:
         metric_writer.close()
+        if clock is not None:
+            clock.write()
     logging.info(
         "time (s): %s; wall %.1f", timer.summary(), time.perf_counter() - start
     )
