@@ -4,13 +4,15 @@ of the data, with the benchmark's MLP (D-400-K, ReLU; sigmoid outputs and BCE fo
 likelihood models, linear outputs and squared error for autoencoders), Adam 1e-3,
 batch 128, ``--epochs``; then writes into ``--out``:
 
-  arrays.npz   reconstructions of the first test images, ``display_samples``, prior
-               samples (where the model has a prior) and GMM ex-post samples, [n, D]
+  arrays.npz   reconstructions of the first test images (the decoder at the encoder's
+               embedding, ``reconstruct``), ``display_samples``, prior samples (where
+               the model has a prior) and GMM ex-post samples, [n, D]
   timing.json  the process's wall time to the end of training, Pythae's NLL
                (``model.get_nll``, where it has one) over the first test images
 
 vae_jax's evaluator scores the arrays (``zoo_benchmark.evaluate_pythae``). pythae and
-torch are optional: never vae_jax dependencies.
+torch are optional: never vae_jax dependencies. ``--reconstruct_only`` reloads the
+trained model from ``--out`` and rewrites the reconstructions alone.
 """
 
 from __future__ import annotations
@@ -118,6 +120,39 @@ def sample(model, model_name: str, kind: str, n: int, train):
     return out.detach().cpu().numpy().reshape(n, -1)
 
 
+# arrays.npz key marking reconstructions made by ``reconstruct``
+RECONSTRUCTIONS_AT_EMBEDDING = "reconstructions_at_embedding"
+
+
+def reconstruct(model, model_name: str, x):
+    """The decoder's output at the encoder's embedding, the posterior mean of a VAE,
+    as vae_jax's ``reconstruct``; Pythae's own ``model.reconstruct`` decodes a z drawn
+    from q(z|x), whose noise adds to the error. A VQ-VAE quantises the embedding in
+    its forward pass (no sampling): its ``reconstruct`` is kept."""
+    if model_name == "VQVAE":
+        return model.reconstruct(x)
+    return model.decoder(model.encoder(x).embedding).reconstruction
+
+
+def reconstruct_only(args, test) -> None:
+    """Rewrites ``arrays.npz``'s reconstructions from the model trained in ``--out``."""
+    import numpy as np
+    import torch
+    from pythae.models import AutoModel
+
+    (folder,) = sorted((args.out / "pythae").glob("*/final_model"))[-1:]
+    model = AutoModel.load_from_folder(str(folder))
+    model.eval()
+    arrays = dict(np.load(args.out / "arrays.npz"))
+    with torch.no_grad():
+        x = torch.tensor(test[: len(arrays["reconstructions"])])
+        arrays["reconstructions"] = (
+            reconstruct(model, args.model, x).cpu().numpy().reshape(len(x), -1)
+        )
+    arrays[RECONSTRUCTIONS_AT_EMBEDDING] = np.array(True)
+    np.savez_compressed(args.out / "arrays.npz", **arrays)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
@@ -132,6 +167,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--reconstruct_only", action="store_true")
     args = parser.parse_args()
 
     import numpy as np
@@ -143,6 +179,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     dataset = data.load_dataset("digits" if args.quick else args.dataset, valid_size=0)
     train, test = dataset.train, dataset.test
+    if args.reconstruct_only:
+        reconstruct_only(args, test)
+        return
     model = build(
         args.model,
         json.loads(args.fields),
@@ -160,8 +199,9 @@ def main() -> None:
     with torch.no_grad():
         x = torch.tensor(test[: args.nll_examples])
         arrays["reconstructions"] = (
-            model.reconstruct(x).cpu().numpy().reshape(len(x), -1)
+            reconstruct(model, args.model, x).cpu().numpy().reshape(len(x), -1)
         )
+        arrays[RECONSTRUCTIONS_AT_EMBEDDING] = np.array(True)
         kinds = ["gmm"] + ([] if args.model in NO_PRIOR else ["prior"])
         for kind in kinds:
             arrays[f"{kind}_samples"] = sample(
