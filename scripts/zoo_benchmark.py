@@ -88,10 +88,19 @@ ROWS = {
     ),
     "vamp_vae": Row("vamp_mnist", {}, ("VAMP", {"number_components": 500})),
     "flow_vae": Row("flow_vae_mnist", {}),
+    # Pythae's MMD rows at vae_jax's settings: one IMQ scale C = 2K (Pythae's default
+    # sums seven), lambda = 100; InfoVAE's RBF kernel, alpha = 0, lambda = 1000 (Pythae's
+    # default lambda = 1e-3 weights MMD^2 by alpha + lambda - 1 < 0)
     "wae": Row(
-        "wae_mnist", {}, ("WAE_MMD", {"kernel_choice": "imq", "reg_weight": 10.0})
+        "wae_mnist",
+        {},
+        ("WAE_MMD", {"kernel_choice": "imq", "reg_weight": 100.0, "scales": [1.0]}),
     ),
-    "info_vae": Row("infovae_mnist", {}, ("INFOVAE_MMD", {"kernel_choice": "imq"})),
+    "info_vae": Row(
+        "infovae_mnist",
+        {},
+        ("INFOVAE_MMD", {"kernel_choice": "rbf", "alpha": 0.0, "lbd": 1000.0}),
+    ),
     "rae_l2": Row("rae_mnist", {}, ("RAE_L2", {})),
     "rae_gp": Row("rae_mnist", {"objective.name": "rae_gp"}, ("RAE_GP", {})),
     "vqvae": Row(
@@ -99,7 +108,10 @@ ROWS = {
         {"model.architecture": "mlp", "model.num_latents": 16, "model.code_dim": 1},
         ("VQVAE", {"num_embeddings": 256}),
     ),
-    "beta_tcvae": Row("tcvae_mnist", {}, ("BetaTCVAE", {"beta": 6.0})),
+    # minibatch-weighted sampling in both (Pythae's default is stratified)
+    "beta_tcvae": Row(
+        "tcvae_mnist", {}, ("BetaTCVAE", {"beta": 6.0, "use_mss": False})
+    ),
     "cvae": Row("cvae_mnist", {}),
 }
 
