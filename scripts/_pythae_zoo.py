@@ -134,6 +134,14 @@ def reconstruct(model, model_name: str, x):
     return model.decoder(model.encoder(x).embedding).reconstruction
 
 
+def reconstruction_arrays(model, model_name: str, x) -> dict:
+    """``reconstruct`` of x [n, D] as numpy [n, D], with the key marking them."""
+    import numpy as np
+
+    out = reconstruct(model, model_name, x).cpu().numpy().reshape(len(x), -1)
+    return {"reconstructions": out, RECONSTRUCTIONS_AT_EMBEDDING: np.array(True)}
+
+
 def reconstruct_only(args, test) -> None:
     """Rewrites ``arrays.npz``'s reconstructions from the model trained in ``--out``."""
     import numpy as np
@@ -146,10 +154,7 @@ def reconstruct_only(args, test) -> None:
     arrays = dict(np.load(args.out / "arrays.npz"))
     with torch.no_grad():
         x = torch.tensor(test[: len(arrays["reconstructions"])])
-        arrays["reconstructions"] = (
-            reconstruct(model, args.model, x).cpu().numpy().reshape(len(x), -1)
-        )
-    arrays[RECONSTRUCTIONS_AT_EMBEDDING] = np.array(True)
+        arrays.update(reconstruction_arrays(model, args.model, x))
     np.savez_compressed(args.out / "arrays.npz", **arrays)
 
 
@@ -198,10 +203,7 @@ def main() -> None:
     arrays = {}
     with torch.no_grad():
         x = torch.tensor(test[: args.nll_examples])
-        arrays["reconstructions"] = (
-            reconstruct(model, args.model, x).cpu().numpy().reshape(len(x), -1)
-        )
-        arrays[RECONSTRUCTIONS_AT_EMBEDDING] = np.array(True)
+        arrays.update(reconstruction_arrays(model, args.model, x))
         kinds = ["gmm"] + ([] if args.model in NO_PRIOR else ["prior"])
         for kind in kinds:
             arrays[f"{kind}_samples"] = sample(
