@@ -6,13 +6,14 @@ batch 128, ``--epochs``; then writes into ``--out``:
 
   arrays.npz   reconstructions of the first test images (the decoder at the encoder's
                embedding, ``reconstruct``), ``display_samples``, prior samples (where
-               the model has a prior) and GMM ex-post samples, [n, D]
+               the model has a prior) and GMM ex-post samples (fitted to the encoder's
+               embeddings, ``gmm_samples``), [n, D]
   timing.json  the process's wall time to the end of training, Pythae's NLL
                (``model.get_nll``, where it has one) over the first test images
 
 vae_jax's evaluator scores the arrays (``zoo_benchmark.evaluate_pythae``). pythae and
-torch are optional: never vae_jax dependencies. ``--reconstruct_only`` reloads the
-trained model from ``--out`` and rewrites the reconstructions alone.
+torch are optional: never vae_jax dependencies. ``--rewrite_arrays`` reloads the
+trained model from ``--out`` and rewrites the reconstructions and GMM samples alone.
 """
 
 from __future__ import annotations
@@ -94,25 +95,66 @@ def trainer_config(model_name: str, args):
         "seed": args.seed,
         "steps_saving": None,
     }
-    if model_name == "RAE_L2":  # the decoder's weight decay is its regulariser
+    # RAE-L2 (the decoder's weight decay is its regulariser) and PIWAE (separate
+    # encoder and decoder objectives) need Pythae's two-optimizer trainer, whose
+    # learning rates are fields of their own (default 1e-4).
+    if model_name in ("RAE_L2", "PIWAE"):
+        decay = {"weight_decay": 1e-7} if model_name == "RAE_L2" else None
         return CoupledOptimizerTrainerConfig(
             **common,
             encoder_optimizer_cls="Adam",
+            encoder_learning_rate=common["learning_rate"],
             decoder_optimizer_cls="Adam",
-            decoder_optimizer_params={"weight_decay": 1e-7},
+            decoder_learning_rate=common["learning_rate"],
+            decoder_optimizer_params=decay,
         )
     return BaseTrainerConfig(**common, optimizer_cls="Adam")
 
 
-def sample(model, model_name: str, kind: str, n: int, train):
+def embeddings(model, model_name: str, x, batch_size: int = 500):
+    """The codes vae_jax's ex-post samplers fit (``expost.training_codes``): the
+    encoder's embedding, a VAE's posterior mean, of x [n, D] -> [n, K]. Pythae's
+    ``GaussianMixtureSampler`` fits ``model(x).z`` instead, a draw of q(z|x) for a
+    VAE. A VQ-VAE's code is its quantised embedding, ``model(x).z``, as vae_jax's."""
+    import torch
+
+    chunks = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        if model_name == "VQVAE":
+            chunks.append(model({"data": batch}).z.reshape(len(batch), -1))
+        else:
+            chunks.append(model.encoder(batch).embedding)
+    return torch.cat(chunks).cpu().numpy()
+
+
+def gmm_samples(model, model_name: str, n: int, train, seed: int):
+    """Decoder outputs of n draws of a 10-component full-covariance Gaussian mixture
+    fitted to the ``embeddings`` of the first 10,000 training images (scikit-learn
+    ``GaussianMixture`` with the settings of Pythae's ``GaussianMixtureSampler``)."""
+    import numpy as np
+    import torch
+    from sklearn import mixture
+
+    codes = embeddings(model, model_name, train[:10_000])
+    gmm = mixture.GaussianMixture(
+        n_components=10,
+        covariance_type="full",
+        max_iter=2000,
+        tol=1e-3,
+        random_state=seed,
+    ).fit(codes.astype(np.float64))
+    z = torch.tensor(gmm.sample(n)[0], dtype=torch.float32)
+    z = z[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+    out = [model.decoder(z[i : i + 500]).reconstruction for i in range(0, n, 500)]
+    return torch.cat(out).cpu().numpy().reshape(n, -1)
+
+
+def prior_samples(model, model_name: str, n: int):
+    """Decoder outputs of n draws of the model's prior (Pythae's samplers)."""
     import pythae.samplers as ps
 
-    if kind == "gmm":
-        sampler = ps.GaussianMixtureSampler(
-            model, ps.GaussianMixtureSamplerConfig(n_components=10)
-        )
-        sampler.fit(train[:10_000])
-    elif model_name == "VAMP":
+    if model_name == "VAMP":
         sampler = ps.VAMPSampler(model)
     else:
         sampler = ps.NormalSampler(model)
@@ -120,8 +162,9 @@ def sample(model, model_name: str, kind: str, n: int, train):
     return out.detach().cpu().numpy().reshape(n, -1)
 
 
-# arrays.npz key marking reconstructions made by ``reconstruct``
-RECONSTRUCTIONS_AT_EMBEDDING = "reconstructions_at_embedding"
+# arrays.npz keys marking arrays made by vae_jax's protocol: reconstructions by
+# ``reconstruct``, GMM samples fitted to ``embeddings``
+PROTOCOL_MARKERS = ("reconstructions_at_embedding", "gmm_fitted_to_embeddings")
 
 
 def reconstruct(model, model_name: str, x):
@@ -134,16 +177,24 @@ def reconstruct(model, model_name: str, x):
     return model.decoder(model.encoder(x).embedding).reconstruction
 
 
-def reconstruction_arrays(model, model_name: str, x) -> dict:
-    """``reconstruct`` of x [n, D] as numpy [n, D], with the key marking them."""
+def protocol_arrays(model, model_name: str, test, train, args) -> dict:
+    """Reconstructions of the first ``args.nll_examples`` test images and
+    ``args.num_samples`` GMM ex-post samples, numpy [n, D], with the markers."""
     import numpy as np
 
+    x = test[: args.nll_examples]
     out = reconstruct(model, model_name, x).cpu().numpy().reshape(len(x), -1)
-    return {"reconstructions": out, RECONSTRUCTIONS_AT_EMBEDDING: np.array(True)}
+    arrays = {"reconstructions": out}
+    arrays["gmm_samples"] = gmm_samples(
+        model, model_name, args.num_samples, train, args.seed
+    )
+    arrays.update({marker: np.array(True) for marker in PROTOCOL_MARKERS})
+    return arrays
 
 
-def reconstruct_only(args, test) -> None:
-    """Rewrites ``arrays.npz``'s reconstructions from the model trained in ``--out``."""
+def rewrite_arrays(args, train, test) -> None:
+    """Rewrites ``arrays.npz``'s ``protocol_arrays`` from the model trained in
+    ``--out``; its prior samples are kept."""
     import numpy as np
     import torch
     from pythae.models import AutoModel
@@ -153,8 +204,13 @@ def reconstruct_only(args, test) -> None:
     model.eval()
     arrays = dict(np.load(args.out / "arrays.npz"))
     with torch.no_grad():
-        x = torch.tensor(test[: len(arrays["reconstructions"])])
-        arrays.update(reconstruction_arrays(model, args.model, x))
+        arrays.update(
+            protocol_arrays(
+                model, args.model, torch.tensor(test), torch.tensor(train), args
+            )
+        )
+    if "prior_samples" not in arrays:
+        arrays["display_samples"] = arrays["gmm_samples"][:16]
     np.savez_compressed(args.out / "arrays.npz", **arrays)
 
 
@@ -172,7 +228,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, required=True)
-    parser.add_argument("--reconstruct_only", action="store_true")
+    parser.add_argument("--rewrite_arrays", action="store_true")
     args = parser.parse_args()
 
     import numpy as np
@@ -184,8 +240,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     dataset = data.load_dataset("digits" if args.quick else args.dataset, valid_size=0)
     train, test = dataset.train, dataset.test
-    if args.reconstruct_only:
-        reconstruct_only(args, test)
+    if args.rewrite_arrays:
+        rewrite_arrays(args, train, test)
         return
     model = build(
         args.model,
@@ -200,16 +256,16 @@ def main() -> None:
     pipeline(train_data=train, eval_data=None)
     train_wall = time.perf_counter() - START
     model.eval()
-    arrays = {}
     with torch.no_grad():
         x = torch.tensor(test[: args.nll_examples])
-        arrays.update(reconstruction_arrays(model, args.model, x))
-        kinds = ["gmm"] + ([] if args.model in NO_PRIOR else ["prior"])
-        for kind in kinds:
-            arrays[f"{kind}_samples"] = sample(
-                model, args.model, kind, args.num_samples, torch.tensor(train)
-            )
-        arrays["display_samples"] = arrays[f"{kinds[-1]}_samples"][:16]
+        arrays = protocol_arrays(
+            model, args.model, torch.tensor(test), torch.tensor(train), args
+        )
+        if args.model not in NO_PRIOR:
+            arrays["prior_samples"] = prior_samples(model, args.model, args.num_samples)
+        arrays["display_samples"] = arrays.get("prior_samples", arrays["gmm_samples"])[
+            :16
+        ]
         timing = {"train_wall_seconds": train_wall, "model": args.model}
         if hasattr(model, "get_nll"):
             start = time.perf_counter()

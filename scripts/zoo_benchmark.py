@@ -12,18 +12,19 @@ VAE-type rows use a Bernoulli likelihood on them (BCE, so their NLL is a score o
 same model in both libraries, not a normalised density), the autoencoders squared
 error. Metrics (``experiments.evaluate``'s code): test reconstruction MSE per pixel,
 Frechet distance and inception-style score of 10,000 prior samples and of samples
-from a 10-component Gaussian mixture fitted to the training codes (classifier
-features, not Inception), -L_k over the first ``--nll_examples`` test images, active
+from a 10-component Gaussian mixture fitted to the training codes (the encoder's
+mean, a VAE's E_q[z|x], for both libraries; classifier features, not Inception), -L_k over the first ``--nll_examples`` test images, active
 units, and the process's wall time to the end of training.
 
 Each (dataset, model, seed) is one process (``--dataset D --model M --seed S``; usable
 as an array job) writing ``<workdir>/<dataset>/<model>[_seed<S>]/result.json``, its run
 in ``run/`` beside it: finished ones are skipped and a stopped run resumes from its
-checkpoint. The rows in ``SEEDED`` (VAE, VampPrior, IWAE) train with ``--seeds``
+checkpoint. The rows in ``SEEDED`` (VAE, VampPrior, IWAE, beta-VAE) train with ``--seeds``
 seeds (default 3) and the tables give their mean ± standard deviation over seeds. Pythae
 rows (``scripts/_pythae_zoo.py`` in the interpreter ``--pythae_python`` names, with
 torch and pythae) write their reconstructions and samples as arrays, scored here
-by the same functions. At the end: ``results.json``, ``results.md``,
+by the same functions; arrays written before the shared protocol are rewritten from
+the saved Pythae model without retraining. At the end: ``results.json``, ``results.md``,
 ``samples.png`` (a grid per model) and ``scatter.png`` in the workdir.
 """
 
@@ -44,7 +45,7 @@ START = time.perf_counter()  # the process's start, for the whole-process time
 HERE = pathlib.Path(__file__).resolve()
 DATASETS = ("mnist", "fashion_mnist")
 HIDDEN, LATENT = (400,), 16
-SEEDED = ("vae", "vamp_vae", "iwae")  # rows trained with --seeds seeds
+SEEDED = ("vae", "vamp_vae", "iwae", "beta_vae")  # rows trained with --seeds seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,8 +236,10 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
 
     class_name, fields = ROWS[name].pythae
     arrays = out / "arrays.npz"
-    # arrays from before _pythae_zoo.reconstruct: rewrite their reconstructions
-    stale = arrays.is_file() and "reconstructions_at_embedding" not in np.load(arrays)
+    # arrays from before vae_jax's protocol (reconstructions and GMM codes at the
+    # encoder's embedding): rewrite them from the trained model
+    markers = ("reconstructions_at_embedding", "gmm_fitted_to_embeddings")
+    stale = arrays.is_file() and not set(markers) <= set(np.load(arrays).files)
     if stale or not arrays.is_file():
         command = [
             args.pythae_python,
@@ -264,7 +267,7 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
             "--out",
             str(out),
         ] + (["--quick"] if args.quick else [])
-        subprocess.run(command + (["--reconstruct_only"] if stale else []), check=True)
+        subprocess.run(command + (["--rewrite_arrays"] if stale else []), check=True)
     saved = np.load(arrays)
     timing = json.loads((out / "timing.json").read_text())
     dataset = data.load_dataset("digits" if args.quick else args.dataset, valid_size=0)
