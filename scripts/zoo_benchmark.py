@@ -486,6 +486,46 @@ def compare_seeds(ours: list[float], theirs: list[float]) -> tuple[str, str] | N
     return f"{diff:+.4g} ± {se:.2g}", verdict
 
 
+def side_by_side_lines(by_key: dict[tuple, list[dict]], dataset: str) -> list[str]:
+    """Every row of ``dataset`` as 'vae_jax / Pythae' per metric (means over seeds,
+    '-' where a library has no value) and the ratio of mean training times."""
+    digits = dict(zip(COMPARED, (4, 2, 2, 2)))
+    head = ["model", "seeds", *COMPARED, "train s", "speed-up"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in ROWS:
+        ours = by_key.get((dataset, "vae_jax", model), [])
+        theirs = by_key.get((dataset, "pythae", model), [])
+        if not ours and not theirs:
+            continue
+
+        def pair(value, digits, ours=ours, theirs=theirs):
+            cells = []
+            for results in (ours, theirs):
+                values = [v for v in map(value, results) if v is not None]
+                cells.append(f"{statistics.mean(values):.{digits}f}" if values else "-")
+            return " / ".join(cells) if theirs else cells[0]
+
+        ratio = ""
+        if ours and theirs:
+            ratio = f"{_mean_time(theirs) / _mean_time(ours):.1f}x"
+        seeds = f"{len(ours)} / {len(theirs)}" if theirs else str(len(ours))
+        cells = [pair(value, digits[m]) for m, value in COMPARED.items()]
+        cells.append(pair(lambda r: r["train_wall_seconds"], 0))
+        lines.append("| " + " | ".join([model, seeds, *cells, ratio]) + " |")
+    return [
+        "",
+        f"### {dataset}: side by side",
+        "",
+        (
+            "vae_jax / Pythae (one value: vae_jax alone; Pythae has no such model); "
+            "means over the seeds; speed-up: Pythae's mean training time over "
+            "vae_jax's."
+        ),
+        "",
+        *lines,
+    ]
+
+
 def comparison_lines(by_key: dict[tuple, list[dict]], dataset: str) -> list[str]:
     """The rows both libraries trained with several seeds: vae_jax against Pythae per
     metric (``compare_seeds``)."""
@@ -558,6 +598,7 @@ def markdown(results: list[dict], args) -> str:
             lines.append(
                 "| " + " | ".join([label, *_cells(ours), *_cells(theirs), ratio]) + " |"
             )
+        lines += side_by_side_lines(by_key, dataset)
         lines += comparison_lines(by_key, dataset)
     return "\n".join(lines) + "\n"
 

@@ -82,6 +82,17 @@ def test_seeded_rows_pend_per_seed_and_average_in_the_table(tmp_path):
     assert cells[3] == "11.00 ± 1.00"
     assert cells[7:9] == ["0.0300 ± 0.0000", "101.00 ± 0.00"]  # Pythae's columns
     assert cells[-1] == "3.6x"  # 40 s / mean(10, 11, 12) s
+    (line,) = [row for row in table.splitlines() if row.startswith("| vae | 3 / 3")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # vae_jax / Pythae means: MSE, NLL, prior FD, GMM FD (none), train s, speed-up
+    assert cells[2:] == [
+        "0.0300 / 0.0300",
+        "101.00 / 101.00",
+        "11.00 / 11.00",
+        "- / -",
+        "11 / 40",
+        "3.6x",
+    ]
 
 
 def test_comparison_over_seeds_gives_the_difference_its_error_and_a_verdict():
