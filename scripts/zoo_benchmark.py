@@ -19,8 +19,8 @@ units, and the process's wall time to the end of training.
 Each (dataset, model, seed) is one process (``--dataset D --model M --seed S``; usable
 as an array job) writing ``<workdir>/<dataset>/<model>[_seed<S>]/result.json``, its run
 in ``run/`` beside it: finished ones are skipped and a stopped run resumes from its
-checkpoint. The rows in ``SEEDED`` (VAE, VampPrior, IWAE, beta-VAE) train with ``--seeds``
-seeds (default 3) and the tables give their mean ± standard deviation over seeds. Pythae
+checkpoint. The rows in ``--seeded`` (default ``SEEDED``: VAE, VampPrior, IWAE,
+beta-VAE) train with ``--seeds`` seeds (default 3) and the tables give their mean ± standard deviation over seeds. Pythae
 rows (``scripts/_pythae_zoo.py`` in the interpreter ``--pythae_python`` names, with
 torch and pythae) write their reconstructions and samples as arrays, scored here
 by the same functions; arrays written before the shared protocol are rewritten from
@@ -117,9 +117,17 @@ ROWS = {
 }
 
 
-def row_config(name: str, dataset: str, epochs: int, quick: bool, seed: int = 0):
+def row_config(
+    name: str,
+    dataset: str,
+    epochs: int,
+    quick: bool,
+    seed: int = 0,
+    kernel_init: str = "",
+):
     """The config of row ``name``: its bundled config, its changes, then the shared
-    setup of the module docstring (``--quick``: digits), with ``config.seed = seed``."""
+    setup of the module docstring (``--quick``: digits), with ``config.seed = seed``
+    and, if given, ``config.model.kernel_init = kernel_init``."""
     import importlib
 
     row = ROWS[name]
@@ -136,6 +144,8 @@ def row_config(name: str, dataset: str, epochs: int, quick: bool, seed: int = 0)
     # evaluations are not wanted here
     config.train.update(steps_per_dispatch=100, eval_every=0)
     config.seed = seed
+    if kernel_init:
+        config.model.kernel_init = kernel_init
     if quick:
         config.data.name = "digits"
         config.model.num_pseudo_inputs = min(config.model.num_pseudo_inputs, 50)
@@ -147,7 +157,9 @@ def evaluate_vae_jax(name: str, args, out: pathlib.Path) -> dict:
     """Trains row ``name`` (the runner's loop, resumable) and scores it."""
     from vae_jax import evaluate_run, loop, runs
 
-    config = row_config(name, args.dataset, args.epochs, args.quick, args.seed)
+    config = row_config(
+        name, args.dataset, args.epochs, args.quick, args.seed, args.kernel_init
+    )
     final = loop.train_and_evaluate(config, str(out / "run"))
     train_wall = time.perf_counter() - START
     run = runs.load_run(out / "run")
@@ -322,9 +334,9 @@ def config_dir(workdir, dataset, model, library, seed: int = 0) -> pathlib.Path:
     return pathlib.Path(workdir) / dataset / f"{prefix}{model}{suffix}"
 
 
-def seeds_of(model: str, num_seeds: int) -> range:
-    """Seeds row ``model`` trains with: ``num_seeds`` for the ``SEEDED`` rows, else 1."""
-    return range(num_seeds if model in SEEDED else 1)
+def seeds_of(model: str, num_seeds: int, seeded=SEEDED) -> range:
+    """Seeds row ``model`` trains with: ``num_seeds`` for the ``seeded`` rows, else 1."""
+    return range(num_seeds if model in seeded else 1)
 
 
 # ------------------------------------------------------------------ the driver
@@ -335,7 +347,7 @@ def pending(args) -> list[tuple[str, str, str, int]]:
     for seed in range(args.seeds):
         for dataset in args.datasets:
             for model in args.models:
-                if seed not in seeds_of(model, args.seeds):
+                if seed not in seeds_of(model, args.seeds, args.seeded):
                     continue
                 libraries = ["vae_jax"]
                 if args.pythae_python and ROWS[model].pythae:
@@ -366,6 +378,8 @@ def shared_flags(args) -> list[str]:
     ]
     if args.pythae_python:
         flags += ["--pythae_python", args.pythae_python]
+    if args.kernel_init:
+        flags += ["--kernel_init", args.kernel_init]
     return flags + (["--quick"] if args.quick else [])
 
 
@@ -661,7 +675,20 @@ def parse(argv=None):
     )
     parser.add_argument("--jobs", type=int, default=1, help="configurations at a time")
     parser.add_argument(
-        "--seeds", type=int, default=3, help=f"seeds of the rows {', '.join(SEEDED)}"
+        "--seeds", type=int, default=3, help="seeds of the --seeded rows"
+    )
+    parser.add_argument(
+        "--seeded",
+        nargs="+",
+        default=list(SEEDED),
+        choices=list(ROWS),
+        help="rows trained with --seeds seeds (the others once)",
+    )
+    parser.add_argument(
+        "--kernel_init",
+        default="",
+        help="vae_jax rows' model.kernel_init (default: each config's own, Flax's "
+        "lecun_normal; 'torch_default' is PyTorch's nn.Linear init)",
     )
     parser.add_argument("--nll_samples", type=int, default=5000)
     parser.add_argument("--nll_examples", type=int, default=2000)
@@ -687,6 +714,14 @@ def parse(argv=None):
         args.classifier_steps = min(args.classifier_steps, 200)
         args.gmm_examples = min(args.gmm_examples, 1000)
         args.seeds = 1
+    if args.kernel_init:
+        from vae_jax.models import layers
+
+        if args.kernel_init not in layers.KERNEL_INITS:
+            parser.error(
+                f"--kernel_init {args.kernel_init!r}: choose one of "
+                f"{sorted(layers.KERNEL_INITS)}"
+            )
     if (args.dataset is None) != (args.model is None):
         parser.error("--dataset and --model go together (one configuration)")
     if (

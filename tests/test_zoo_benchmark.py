@@ -6,6 +6,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 import helpers
 from helpers import REPO
 
@@ -114,3 +116,20 @@ def test_comparison_over_seeds_gives_the_difference_its_error_and_a_verdict():
     assert by_metric["nll"][1].strip() == "better"  # -4 nats, SE 0.82
     assert by_metric["prior FD"][1].strip() == "within noise"  # same values
     assert "mse" in by_metric and "GMM FD" not in by_metric  # no GMM results
+
+
+def test_seeded_rows_and_kernel_init_are_chosen_by_flags(tmp_path, capsys):
+    bench = helpers.load_script("zoo_benchmark")
+    flags = ["--workdir", str(tmp_path), "--models", "ae", "--datasets", "mnist"]
+    assert len(bench.pending(bench.parse(flags))) == 1  # the AE is not seeded
+    args = bench.parse([*flags, "--seeded", "ae", "--kernel_init", "torch_default"])
+    assert [seed for *_, seed in bench.pending(args)] == [0, 1, 2]
+    assert "--kernel_init" in bench.shared_flags(args)  # reaches each process
+    config = bench.row_config("ae", "mnist", 1, False, 0, args.kernel_init)
+    assert config.model.kernel_init == "torch_default"
+    assert bench.row_config("ae", "mnist", 1, False).model.kernel_init != (
+        "torch_default"
+    )
+    with pytest.raises(SystemExit):
+        bench.parse([*flags, "--kernel_init", "torch"])
+    assert "choose one of" in capsys.readouterr().err
