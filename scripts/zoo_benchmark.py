@@ -103,7 +103,13 @@ ROWS = {
         ("INFOVAE_MMD", {"kernel_choice": "rbf", "alpha": 0.0, "lbd": 1000.0}),
     ),
     "rae_l2": Row("rae_mnist", {}, ("RAE_L2", {})),
-    "rae_gp": Row("rae_mnist", {"objective.name": "rae_gp"}, ("RAE_GP", {})),
+    # one Hutchinson probe of ||dg/dz||_F^2: one decoder product per example, as
+    # Pythae's penalty costs one gradient (the exact norm takes K = 16)
+    "rae_gp": Row(
+        "rae_mnist",
+        {"objective.name": "rae_gp", "objective.gradient_penalty_probes": 1},
+        ("RAE_GP", {}),
+    ),
     "vqvae": Row(
         "vqvae_fashion",
         {"model.architecture": "mlp", "model.num_latents": 16, "model.code_dim": 1},

@@ -79,6 +79,7 @@ NON_NEGATIVE = (
     "objective.code_penalty",
     "objective.decoder_weight_decay",
     "objective.gradient_penalty",
+    "objective.gradient_penalty_probes",
     "objective.commitment",
     "objective.tc_beta",
     "objective.tc_dataset_size",

@@ -12,7 +12,9 @@ that a density can be fitted to it after training), and L_REG (§2.2):
   as Keras adds a ``kernel_regularizer`` (the authors' code); evaluation
   (``objectives.per_example``) reports the per-example part.
 ``rae_gp``: gamma ||J_g(z)||_F^2 per example, J_g = dg/dz [D, K] at z = f(x),
-  gamma = ``objective.gradient_penalty`` (``jacobian_norm2``).
+  gamma = ``objective.gradient_penalty`` (``jacobian_norm2``): exactly by K
+  forward-mode products, or with ``objective.gradient_penalty_probes`` = m > 0 by
+  Hutchinson's unbiased estimate from m (m < K: cheaper) random products.
 
 Weights for MNIST (the authors' ``configurations/config.py``, ParthaEth/
 Regularized_autoencoders-RAE-): RAE-L2 beta = 1e-4, lambda = 1e-7; RAE-GP beta = 1e-4,
@@ -65,33 +67,52 @@ def decoder_weight_penalty(params, xs, key, hparams, *, model: nn.Module, weight
     return weight * norm2, {"decoder_weight_norm2": norm2}
 
 
-def decoder_jacobian_norm2(params, z, *, model: nn.Module):
+def decoder_jacobian_norm2(params, z, *, model: nn.Module, key=None, probes: int = 0):
     """(g(z), ||J_g(z)||_F^2 = sum_dk (dg_d / dz_k)^2): the decoder's output and the
-    squared Frobenius norm of its Jacobian [D, K] at z, exactly, by K forward-mode
-    products J e_k (``jax.linearize``, then ``vmap`` over the basis e_1..e_K): K
-    decoder passes, cheap for the small K of an autoencoder. z: [K] -> ([D], scalar)."""
+    squared Frobenius norm of its Jacobian [D, K] at z by forward-mode products J v
+    (``jax.linearize``, then ``vmap`` over the v's). ``probes`` = 0: exactly, v = the
+    basis e_1..e_K (K decoder passes, cheap for the small K of an autoencoder).
+    ``probes`` = m > 0: Hutchinson's estimate (1/m) sum_i ||J v_i||^2 with Rademacher
+    v_i ~ U{-1, 1}^K drawn with ``key`` (E[v v^T] = I, so its expectation is
+    tr(J^T J) = ||J||_F^2): m decoder passes. z: [K] -> ([D], scalar)."""
     x_hat, jvp = jax.linearize(lambda v: model.decode_mean(params, v), z)
-    columns = jax.vmap(jvp)(jnp.eye(z.shape[-1], dtype=z.dtype))  # [K, D] = J^T
-    return x_hat, jnp.sum(jnp.square(columns))
+    k = z.shape[-1]
+    if probes:
+        directions = jax.random.rademacher(key, (probes, k), dtype=z.dtype)  # [m, K]
+    else:
+        directions = jnp.eye(k, dtype=z.dtype)  # [K, K]
+    products = jax.vmap(jvp)(directions)  # [m or K, D]: J v per direction
+    return x_hat, jnp.sum(jnp.square(products)) / (probes or 1)
 
 
 def rae_gp_per_example(
-    params, x, key, hparams, *, model: nn.Module, code_penalty, gradient_penalty
+    params,
+    x,
+    key,
+    hparams,
+    *,
+    model: nn.Module,
+    code_penalty,
+    gradient_penalty,
+    probes: int = 0,
 ):
     """||x - g(z)||^2 + beta ||z||^2 / 2 + gamma ||J_g(z)||_F^2, z = f(x): RAE-GP
     (Ghosh et al. 2020, eq. 11 with L_GP = ||grad D(E(x))||_2^2, §2.2).
 
     The paper writes the decoder's gradient; for D outputs that is the Jacobian J_g
     [D, K], and the norm taken is its squared Frobenius norm, computed exactly
-    (``decoder_jacobian_norm2``). The gradient of the loss reaches the encoder
+    (``decoder_jacobian_norm2``; ``probes`` > 0: its unbiased estimate from that
+    many random products, with ``key``). The gradient of the loss reaches the encoder
     through z and the decoder through J_g (second derivatives). The authors' code
     penalises ||grad_z sum_d g_d(z)^2||^2 / K = ||2 J^T g||^2 / K instead, Pythae
     ||grad_x sum_d g_d(f(x))||^2 (a vector-Jacobian product through the encoder).
     x: [D] -> (scalar, {"squared_error", "mse", "code_norm2", "jacobian_norm2"}).
     """
-    del key, hparams
+    del hparams
     z = model.code(params, x)  # [K]
-    x_hat, jacobian_norm2 = decoder_jacobian_norm2(params, z, model=model)
+    x_hat, jacobian_norm2 = decoder_jacobian_norm2(
+        params, z, model=model, key=key, probes=probes
+    )
     squared_error = jnp.sum(jnp.square(x - x_hat))
     code_norm2 = jnp.sum(jnp.square(z))
     value = (
@@ -122,13 +143,13 @@ def rae_l2_for(obj: ml_collections.ConfigDict, model: nn.Module, level):
 
 def rae_gp_for(obj: ml_collections.ConfigDict, model: nn.Module, level):
     """The ``rae_gp`` objective: ``rae_gp_per_example`` with beta = ``code_penalty``,
-    gamma = ``gradient_penalty``."""
-    del obj
+    gamma = ``gradient_penalty``, ``probes`` = ``gradient_penalty_probes``."""
     return functools.partial(
         rae_gp_per_example,
         model=model,
         code_penalty=level("code_penalty"),
         gradient_penalty=level("gradient_penalty"),
+        probes=int(obj.gradient_penalty_probes),
     )
 
 

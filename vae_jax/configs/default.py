@@ -89,6 +89,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.objective.decoder_weight_decay = 1e-7  # (MNIST: 1e-7)
     # gamma of "rae_gp": + gamma ||dg/dz (f(x))||_F^2 per example (MNIST: 0.5e-7)
     config.objective.gradient_penalty = 5e-8
+    # 0: ||dg/dz||_F^2 exactly (K forward-mode products per example); m > 0: its
+    # unbiased Hutchinson estimate from m Rademacher probes (m products)
+    config.objective.gradient_penalty_probes = 0
     # "vq" (kind="vqvae"; van den Oord et al. 2017, eq. 3): ||x - g(z_q)||^2 (summed
     # over pixels) + ||sg[z_e] - e||^2 + commitment ||z_e - sg[e]||^2, summed over N
     config.objective.commitment = 0.25  # beta of the commitment term (paper: 0.25)
