@@ -192,6 +192,11 @@ def protocol_arrays(model, model_name: str, test, train, args) -> dict:
     return arrays
 
 
+def display_samples(arrays: dict):
+    """The 16 samples the figure shows: prior samples, or GMM ones without a prior."""
+    return arrays.get("prior_samples", arrays["gmm_samples"])[:16]
+
+
 def rewrite_arrays(args, train, test) -> None:
     """Rewrites ``arrays.npz``'s ``protocol_arrays`` from the model trained in
     ``--out``; its prior samples are kept."""
@@ -209,8 +214,7 @@ def rewrite_arrays(args, train, test) -> None:
                 model, args.model, torch.tensor(test), torch.tensor(train), args
             )
         )
-    if "prior_samples" not in arrays:
-        arrays["display_samples"] = arrays["gmm_samples"][:16]
+    arrays["display_samples"] = display_samples(arrays)
     np.savez_compressed(args.out / "arrays.npz", **arrays)
 
 
@@ -263,9 +267,7 @@ def main() -> None:
         )
         if args.model not in NO_PRIOR:
             arrays["prior_samples"] = prior_samples(model, args.model, args.num_samples)
-        arrays["display_samples"] = arrays.get("prior_samples", arrays["gmm_samples"])[
-            :16
-        ]
+        arrays["display_samples"] = display_samples(arrays)
         timing = {"train_wall_seconds": train_wall, "model": args.model}
         if hasattr(model, "get_nll"):
             start = time.perf_counter()

@@ -13,19 +13,21 @@ same model in both libraries, not a normalised density), the autoencoders square
 error. Metrics (``experiments.evaluate``'s code): test reconstruction MSE per pixel,
 Frechet distance and inception-style score of 10,000 prior samples and of samples
 from a 10-component Gaussian mixture fitted to the training codes (the encoder's
-mean, a VAE's E_q[z|x], for both libraries; classifier features, not Inception), -L_k over the first ``--nll_examples`` test images, active
-units, and the process's wall time to the end of training.
+mean, a VAE's E_q[z|x], for both libraries; classifier features, not Inception),
+-L_k over the first ``--nll_examples`` test images, active units, and the process's
+wall time to the end of training.
 
 Each (dataset, model, seed) is one process (``--dataset D --model M --seed S``; usable
 as an array job) writing ``<workdir>/<dataset>/<model>[_seed<S>]/result.json``, its run
 in ``run/`` beside it: finished ones are skipped and a stopped run resumes from its
 checkpoint. The rows in ``--seeded`` (default ``SEEDED``: VAE, VampPrior, IWAE,
-beta-VAE) train with ``--seeds`` seeds (default 3) and the tables give their mean ± standard deviation over seeds. Pythae
-rows (``scripts/_pythae_zoo.py`` in the interpreter ``--pythae_python`` names, with
-torch and pythae) write their reconstructions and samples as arrays, scored here
-by the same functions; arrays written before the shared protocol are rewritten from
-the saved Pythae model without retraining. At the end: ``results.json``, ``results.md``,
-``samples.png`` (a grid per model) and ``scatter.png`` in the workdir.
+beta-VAE) train with ``--seeds`` seeds (default 3) and the tables give their mean ±
+standard deviation over seeds. Pythae rows (``scripts/_pythae_zoo.py`` in the
+interpreter ``--pythae_python`` names, with torch and pythae) write their
+reconstructions and samples as arrays, scored here by the same functions; arrays
+written before the shared protocol are rewritten from the saved Pythae model without
+retraining. At the end: ``results.json``, ``results.md``, ``samples.png`` (a grid per
+model) and ``scatter.png`` in the workdir.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import time
 START = time.perf_counter()  # the process's start, for the whole-process time
 
 HERE = pathlib.Path(__file__).resolve()
+PYTHAE_HELPER = HERE.with_name("_pythae_zoo.py")  # one Pythae row, in its interpreter
 DATASETS = ("mnist", "fashion_mnist")
 HIDDEN, LATENT = (400,), 16
 SEEDED = ("vae", "vamp_vae", "iwae", "beta_vae")  # rows trained with --seeds seeds
@@ -244,6 +247,17 @@ def _quality(section):
     return {k: section.get(k) for k in keys}
 
 
+def _pythae_helper():
+    """``_pythae_zoo.py`` as a module (its top level imports neither torch nor pythae),
+    for the constants both processes share."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_pythae_zoo", PYTHAE_HELPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
     """Runs row ``name``'s Pythae model in ``--pythae_python`` (``_pythae_zoo.py``
     writes ``arrays.npz`` and ``timing.json``) and scores its arrays here."""
@@ -256,12 +270,12 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
     arrays = out / "arrays.npz"
     # arrays from before vae_jax's protocol (reconstructions and GMM codes at the
     # encoder's embedding): rewrite them from the trained model
-    markers = ("reconstructions_at_embedding", "gmm_fitted_to_embeddings")
-    stale = arrays.is_file() and not set(markers) <= set(np.load(arrays).files)
+    markers = set(_pythae_helper().PROTOCOL_MARKERS)
+    stale = arrays.is_file() and not markers <= set(np.load(arrays).files)
     if stale or not arrays.is_file():
         command = [
             args.pythae_python,
-            str(HERE.with_name("_pythae_zoo.py")),
+            str(PYTHAE_HELPER),
             "--model",
             class_name,
             "--fields",
