@@ -57,7 +57,9 @@ def _scripted_losses(monkeypatch):
 
 def _config(**train):
     config = short_run_config(100, write_figures=False, eval_every=5)
-    config.train.update(early_stopping_patience=2, checkpoint_every=5, **train)
+    config.train.update(
+        **{"early_stopping_patience": 2, "checkpoint_every": 5, **train}
+    )
     return config
 
 
@@ -108,28 +110,71 @@ def test_evaluations_before_the_start_do_not_count(tmp_path, monkeypatch):
     assert runs.load_run(tmp_path).step == 100
 
 
-def test_resumed_run_stops_where_the_uninterrupted_one_does(tmp_path, monkeypatch):
+class Killed(Exception):
+    """A process ended where it stands: nothing saved on the way out."""
+
+
+def _straight_and_interrupted(tmp_path, monkeypatch, make_config, interrupt):
+    """Runs ``make_config()`` straight, then again with ``interrupt(directory, at)``
+    called after every checkpoint save (it raises to end the run), then resumes that
+    run. -> (straight workdir, interrupted-and-resumed workdir, the error raised)."""
     _scripted_losses(monkeypatch)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    loop.train_and_evaluate(_config(), str(straight))
+    loop.train_and_evaluate(make_config(), str(straight))
     save = checkpoint.save
 
-    def save_then_signal(manager, state, at):
+    def save_then_interrupt(manager, state, at):
         save(manager, state, at)
-        if at == 25 and "best" not in str(manager.directory):
-            signal.raise_signal(signal.SIGTERM)
+        interrupt(str(manager.directory), at)
 
-    monkeypatch.setattr(checkpoint, "save", save_then_signal)
-    with pytest.raises(preemption.Preempted):
-        loop.train_and_evaluate(_config(), str(resumed))
+    monkeypatch.setattr(checkpoint, "save", save_then_interrupt)
+    with pytest.raises((preemption.Preempted, Killed)) as raised:
+        loop.train_and_evaluate(make_config(), str(resumed))
     monkeypatch.setattr(checkpoint, "save", save)
-    loop.train_and_evaluate(_config(), str(resumed))
-    a, b = runs.load_run(straight), runs.load_run(resumed)
-    assert a.step == b.step == 20
+    loop.train_and_evaluate(make_config(), str(resumed))
+    return straight, resumed, raised.value
+
+
+def _same_params(a, b):
     for x, y in zip(_params(a.params), _params(b.params)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_resumed_run_stops_where_the_uninterrupted_one_does(tmp_path, monkeypatch):
+    def sigterm_at_25(directory, at):
+        if at == 25 and "best" not in directory:
+            signal.raise_signal(signal.SIGTERM)
+
+    straight, resumed, error = _straight_and_interrupted(
+        tmp_path, monkeypatch, _config, sigterm_at_25
+    )
+    assert isinstance(error, preemption.Preempted)
+    a, b = runs.load_run(straight), runs.load_run(resumed)
+    assert a.step == b.step == 20
+    _same_params(a, b)
     marker = lambda d: json.loads((d / early_stopping.MARKER).read_text())
     assert marker(straight) == marker(resumed)
+
+
+def test_run_killed_after_a_best_checkpoint_resumes(tmp_path, monkeypatch):
+    """A run killed after writing its best state at step 35, past its last regular
+    checkpoint (30), resumes from 30 and writes the best at 35 again (replacing the
+    one left behind) rather than failing: it ends as an uninterrupted run does."""
+    seen = []
+
+    def killed_after_best_35(directory, at):
+        if at == 35 and "best" in directory:
+            seen.append(checkpoint.make_manager(directory, 1).all_steps())
+            raise Killed
+
+    config = lambda: _config(early_stopping_patience=3, checkpoint_every=10)
+    straight, resumed, error = _straight_and_interrupted(
+        tmp_path, monkeypatch, config, killed_after_best_35
+    )
+    assert isinstance(error, Killed) and seen == [[35]]
+    a, b = runs.load_run(straight), runs.load_run(resumed)
+    assert a.step == b.step == 100
+    _same_params(a, b)
 
 
 def test_early_stopping_needs_evaluations_on_a_validation_split():

@@ -145,8 +145,11 @@ def save(manager: ocp.CheckpointManager, state, step: int) -> None:
     """Writes ``state`` at ``step`` with its checksums and waits until it is on disk.
 
     Orbax writes into a temporary directory and renames it when complete, so a
-    crash mid-save never replaces the previous checkpoint. Raises
-    ``NonFiniteStateError`` (writing nothing) if any array holds NaN or inf.
+    crash mid-save never replaces the previous checkpoint. A checkpoint already at
+    ``step`` is replaced: a run killed after writing its best state past its last
+    regular checkpoint recomputes that state on resuming (the regular checkpoint it
+    resumes from can always write it again). Raises ``NonFiniteStateError`` (writing
+    nothing) if any array holds NaN or inf.
     """
     tree = flax.serialization.to_state_dict(state)
     bad = nonfinite_leaves(tree)
@@ -159,6 +162,8 @@ def save(manager: ocp.CheckpointManager, state, step: int) -> None:
     _check_space(manager, tree, step)
     try:
         with _orbax_errors_held():
+            if int(step) in manager.all_steps():
+                manager.delete(int(step))
             manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
             manager.wait_until_finished()
     except Exception as err:

@@ -3,10 +3,11 @@
 ``wae_mmd``: the Wasserstein auto-encoder, WAE-MMD (Tolstikhin et al. 2018,
 Algorithm 2), for the deterministic-encoder ``wae`` family. ``info_vae``: InfoVAE with
 the MMD divergence, the "MMD-VAE" (Zhao et al. 2017, arXiv:1706.02262), for the ``vae``
-family. Both are a per-example ``loss_one(params, x [D], key, hparams)`` plus a
-batch-level ``penalty(params, xs [B, D], key, hparams)`` joined by
-``batch_penalty.with_batch_penalty``: MMD^2 compares B codes of the batch with B draws
-z ~ p(z) made with the penalty's key (``mmd.mmd2_unbiased``). Evaluation
+family. Both are a per-example loss that also returns its code (f(x_b), or z_b ~
+q(z|x_b), the ELBO's first draw) plus a batch-level ``penalty(params, codes [B, K],
+key, hparams)``, joined by ``batch_penalty.with_code_penalty`` so that the encoder runs
+once: MMD^2 compares the B codes with B draws z ~ p(z) made with the penalty's key
+(``mmd.mmd2_unbiased``). Evaluation
 (``objectives.per_example``) reports the per-example part; training logs ``mmd2``.
 """
 
@@ -15,13 +16,11 @@ from __future__ import annotations
 import functools
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vae_jax import distributions as dist
 from vae_jax import mmd
-from vae_jax.batch_penalty import with_batch_penalty
+from vae_jax.batch_penalty import with_code_penalty
 
 
 def kernel_for(name: str, scale: float, latent_dim: int):
@@ -45,25 +44,25 @@ def wae_reconstruction(params, x, key, hparams, *, model: nn.Module):
     """c(x, G(f(x))) = ||x - g(f(x))||^2, summed over the D pixels: the WAE's cost
     (Tolstikhin et al. 2018, §4, "c(x, y) = ||x - y||_2^2"), per example, so lambda
     keeps the paper's scale. Also reports ``mse`` = the cost / D (squared error per
-    pixel, the autoencoders' unit). x: [D] -> (scalar, {"squared_error", "mse"}).
+    pixel, the autoencoders' unit), and returns the code f(x) the penalty reads.
+    x: [D] -> (scalar, {"squared_error", "mse"}, f(x) [K]).
     """
     del key, hparams
-    squared_error = jnp.sum(jnp.square(x - model.reconstruct(params, x)))
-    return squared_error, {
-        "squared_error": squared_error,
-        "mse": squared_error / x.shape[-1],
-    }
+    code = model.code(params, x)
+    squared_error = jnp.sum(jnp.square(x - model.decode_mean(params, code)))
+    metrics = {"squared_error": squared_error, "mse": squared_error / x.shape[-1]}
+    return squared_error, metrics, code
 
 
-def wae_penalty(
-    params, xs, key, hparams, *, model: nn.Module, weight, kernel: str, scale: float
+def mmd_penalty(
+    params, codes, key, hparams, *, model: nn.Module, weight, kernel: str, scale: float
 ):
-    """lambda MMD^2_u(codes f(x_b) of the batch, B draws of p(z)): the WAE-MMD
-    penalty (Tolstikhin et al. 2018, Algorithm 2). xs: [B, D] -> (scalar, {"mmd2"})."""
+    """``weight`` MMD^2_u(the batch's codes, B draws of p(z) made with ``key``): the
+    WAE-MMD penalty (Tolstikhin et al. 2018, Algorithm 2; weight lambda, codes f(x_b))
+    and InfoVAE's (Zhao et al. 2017; weight alpha + lambda - 1, codes z_b ~ q(z|x_b)).
+    codes: [B, K] -> (scalar, {"mmd2"})."""
     del hparams
-    mmd2 = prior_mmd2(
-        params, model.code(params, xs), key, model=model, kernel=kernel, scale=scale
-    )
+    mmd2 = prior_mmd2(params, codes, key, model=model, kernel=kernel, scale=scale)
     return weight * mmd2, {"mmd2": mmd2}
 
 
@@ -73,14 +72,14 @@ def wae_mmd_for(obj: ml_collections.ConfigDict, model: nn.Module, level):
     Algorithm 2, one kernel scale: the authors' code sums seven IMQ scales 0.1C..10C
     and multiplies the cost by 0.05; here the cost is the paper's ||x - y||^2)."""
     penalty = functools.partial(
-        wae_penalty,
+        mmd_penalty,
         model=model,
         weight=level("mmd_weight"),
         kernel=obj.mmd_kernel,
         scale=float(obj.mmd_scale),
     )
     loss_one = functools.partial(wae_reconstruction, model=model)
-    return with_batch_penalty(loss_one, penalty)
+    return with_code_penalty(loss_one, penalty)
 
 
 # --------------------------------------------------------------------- InfoVAE
@@ -88,30 +87,15 @@ def info_vae_per_example(
     params, x, key, hparams, *, model: nn.Module, alpha: float, num_samples: int
 ):
     """-E_q[log p(x|z)] + (1 - alpha) KL(q(z|x) || p(z)): the per-example part of the
-    InfoVAE loss (``info_vae_for``), from the model's ``elbo_terms`` (S = num_samples
-    reparameterised draws, closed-form KL). Reports the ELBO's parts at weight 1.
-    x: [D] -> (scalar, {"recon", "kl", "elbo"}), nats per example."""
+    InfoVAE loss (``info_vae_for``), from the model's ``elbo_terms_and_posterior`` (S =
+    num_samples reparameterised draws, closed-form KL). Reports the ELBO's parts at
+    weight 1 and returns z_1 ~ q(z|x), the first draw: one sample of the aggregate
+    posterior q(z) = E_pD q(z|x) for the MMD. x: [D] -> (scalar, {"recon", "kl",
+    "elbo"}, z_1 [K]), nats per example."""
     del hparams
-    recon, kl = model.elbo_terms(params, x, key, num_samples)
-    return recon + (1.0 - alpha) * kl, {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
-
-
-def info_vae_penalty(
-    params, xs, key, hparams, *, model: nn.Module, weight, kernel: str, scale: float
-):
-    """(alpha + lambda - 1) MMD^2_u(z_b ~ q(z|x_b) over the batch, B draws of p(z)).
-
-    Each z_b = mean(x_b) + exp(logvar(x_b) / 2) eps_b (the model's ``code`` and
-    ``posterior_logvar``: a diagonal Gaussian q), eps and the prior draws from the
-    penalty's ``key``: one sample of the aggregate posterior q(z) = E_pD q(z|x) per
-    example. ``weight`` = alpha + lambda - 1. xs: [B, D] -> (scalar, {"mmd2"}).
-    """
-    del hparams
-    q_key, p_key = jax.random.split(key)
-    mean, logvar = model.code(params, xs), model.posterior_logvar(params, xs)
-    z = dist.sample_diag_normal(q_key, mean, logvar)  # [B, K]
-    mmd2 = prior_mmd2(params, z, p_key, model=model, kernel=kernel, scale=scale)
-    return weight * mmd2, {"mmd2": mmd2}
+    (recon, kl), (z, _, _) = model.elbo_terms_and_posterior(params, x, key, num_samples)
+    metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+    return recon + (1.0 - alpha) * kl, metrics, z[0]
 
 
 def info_vae_for(obj: ml_collections.ConfigDict, model: nn.Module, level):
@@ -143,7 +127,7 @@ def info_vae_for(obj: ml_collections.ConfigDict, model: nn.Module, level):
     """
     alpha = float(obj.info_alpha)
     penalty = functools.partial(
-        info_vae_penalty,
+        mmd_penalty,
         model=model,
         weight=alpha + level("mmd_weight") - 1.0,
         kernel=obj.mmd_kernel,
@@ -152,7 +136,7 @@ def info_vae_for(obj: ml_collections.ConfigDict, model: nn.Module, level):
     loss_one = functools.partial(
         info_vae_per_example, model=model, alpha=alpha, num_samples=obj.num_samples
     )
-    return with_batch_penalty(loss_one, penalty)
+    return with_code_penalty(loss_one, penalty)
 
 
 BUILDERS = {  # config.objective.name -> builder(objective_config, model, level)

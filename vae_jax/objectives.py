@@ -240,17 +240,23 @@ def batch_mean(loss_one: LossOne) -> Callable:
     If ``loss_one`` has a ``batch_penalty(params, xs, key, hparams) -> (scalar,
     metrics)`` (a batch-level term: the sparse AE's KL on mean activations, an MMD
     between q(z) and p(z), ...) it is added; its key is ``fold_in(key, 1)``, apart
-    from the per-example keys ``split(key, B)``.
+    from the per-example keys ``split(key, B)``. A ``code_penalty`` (``batch_penalty.
+    with_code_penalty``) takes the B codes of ``loss_one.with_code`` in place of xs.
     """
-    lifted = per_example(loss_one)
+    with_code = getattr(loss_one, "with_code", None)
+    lifted = per_example(loss_one if with_code is None else with_code)
     penalty = getattr(loss_one, "batch_penalty", None)
+    code_penalty = getattr(loss_one, "code_penalty", None)
 
     def loss(params, xs, key, hparams):
-        values, aux = lifted(params, xs, key, hparams)
+        values, aux, *codes = lifted(params, xs, key, hparams)
         value, aux = values.mean(), jax.tree.map(jnp.mean, aux)
+        penalty_key, extras = jax.random.fold_in(key, 1), []
         if penalty is not None:
-            penalty_key = jax.random.fold_in(key, 1)
-            extra, extra_aux = penalty(params, xs, penalty_key, hparams)
+            extras.append(penalty(params, xs, penalty_key, hparams))
+        if code_penalty is not None:
+            extras.append(code_penalty(params, codes[0], penalty_key, hparams))
+        for extra, extra_aux in extras:
             value, aux = value + extra, {**aux, **extra_aux}
         return value, aux
 

@@ -1,12 +1,12 @@
 """The beta-TCVAE objective (Chen, Li, Grosse & Duvenaud 2018) for the ``vae`` family.
 
-``beta_tcvae``: the per-example negative ELBO (``negative_elbo``, KL weight
-1: recon + closed-form KL(q(z|x) || p(z))) plus a batch-level ``penalty(params, xs
-[B, D], key, hparams)`` = (beta - 1) TC_hat, joined by
-``batch_penalty.with_batch_penalty``. TC_hat is the minibatch-weighted-sampling
-estimate of the total correlation KL(q(z) || prod_j q(z_j)) (``tc.total_correlation``;
-Chen et al., eq. 5 / App. C.1) from one draw z_b ~ q(z|x_b) per example made with the
-penalty's key. Evaluation (``objectives.per_example``) reports the ELBO alone;
+``beta_tcvae``: the per-example negative ELBO (``negative_elbo_and_posterior``, KL
+weight 1: recon + closed-form KL(q(z|x) || p(z))) plus a batch-level (beta - 1)
+TC_hat (``tc_penalty``), joined by ``batch_penalty.with_code_penalty``: the penalty
+reads the ELBO's draws and q's parameters, so the encoder runs once. TC_hat is the
+minibatch-weighted-sampling estimate of the total correlation KL(q(z) || prod_j
+q(z_j)) (``tc.total_correlation``; Chen et al., eq. 5 / App. C.1) from one draw z_b ~
+q(z|x_b) per example, the ELBO's first. Evaluation (``objectives.per_example``) reports the ELBO alone;
 training logs the batch's ``tc``, ``mi`` and ``dim_kl`` estimates.
 """
 
@@ -17,35 +17,38 @@ import functools
 import flax.linen as nn
 import ml_collections
 
-from vae_jax import distributions as dist
 from vae_jax import tc
-from vae_jax.batch_penalty import with_batch_penalty
+from vae_jax.batch_penalty import with_code_penalty
 
 
-def negative_elbo(params, x, key, hparams, *, model: nn.Module, num_samples: int):
+def negative_elbo_and_posterior(
+    params, x, key, hparams, *, model: nn.Module, num_samples: int
+):
     """-ELBO = -E_q[log p(x|z)] (S reparameterised draws) + KL(q(z|x) || p(z)) (closed
     form), the model's ``elbo_terms`` (Kingma & Welling 2013, eq. 10): the per-example
-    part of ``beta_tcvae``, at KL weight 1 whatever ``hparams`` holds.
-    x: [D] -> (scalar, {"recon", "kl", "elbo"}), nats per example."""
+    part of ``beta_tcvae``, at KL weight 1 whatever ``hparams`` holds, with the code
+    the TC penalty reads: (z_1 [K], the first of the S draws, mean [K], logvar [K]).
+    x: [D] -> (scalar, {"recon", "kl", "elbo"}, code), nats per example."""
     del hparams
-    recon, kl = model.elbo_terms(params, x, key, num_samples)
-    return recon + kl, {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+    (recon, kl), (z, mean, logvar) = model.elbo_terms_and_posterior(
+        params, x, key, num_samples
+    )
+    metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+    return recon + kl, metrics, (z[0], mean, logvar)
 
 
-def tc_penalty(
-    params, xs, key, hparams, *, model: nn.Module, weight, dataset_size, estimator: str
-):
+def tc_penalty(params, codes, key, hparams, *, weight, dataset_size, estimator: str):
     """(beta - 1) TC_hat over the batch; ``weight`` = beta - 1, N = ``dataset_size``.
 
-    z_b = mean(x_b) + exp(logvar(x_b) / 2) eps_b (the model's ``code`` and
-    ``posterior_logvar``: a diagonal Gaussian q(z|x)), eps from ``key``; TC_hat, MI
-    and dim-KL by ``tc.kl_decomposition`` (Chen et al. 2018, eq. 2 and App. C.1),
-    reparameterised, so gradients reach the encoder through z_b and through every
-    q(z_b | x_c). xs: [B, D] -> (scalar, {"tc", "mi", "dim_kl"}).
+    codes = (z [B, K], mean [B, K], logvar [B, K]): z_b ~ q(z|x_b), the ELBO's first
+    draw for example b (Chen et al.'s one draw per example, shared by their ELBO and
+    TC terms), and q(z|x_c)'s parameters. TC_hat, MI and dim-KL by
+    ``tc.kl_decomposition`` (Chen et al. 2018, eq. 2 and App. C.1), reparameterised,
+    so gradients reach the encoder through z_b and through every q(z_b | x_c).
+    -> (scalar, {"tc", "mi", "dim_kl"}).
     """
-    del hparams
-    mean, logvar = model.code(params, xs), model.posterior_logvar(params, xs)
-    z = dist.sample_diag_normal(key, mean, logvar)  # [B, K]
+    del params, key, hparams
+    z, mean, logvar = codes
     terms = tc.kl_decomposition(z, mean, logvar, dataset_size, estimator)
     metrics = {"tc": terms["tc"], "mi": terms["mi"], "dim_kl": terms["dim_kl"]}
     return weight * terms["tc"], metrics
@@ -75,15 +78,14 @@ def beta_tcvae_for(obj: ml_collections.ConfigDict, model: nn.Module, level):
         )
     penalty = functools.partial(
         tc_penalty,
-        model=model,
         weight=level("tc_beta") - 1.0,
         dataset_size=float(dataset_size),
         estimator=obj.tc_estimator,
     )
     loss_one = functools.partial(
-        negative_elbo, model=model, num_samples=obj.num_samples
+        negative_elbo_and_posterior, model=model, num_samples=obj.num_samples
     )
-    return with_batch_penalty(loss_one, penalty)
+    return with_code_penalty(loss_one, penalty)
 
 
 BUILDERS = {  # config.objective.name -> builder(objective_config, model, level)

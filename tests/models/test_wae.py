@@ -101,8 +101,9 @@ def test_wae_mmd_matches_its_definition(kernel, scale):
 
 def test_info_vae_matches_its_definition():
     """(1/B) sum_b [recon_b + (1 - alpha) KL_b] + (alpha + lambda - 1) MMD^2_u(z ~
-    q(z|x_b), z ~ p(z)); KL in float64 from the encoder's mean and logvar, z and the
-    prior draws from the penalty's key fold_in(key, 1) split in two."""
+    q(z|x_b), z ~ p(z)); KL in float64 from the encoder's mean and logvar, z_b the
+    ELBO's own draw (key b of split(key, B)), the prior draws from the penalty's key
+    fold_in(key, 1)."""
     model, params = tiny_model(SHAPE, hidden=(5,), latent_dim=K)
     alpha, lam = 0.3, 2.5
     config = make_config(
@@ -121,10 +122,9 @@ def test_info_vae_matches_its_definition():
     kl = 0.5 * (mean**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)  # [B]
     keys = jax.random.split(key, B)  # the per-example keys of batch_mean
     recon = np.array([model.elbo_terms(params, xs[b], keys[b], 1)[0] for b in range(B)])
-    q_key, p_key = jax.random.split(jax.random.fold_in(key, 1))
-    eps = np.asarray(jax.random.normal(q_key, (B, K)), np.float64)
-    z = mean + np.exp(0.5 * logvar) * eps
-    prior = model.sample_latents(params, p_key, B)
+    eps = np.stack([np.asarray(jax.random.normal(k, (1, K))[0]) for k in keys])
+    z = mean + np.exp(0.5 * logvar) * np.float64(eps)
+    prior = model.sample_latents(params, jax.random.fold_in(key, 1), B)
     mmd2 = _np_mmd2(z, prior, lambda a, b: _np_rbf(a, b, np.sqrt(K)))
     expected = (recon + (1 - alpha) * kl).mean() + (alpha + lam - 1) * mmd2
     np.testing.assert_allclose(value, expected, rtol=2e-5)

@@ -27,6 +27,11 @@ Latent-variable families (the ELBO and IWAE objectives, L_k, active units) add:
   ``kl_per_dimension(params, xs [B, D])`` -> [B, K], or None if q does not factorise
 Optional, where q(z|x) is Gaussian (``runs.Run.posterior_logvar``, exported latents):
   ``posterior_logvar(params, x [..., D])`` -> log Var_q[z_k|x] [..., K] of ``code``'s z
+Optional, where q(z|x) is a diagonal Gaussian (batch terms on q that share the ELBO's
+encoder pass: ``info_vae``, ``beta_tcvae``):
+  ``elbo_terms_and_posterior(params, x, key, S)``
+                                         -> (``elbo_terms``'s pair, (its draws z_s
+                                            [S, K], q's mean [K], logvar [K]))
 Optional, for ``PARAM_SPLIT_OBJECTIVES`` (PIWAE, DReG; list them in the family's
 objectives only with ``stop_q_grad`` honoured as above):
   ``posterior_param_mask(params)``       -> pytree of bools like params: True on q's

@@ -149,10 +149,21 @@ class VAE(VAEBase):
     def elbo_terms(self, params, x: jax.Array, key: jax.Array, num_samples: int = 1):
         """(-E_q[log p(x|z)] by S reparameterised draws, KL(q(z|x) || p(z)) in closed
         form): Kingma & Welling 2013, eq. 10 and App. B. x: [D] -> (scalar, scalar)."""
+        return self.elbo_terms_and_posterior(params, x, key, num_samples)[0]
+
+    @nn.nowrap
+    def elbo_terms_and_posterior(
+        self, params, x: jax.Array, key: jax.Array, num_samples: int = 1
+    ):
+        """(``elbo_terms``, (z [S, K], mean [K], logvar [K])): the same terms and the
+        draws z_s = mean + exp(logvar / 2) eps_s they came from, with q's parameters,
+        for batch terms on q (``batch_penalty.with_code_penalty``) that share this
+        encoder pass. x: [D]."""
         mean, logvar = self.apply(params, x, method="encode")  # [K], [K]
         z = dist.sample_diag_normal(key, mean, logvar, num_samples)  # [S, K]
         recon = -jnp.mean(self.log_px(params, x, z))
-        return recon, dist.kl_diag_to_std_normal(mean, logvar)
+        kl = dist.kl_diag_to_std_normal(mean, logvar)
+        return (recon, kl), (z, mean, logvar)
 
     @nn.nowrap
     def log_weights(

@@ -112,7 +112,8 @@ class VampPriorVAE(vae.VAE):
 
     @nn.nowrap
     def _log_densities(self, params, x, key, num_samples, stop_q_grad=False):
-        """(log p(x|z_s), log p(z_s), log q(z_s|x)), each [S], at S draws z_s ~ q(z|x).
+        """((log p(x|z_s), log p(z_s), log q(z_s|x)), each [S], at S draws z_s ~ q(z|x);
+        (z [S, K], mean [K], logvar [K])).
 
         log q from the drawn eps_s (exact in float32, ``dist.diag_normal_logpdf_at_eps``).
         With ``stop_q_grad`` it is log N(z_s; sg(mean), sg(logvar)) with z_s still
@@ -122,6 +123,7 @@ class VampPriorVAE(vae.VAE):
         """
         mean, logvar = self.apply(params, x, method="encode")  # [K], [K]
         z, eps = dist.sample_diag_normal_and_eps(key, mean, logvar, num_samples)
+        posterior = (z, mean, logvar)
         if stop_q_grad:
             mean, logvar = jax.lax.stop_gradient((mean, logvar))
             eps_z = (z - mean[None]) * jnp.exp(-0.5 * logvar)[None]  # [S, K]
@@ -129,18 +131,24 @@ class VampPriorVAE(vae.VAE):
         log_qz = jax.vmap(dist.diag_normal_logpdf_at_eps, in_axes=(0, None))(
             eps, logvar
         )
-        return self.log_px(params, x, z), self.log_prior(params, z), log_qz
+        log_px = self.log_px(params, x, z)
+        return (log_px, self.log_prior(params, z), log_qz), posterior
 
     @nn.nowrap
-    def elbo_terms(self, params, x: jax.Array, key: jax.Array, num_samples: int = 1):
-        """(-(1/S) sum_s log p(x|z_s), (1/S) sum_s [log q(z_s|x) - log p(z_s)]) from the
-        same S reparameterised draws z_s ~ q(z|x): their sum is minus the generic SGVB
-        estimator A (Kingma & Welling 2013, eq. 6); the KL has no closed form under the
-        mixture prior (a single estimate can be < 0; its expectation is >= 0).
-        x: [D] -> (scalar, scalar), nats.
+    def elbo_terms_and_posterior(
+        self, params, x: jax.Array, key: jax.Array, num_samples: int = 1
+    ):
+        """((-(1/S) sum_s log p(x|z_s), (1/S) sum_s [log q(z_s|x) - log p(z_s)]), (z
+        [S, K], mean [K], logvar [K])): the terms from the same S reparameterised draws
+        z_s ~ q(z|x), their sum minus the generic SGVB estimator A (Kingma & Welling
+        2013, eq. 6; the KL has no closed form under the mixture prior: a single
+        estimate can be < 0, its expectation is >= 0), then the draws and q's
+        parameters. ``elbo_terms`` (``vae.VAE``) is the first pair. x: [D], nats.
         """
-        log_px, log_pz, log_qz = self._log_densities(params, x, key, num_samples)
-        return -jnp.mean(log_px), jnp.mean(log_qz - log_pz)
+        (log_px, log_pz, log_qz), posterior = self._log_densities(
+            params, x, key, num_samples
+        )
+        return (-jnp.mean(log_px), jnp.mean(log_qz - log_pz)), posterior
 
     @nn.nowrap
     def log_weights(
@@ -158,7 +166,7 @@ class VampPriorVAE(vae.VAE):
         encoder, through the pseudo-inputs, keeps its gradient.
         x: [D] -> (log_w [S], log p(x|z_s) [S]).
         """
-        log_px, log_pz, log_qz = self._log_densities(
+        (log_px, log_pz, log_qz), _ = self._log_densities(
             params, x, key, num_samples, stop_q_grad
         )
         return log_px + log_pz - log_qz, log_px
