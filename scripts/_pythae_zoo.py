@@ -8,8 +8,11 @@ batch 128, ``--epochs``; then writes into ``--out``:
                embedding, ``reconstruct``), ``display_samples``, prior samples (where
                the model has a prior) and GMM ex-post samples (fitted to the encoder's
                embeddings, ``gmm_samples``), [n, D]
+  weights.npz  the trained model's ``state_dict`` as numpy arrays (torch's layout),
+               which vae_jax loads to score Pythae's model with its own L_k
   timing.json  the process's wall time to the end of training, Pythae's NLL
-               (``model.get_nll``, where it has one) over the first test images
+               (``model.get_nll``, where it has one) over the first
+               ``--get_nll_examples`` test images
 
 vae_jax's evaluator scores the arrays (``zoo_benchmark.evaluate_pythae``). pythae and
 torch are optional: never vae_jax dependencies. ``--rewrite_arrays`` reloads the
@@ -228,6 +231,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=400)
     parser.add_argument("--nll_samples", type=int, default=5000)
     parser.add_argument("--nll_examples", type=int, default=2000)
+    parser.add_argument(
+        "--get_nll_examples",
+        type=int,
+        default=500,
+        help="test images for Pythae's own get_nll, a cross-check (0: skip it)",
+    )
     parser.add_argument("--num_samples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
@@ -261,7 +270,7 @@ def main() -> None:
     train_wall = time.perf_counter() - START
     model.eval()
     with torch.no_grad():
-        x = torch.tensor(test[: args.nll_examples])
+        x = torch.tensor(test[: args.get_nll_examples])
         arrays = protocol_arrays(
             model, args.model, torch.tensor(test), torch.tensor(train), args
         )
@@ -269,14 +278,17 @@ def main() -> None:
             arrays["prior_samples"] = prior_samples(model, args.model, args.num_samples)
         arrays["display_samples"] = display_samples(arrays)
         timing = {"train_wall_seconds": train_wall, "model": args.model}
-        if hasattr(model, "get_nll"):
+        if hasattr(model, "get_nll") and args.get_nll_examples > 0:
             start = time.perf_counter()
             # get_nll returns the mean of log p(x) estimates: its negative is the NLL
             timing["nll"] = -float(
                 model.get_nll(x, n_samples=args.nll_samples, batch_size=500)
             )
             timing["nll_seconds"] = time.perf_counter() - start
+            timing["nll_examples"] = len(x)
     np.savez_compressed(args.out / "arrays.npz", **arrays)
+    weights = {name: t.cpu().numpy() for name, t in model.state_dict().items()}
+    np.savez_compressed(args.out / "weights.npz", **weights)
     (args.out / "timing.json").write_text(json.dumps(timing, indent=1))
 
 

@@ -258,6 +258,79 @@ def _pythae_helper():
     return module
 
 
+# Pythae's names of the benchmark MLP's layers (``_pythae_zoo.networks``) -> the path
+# of the same layer in vae_jax's VAE parameters
+PYTHAE_LAYERS = {
+    "encoder.hidden": ("encoder", "Dense_0"),
+    "encoder.mean": ("to_mean",),
+    "encoder.logvar": ("to_logvar",),
+    "decoder.hidden": ("decoder", "Dense_0"),
+    "decoder.out": ("decoder", "output"),
+}
+
+
+def params_from_pythae(weights: dict, template: dict) -> dict | None:
+    """vae_jax parameters holding a Pythae model's ``weights`` (its ``state_dict`` as
+    numpy: ``<layer>.weight`` [out, in], ``<layer>.bias`` [out], y = x W^T + b), for
+    the tree of ``template`` (``{"params": ...}``); None where they do not fill it
+    exactly (another architecture, or parameters of its own such as a VampPrior's
+    pseudo-inputs). Kernels are W^T [in, out]; Pythae's decoder applies the sigmoid
+    after ``decoder.out``, so its output layer gives vae_jax's Bernoulli logits."""
+    import jax
+    import numpy as np
+
+    tree: dict = {}
+    for name, value in weights.items():
+        layer, kind = name.rsplit(".", 1)
+        if layer not in PYTHAE_LAYERS or kind not in ("weight", "bias"):
+            return None
+        node = tree
+        for part in PYTHAE_LAYERS[layer]:
+            node = node.setdefault(part, {})
+        value = np.asarray(value, np.float32)
+        node["kernel" if kind == "weight" else "bias"] = (
+            value.T if kind == "weight" else value
+        )
+    params = {"params": tree}
+    shapes = jax.tree_util.tree_map(np.shape, params)
+    if shapes != jax.tree_util.tree_map(np.shape, template):
+        return None
+    return jax.tree_util.tree_map(jax.numpy.asarray, params)
+
+
+def pythae_log_likelihood(
+    name: str, args, out: pathlib.Path, dataset, examples_checked: int
+) -> dict | None:
+    """-L_k of the Pythae model trained in ``out`` by vae_jax's estimator
+    (``Run.log_likelihood``, the function that scores vae_jax's rows), its weights
+    (``weights.npz``) loaded into row ``name``'s vae_jax model: ``{"nll", "nll_stderr"}``
+    over the first ``--nll_examples`` test images and ``nll_on_get_nll_examples`` over
+    the first ``examples_checked`` (those Pythae's ``get_nll`` scored), or None where
+    the weights do not map (``params_from_pythae``)."""
+    import numpy as np
+
+    from vae_jax import build, evaluate, runs
+
+    if not (out / "weights.npz").is_file():
+        return None
+    config = row_config(name, args.dataset, args.epochs, args.quick, args.seed)
+    experiment = build.build_experiment(config, dataset)
+    state = experiment.init_state()
+    params = params_from_pythae(dict(np.load(out / "weights.npz")), state.params)
+    if params is None:
+        return None
+    run = runs.Run(out, experiment, state.replace(params=params))
+    if not run.latent:
+        return None
+    log_px = run.log_likelihood(
+        run.eval_split("test")[: args.nll_examples], args.nll_samples
+    )
+    nll, stderr = evaluate.mean_and_stderr(-log_px)
+    # on the images Pythae's get_nll scored, for the two estimators' comparison
+    checked = evaluate.mean_and_stderr(-log_px[:examples_checked])[0]
+    return {"nll": nll, "nll_stderr": stderr, "nll_on_get_nll_examples": checked}
+
+
 def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
     """Runs row ``name``'s Pythae model in ``--pythae_python`` (``_pythae_zoo.py``
     writes ``arrays.npz`` and ``timing.json``) and scores its arrays here."""
@@ -292,6 +365,8 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
             str(args.nll_samples),
             "--nll_examples",
             str(args.nll_examples),
+            "--get_nll_examples",
+            str(args.pythae_nll_examples),
             "--num_samples",
             str(args.quality_samples),
             "--seed",
@@ -325,12 +400,19 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
         "dataset": dataset.name,
         "train_wall_seconds": timing["train_wall_seconds"],
         "mse": evaluate.mean_and_stderr(mse)[0],
+        # Pythae's own estimator (``get_nll``); replaced below by vae_jax's where the
+        # weights map, and kept as ``nll_pythae_estimator`` beside it
         "nll": timing.get("nll"),
         "nll_stderr": None,
+        "nll_pythae_estimator": timing.get("nll"),
         "prior": score(saved["prior_samples"]) if "prior_samples" in saved else None,
         "gmm": score(saved["gmm_samples"]) if "gmm_samples" in saved else None,
         "samples": np.clip(saved["display_samples"], 0, 1).tolist(),
     }
+    if timing.get("nll") is not None:
+        checked = timing.get("nll_examples", args.nll_examples)
+        result.update(pythae_log_likelihood(name, args, out, dataset, checked) or {})
+        result["nll_pythae_estimator_examples"] = checked
     return result
 
 
@@ -389,6 +471,8 @@ def shared_flags(args) -> list[str]:
         str(args.nll_samples),
         "--nll_examples",
         str(args.nll_examples),
+        "--pythae_nll_examples",
+        str(args.pythae_nll_examples),
         "--quality_samples",
         str(args.quality_samples),
         "--classifier_steps",
@@ -607,7 +691,9 @@ def markdown(results: list[dict], args) -> str:
         (
             f"MLP D-{HIDDEN[0]}-{LATENT}, Adam 1e-3, batch 128; MSE per pixel on the test "
             f"split; NLL = -L_{args.nll_samples} over the first {args.nll_examples} test "
-            "images (Bernoulli on grey levels); FD: Frechet distance in the feature space "
+            "images (Bernoulli on grey levels) by vae_jax's estimator in both columns "
+            "(Pythae's weights loaded into vae_jax's model where the layers map, else "
+            "Pythae's get_nll); FD: Frechet distance in the feature space "
             f"of a classifier of the dataset, {args.quality_samples} samples (prior z ~ p(z); GMM: 10 "
             "components fitted to the training codes; not Inception); AU: active units; "
             "train s: the process's wall time to the end of training. Rows with n seeds: "
@@ -634,7 +720,40 @@ def markdown(results: list[dict], args) -> str:
             )
         lines += side_by_side_lines(by_key, dataset)
         lines += comparison_lines(by_key, dataset)
+    lines += estimator_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def estimator_lines(results: list[dict]) -> list[str]:
+    """Pythae's models scored twice on the same test images: vae_jax's -L_k on their
+    weights (the estimator of the NLL column) and Pythae's own ``get_nll``."""
+    rows = [
+        r
+        for r in results
+        if r["library"] == "pythae"
+        and r.get("nll_on_get_nll_examples") is not None
+        and r.get("nll_pythae_estimator") is not None
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Pythae's models, two NLL estimators on the same weights",
+        "",
+        (
+            "| dataset | model | seed | test images | vae_jax's -L_k "
+            "| Pythae's get_nll | difference |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["model"], r["seed"])):
+        ours, theirs = r["nll_on_get_nll_examples"], r["nll_pythae_estimator"]
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['seed']} | "
+            f"{r['nll_pythae_estimator_examples']} | {ours:.2f} | {theirs:.2f} | "
+            f"{theirs - ours:+.3f} |"
+        )
+    return lines
 
 
 def _mean_time(results: list[dict]) -> float:
@@ -712,6 +831,13 @@ def parse(argv=None):
     )
     parser.add_argument("--nll_samples", type=int, default=5000)
     parser.add_argument("--nll_examples", type=int, default=2000)
+    parser.add_argument(
+        "--pythae_nll_examples",
+        type=int,
+        default=500,
+        help="test images Pythae's own get_nll scores, beside vae_jax's L_k on its "
+        "weights (0: skip; it runs one image at a time)",
+    )
     parser.add_argument("--quality_samples", type=int, default=10_000)
     parser.add_argument("--classifier_steps", type=int, default=2000)
     parser.add_argument("--gmm_examples", type=int, default=10_000)
@@ -730,6 +856,7 @@ def parse(argv=None):
             min(args.nll_samples, 20),
             min(args.nll_examples, 200),
         )
+        args.pythae_nll_examples = min(args.pythae_nll_examples, 100)
         args.quality_samples = min(args.quality_samples, 300)
         args.classifier_steps = min(args.classifier_steps, 200)
         args.gmm_examples = min(args.gmm_examples, 1000)

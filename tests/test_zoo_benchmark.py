@@ -133,3 +133,50 @@ def test_seeded_rows_and_kernel_init_are_chosen_by_flags(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.parse([*flags, "--kernel_init", "torch"])
     assert "choose one of" in capsys.readouterr().err
+
+
+def test_pythae_weights_load_into_vae_jax_as_the_same_functions(tmp_path):
+    """Pythae's state_dict (torch's Linear layout, y = x W^T + b) becomes vae_jax's
+    VAE parameters computing the same encoder mean and decoder mean, so vae_jax's
+    L_k can score Pythae's models; other trees are refused."""
+    import numpy as np
+
+    from vae_jax import build, runs
+
+    bench = helpers.load_script("zoo_benchmark")
+    config = bench.row_config("vae", "mnist", 1, True)  # digits: D = 64
+    experiment = build.build_experiment(config)
+    state = experiment.init_state()
+    d, h, k = 64, bench.HIDDEN[0], bench.LATENT
+    rng = np.random.default_rng(0)
+    shapes = {
+        "encoder.hidden": (h, d),
+        "encoder.mean": (k, h),
+        "encoder.logvar": (k, h),
+        "decoder.hidden": (h, k),
+        "decoder.out": (d, h),
+    }
+    weights = {}
+    for layer, shape in shapes.items():
+        weights[f"{layer}.weight"] = rng.normal(0, 0.1, shape).astype(np.float32)
+        weights[f"{layer}.bias"] = rng.normal(0, 0.1, shape[:1]).astype(np.float32)
+    params = bench.params_from_pythae(weights, state.params)
+    run = runs.Run(tmp_path, experiment, state.replace(params=params))
+
+    def layer(name, x):
+        return x @ weights[f"{name}.weight"].T + weights[f"{name}.bias"]
+
+    x = rng.uniform(0, 1, (5, d)).astype(np.float32)
+    mean = layer("encoder.mean", np.maximum(layer("encoder.hidden", x), 0))
+    np.testing.assert_allclose(run.encode(x), mean, rtol=1e-4, atol=1e-5)
+    z = rng.normal(size=(5, k)).astype(np.float32)
+    logits = layer("decoder.out", np.maximum(layer("decoder.hidden", z), 0))
+    expected = 1 / (1 + np.exp(-logits))  # Pythae's decoder: sigmoid(decoder.out)
+    np.testing.assert_allclose(run.decode(z), expected, rtol=1e-4, atol=1e-5)
+
+    transposed = dict(
+        weights, **{"encoder.mean.weight": weights["encoder.mean.weight"].T}
+    )
+    assert bench.params_from_pythae(transposed, state.params) is None
+    extra = dict(weights, **{"pseudo_inputs.0.weight": np.zeros((d, 3), np.float32)})
+    assert bench.params_from_pythae(extra, state.params) is None
