@@ -36,6 +36,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import statistics
 import subprocess
@@ -305,11 +306,12 @@ def pythae_log_likelihood(
     (``Run.log_likelihood``, the function that scores vae_jax's rows), its weights
     (``weights.npz``) loaded into row ``name``'s vae_jax model: ``{"nll", "nll_stderr"}``
     over the first ``--nll_examples`` test images and ``nll_on_get_nll_examples`` over
-    the first ``examples_checked`` (those Pythae's ``get_nll`` scored), or None where
-    the weights do not map (``params_from_pythae``)."""
+    the first ``examples_checked`` (those Pythae's ``get_nll`` scored), with the ELBO
+    of the NLL's images (``elbo``), or None where the weights do not map
+    (``params_from_pythae``)."""
     import numpy as np
 
-    from vae_jax import build, evaluate, runs
+    from vae_jax import build, evaluate, evaluate_run, runs
 
     if not (out / "weights.npz").is_file():
         return None
@@ -328,7 +330,19 @@ def pythae_log_likelihood(
     nll, stderr = evaluate.mean_and_stderr(-log_px)
     # on the images Pythae's get_nll scored, for the two estimators' comparison
     checked = evaluate.mean_and_stderr(-log_px[:examples_checked])[0]
-    return {"nll": nll, "nll_stderr": stderr, "nll_on_get_nll_examples": checked}
+    # the ELBO as vae_jax's rows report it (``evaluate_run``: S = 1, same images)
+    elbo = evaluate_run.elbo_section(
+        run,
+        run.eval_split("test")[: args.nll_examples],
+        1,
+        config.train.eval_batch_size,
+    )
+    return {
+        "nll": nll,
+        "nll_stderr": stderr,
+        "nll_on_get_nll_examples": checked,
+        "elbo": elbo["elbo"],
+    }
 
 
 def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
@@ -492,6 +506,12 @@ def drive(args) -> None:
     tables and figures."""
     todo = pending(args)
     print(f"{len(todo)} configuration(s) to run in {args.workdir}", flush=True)
+    env = dict(os.environ)
+    if args.jobs > 1:
+        # torch's OpenMP threads spin-wait: two processes that each take every core
+        # ran Pythae's training ~20x slower than one at a time
+        threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+        env.setdefault("OMP_NUM_THREADS", threads)
     running: list[tuple[subprocess.Popen, tuple]] = []
     failed = []
     while todo or running:
@@ -511,7 +531,7 @@ def drive(args) -> None:
                 *shared_flags(args),
             ]
             print(f"start {library} {model} on {dataset}, seed {seed}", flush=True)
-            running.append((subprocess.Popen(command), item))
+            running.append((subprocess.Popen(command, env=env), item))
         time.sleep(0.5)
         for proc, item in list(running):
             if proc.poll() is not None:
@@ -545,12 +565,28 @@ def report(args) -> None:
 
 
 COLUMNS = ("mse", "nll", "prior FD", "GMM FD", "AU", "train s")
-# The first four COLUMNS of one result; lower is better for each.
+
+
+def _negative_elbo(r):
+    return None if r.get("elbo") is None else -r["elbo"]
+
+
+def _inference_gap(r):
+    """-ELBO - NLL = KL(q(z|x) || p(z|x)) up to L_k's own gap, nats (>= 0)."""
+    if r.get("elbo") is None or r.get("nll") is None:
+        return None
+    return -r["elbo"] - r["nll"]
+
+
+# The first four COLUMNS of one result, the ELBO and the inference gap it leaves;
+# lower is better for each (for the gap: a tighter posterior approximation).
 COMPARED = {
     "mse": lambda r: r["mse"],
     "nll": lambda r: r.get("nll"),
     "prior FD": lambda r: (r.get("prior") or {}).get("frechet_distance"),
     "GMM FD": lambda r: (r.get("gmm") or {}).get("frechet_distance"),
+    "-ELBO": _negative_elbo,
+    "inference gap": _inference_gap,
 }
 
 
@@ -607,7 +643,7 @@ def compare_seeds(ours: list[float], theirs: list[float]) -> tuple[str, str] | N
 def side_by_side_lines(by_key: dict[tuple, list[dict]], dataset: str) -> list[str]:
     """Every row of ``dataset`` as 'vae_jax / Pythae' per metric (means over seeds,
     '-' where a library has no value) and the ratio of mean training times."""
-    digits = dict(zip(COMPARED, (4, 2, 2, 2)))
+    digits = dict(zip(COMPARED, (4, 2, 2, 2, 2, 2)))
     head = ["model", "seeds", *COMPARED, "train s", "speed-up"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model in ROWS:

@@ -86,11 +86,14 @@ def test_seeded_rows_pend_per_seed_and_average_in_the_table(tmp_path):
     assert cells[-1] == "3.6x"  # 40 s / mean(10, 11, 12) s
     (line,) = [row for row in table.splitlines() if row.startswith("| vae | 3 / 3")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    # vae_jax / Pythae means: MSE, NLL, prior FD, GMM FD (none), train s, speed-up
+    # vae_jax / Pythae means: MSE, NLL, prior FD, GMM FD, -ELBO, gap (none of the
+    # last three), train s, speed-up
     assert cells[2:] == [
         "0.0300 / 0.0300",
         "101.00 / 101.00",
         "11.00 / 11.00",
+        "- / -",
+        "- / -",
         "- / -",
         "11 / 40",
         "3.6x",
@@ -116,6 +119,21 @@ def test_comparison_over_seeds_gives_the_difference_its_error_and_a_verdict():
     assert by_metric["nll"][1].strip() == "better"  # -4 nats, SE 0.82
     assert by_metric["prior FD"][1].strip() == "within noise"  # same values
     assert "mse" in by_metric and "GMM FD" not in by_metric  # no GMM results
+    assert "inference gap" not in by_metric  # no ELBO in these results
+
+    # -ELBO and the gap -ELBO - NLL it leaves: ours 102 + 2s - (100 + s) = 2 + s,
+    # theirs 108 + s - (104 + s) = 4: ours 1 nat tighter on average, SE sqrt(1/3)
+    for r in results:
+        seed, ours = r["seed"], r["library"] == "vae_jax"
+        r["elbo"] = -(102.0 + 2 * seed) if ours else -(108.0 + seed)
+    rows = [r for r in bench.markdown(results, args).splitlines()]
+    by_metric = {
+        r.split("|")[2].strip(): r.split("|")[4:6]
+        for r in rows
+        if r.startswith("| vae | ")
+    }
+    assert by_metric["inference gap"][0].strip() == "-1 ± 0.58"
+    assert by_metric["-ELBO"][1].strip() == "better"  # -5 nats, SE 1.3
 
 
 def test_seeded_rows_and_kernel_init_are_chosen_by_flags(tmp_path, capsys):
