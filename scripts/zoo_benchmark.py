@@ -134,10 +134,12 @@ def row_config(
     quick: bool,
     seed: int = 0,
     kernel_init: str = "",
+    bias_init: str = "",
 ):
     """The config of row ``name``: its bundled config, its changes, then the shared
     setup of the module docstring (``--quick``: digits), with ``config.seed = seed``
-    and, if given, ``config.model.kernel_init = kernel_init``."""
+    and, if given, ``config.model.kernel_init = kernel_init`` and
+    ``config.model.bias_init = bias_init``."""
     import importlib
 
     row = ROWS[name]
@@ -156,6 +158,8 @@ def row_config(
     config.seed = seed
     if kernel_init:
         config.model.kernel_init = kernel_init
+    if bias_init:
+        config.model.bias_init = bias_init
     if quick:
         config.data.name = "digits"
         config.model.num_pseudo_inputs = min(config.model.num_pseudo_inputs, 50)
@@ -168,7 +172,13 @@ def evaluate_vae_jax(name: str, args, out: pathlib.Path) -> dict:
     from vae_jax import evaluate_run, loop, runs
 
     config = row_config(
-        name, args.dataset, args.epochs, args.quick, args.seed, args.kernel_init
+        name,
+        args.dataset,
+        args.epochs,
+        args.quick,
+        args.seed,
+        args.kernel_init,
+        args.bias_init,
     )
     final = loop.train_and_evaluate(config, str(out / "run"))
     train_wall = time.perf_counter() - START
@@ -498,6 +508,8 @@ def shared_flags(args) -> list[str]:
         flags += ["--pythae_python", args.pythae_python]
     if args.kernel_init:
         flags += ["--kernel_init", args.kernel_init]
+    if args.bias_init:
+        flags += ["--bias_init", args.bias_init]
     return flags + (["--quick"] if args.quick else [])
 
 
@@ -865,6 +877,12 @@ def parse(argv=None):
         help="vae_jax rows' model.kernel_init (default: each config's own, Flax's "
         "lecun_normal; 'torch_default' is PyTorch's nn.Linear init)",
     )
+    parser.add_argument(
+        "--bias_init",
+        default="",
+        help="vae_jax rows' model.bias_init (default: zeros; 'torch_default' is "
+        "PyTorch's U(+-1/sqrt(fan_in)))",
+    )
     parser.add_argument("--nll_samples", type=int, default=5000)
     parser.add_argument("--nll_examples", type=int, default=2000)
     parser.add_argument(
@@ -897,14 +915,15 @@ def parse(argv=None):
         args.classifier_steps = min(args.classifier_steps, 200)
         args.gmm_examples = min(args.gmm_examples, 1000)
         args.seeds = 1
-    if args.kernel_init:
+    if args.kernel_init or args.bias_init:
         from vae_jax.models import layers
 
-        if args.kernel_init not in layers.KERNEL_INITS:
-            parser.error(
-                f"--kernel_init {args.kernel_init!r}: choose one of "
-                f"{sorted(layers.KERNEL_INITS)}"
-            )
+        for flag, value, names in (
+            ("--kernel_init", args.kernel_init, layers.KERNEL_INITS),
+            ("--bias_init", args.bias_init, layers.BIAS_INITS),
+        ):
+            if value and value not in names:
+                parser.error(f"{flag} {value!r}: choose one of {sorted(names)}")
     if (args.dataset is None) != (args.model is None):
         parser.error("--dataset and --model go together (one configuration)")
     if (

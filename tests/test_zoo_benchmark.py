@@ -136,7 +136,7 @@ def test_comparison_over_seeds_gives_the_difference_its_error_and_a_verdict():
     assert by_metric["-ELBO"][1].strip() == "better"  # -5 nats, SE 1.3
 
 
-def test_seeded_rows_and_kernel_init_are_chosen_by_flags(tmp_path, capsys):
+def test_seeded_rows_and_initialisers_are_chosen_by_flags(tmp_path, capsys):
     bench = helpers.load_script("zoo_benchmark")
     flags = ["--workdir", str(tmp_path), "--models", "ae", "--datasets", "mnist"]
     assert len(bench.pending(bench.parse(flags))) == 1  # the AE is not seeded
@@ -150,6 +150,13 @@ def test_seeded_rows_and_kernel_init_are_chosen_by_flags(tmp_path, capsys):
     )
     with pytest.raises(SystemExit):
         bench.parse([*flags, "--kernel_init", "torch"])
+    assert "choose one of" in capsys.readouterr().err
+    args = bench.parse([*flags, "--bias_init", "torch_default"])
+    assert "--bias_init" in bench.shared_flags(args)
+    config = bench.row_config("ae", "mnist", 1, False, 0, "", args.bias_init)
+    assert config.model.bias_init == "torch_default"
+    with pytest.raises(SystemExit):
+        bench.parse([*flags, "--bias_init", "uniform"])
     assert "choose one of" in capsys.readouterr().err
 
 

@@ -24,6 +24,8 @@ from vae_jax import (
 )
 from vae_jax import data as data_lib
 
+BIAS_INIT_FOLD = 7  # fold_in(keys["init"], .) for model.bias_init = "torch_default"
+
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
@@ -47,6 +49,10 @@ class Experiment:
         state = train.create_train_state(
             self.model, self.tx, example, self.keys["init"], self.keys["train"]
         )
+        if self.config.model.bias_init == "torch_default":
+            key = jax.random.fold_in(self.keys["init"], BIAS_INIT_FOLD)
+            params = models.with_torch_default_biases(state.params, key)
+            state = state.replace(params=params)
         if self.config.model.output_bias == "data_mean":
             images = self.dataset.images(self.dataset.train)
             bias = models.output_bias_from_data(images)  # Burda et al. 2015

@@ -33,6 +33,7 @@ def choices() -> dict[str, tuple]:
         "model.code_activation": ("linear", "sigmoid", "relu", "tanh"),
         "model.dtype": ("float32", "bfloat16", "float16"),
         "model.kernel_init": tuple(layers.KERNEL_INITS),
+        "model.bias_init": layers.BIAS_INITS,
         "model.stochastic_layers": (1, 2),
         "model.output_bias": ("zeros", "data_mean"),
         "objective.name": tuple(objectives.OBJECTIVES),

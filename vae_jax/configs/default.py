@@ -22,6 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Dense kernels: "lecun_normal" (Flax) | "glorot_uniform" (Keras) | "torch_default"
     # | "he_normal_untruncated" (N(0, 2 / fan_in), torch's he_init; Flax's is truncated)
     config.model.kernel_init = "lecun_normal"
+    # Biases: "zeros" (Flax) | "torch_default" (U(+-1/sqrt(fan_in)), PyTorch's layers)
+    config.model.bias_init = "zeros"
     config.model.stochastic_layers = 1  # 1 | 2 (Burda et al. 2015's two-layer MLP VAE)
     config.model.hidden2 = (100, 100)  # z1 <-> z2 hidden widths (stochastic_layers=2)
     config.model.latent_dim2 = (

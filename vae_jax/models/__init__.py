@@ -72,6 +72,7 @@ from vae_jax.models.layers import (
     MLP,
     output_bias_from_data,
     with_output_bias,
+    with_torch_default_biases,
 )
 from vae_jax.models.vae import VAE
 
@@ -90,6 +91,7 @@ __all__ = [
     "output_bias_from_data",
     "register",
     "with_output_bias",
+    "with_torch_default_biases",
 ]
 
 AE_OBJECTIVES = ("mse", "denoising_mse", "sparse_mse", "robust_mse", "trimmed_mse")

@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import traverse_util
 
 ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
     "relu": nn.relu,
@@ -32,7 +34,8 @@ GATED = "gated"
 MLP_ACTIVATIONS = (*ACTIVATIONS, GATED)
 
 
-# Dense-layer kernel initialisers by name; biases start at zero in every case.
+# Dense-layer kernel initialisers by name; biases start at zero unless
+# ``model.bias_init = "torch_default"`` (``with_torch_default_biases``).
 KERNEL_INITS: dict[str, Callable[..., Any]] = {
     "lecun_normal": nn.initializers.lecun_normal(),  # Flax's default
     "glorot_uniform": nn.initializers.glorot_uniform(),  # Keras's default
@@ -233,3 +236,25 @@ def with_output_bias(params, bias):
     decoder = dict(params["params"]["decoder"])
     decoder["output"] = {**decoder["output"], "bias": jnp.asarray(bias, jnp.float32)}
     return {**params, "params": {**params["params"], "decoder": decoder}}
+
+
+# ``model.bias_init``: "zeros" (Flax's default) or PyTorch's default for its layers
+BIAS_INITS = ("zeros", "torch_default")
+
+
+def with_torch_default_biases(params, key: jax.Array):
+    """``params`` with every bias that sits beside a kernel drawn as PyTorch's
+    ``nn.Linear`` / ``nn.Conv2d`` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    fan_in = prod(kernel.shape[:-1]) (input features, times the window for a
+    convolution). Other parameters (pseudo-inputs, codebooks) are kept."""
+    flat = traverse_util.flatten_dict(params)
+    out = {}
+    for i, (path, value) in enumerate(sorted(flat.items())):
+        kernel = flat.get((*path[:-1], "kernel"))
+        if path[-1] == "bias" and kernel is not None:
+            bound = 1.0 / math.sqrt(math.prod(kernel.shape[:-1]))
+            value = jax.random.uniform(
+                jax.random.fold_in(key, i), value.shape, value.dtype, -bound, bound
+            )
+        out[path] = value
+    return traverse_util.unflatten_dict(out)
