@@ -270,7 +270,7 @@ def main() -> None:
     train_wall = time.perf_counter() - START
     model.eval()
     with torch.no_grad():
-        x = torch.tensor(test[: args.get_nll_examples])
+        x = torch.tensor(test[: min(args.get_nll_examples, args.nll_examples)])
         arrays = protocol_arrays(
             model, args.model, torch.tensor(test), torch.tensor(train), args
         )

@@ -433,9 +433,9 @@ def evaluate_pythae(name: str, args, out: pathlib.Path) -> dict:
         "gmm": score(saved["gmm_samples"]) if "gmm_samples" in saved else None,
         "samples": np.clip(saved["display_samples"], 0, 1).tolist(),
     }
+    checked = timing.get("nll_examples", args.nll_examples)
+    result.update(pythae_log_likelihood(name, args, out, dataset, checked) or {})
     if timing.get("nll") is not None:
-        checked = timing.get("nll_examples", args.nll_examples)
-        result.update(pythae_log_likelihood(name, args, out, dataset, checked) or {})
         result["nll_pythae_estimator_examples"] = checked
     return result
 

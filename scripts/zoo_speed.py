@@ -63,6 +63,7 @@ def run_config(args, round_index: int, model: str, library: str) -> float:
         command += ["--model", model, "--library", library]
         command += ["--epochs", str(args.epochs), "--pythae_python", args.pythae_python]
         command += ["--nll_samples", "2", "--nll_examples", "10"]
+        command += ["--pythae_nll_examples", "0"]
         command += ["--quality_samples", "100", "--classifier_steps", "100"]
         command += ["--gmm_examples", "1000"]
         subprocess.run(command, check=True, capture_output=True, text=True)
