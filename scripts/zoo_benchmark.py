@@ -334,19 +334,13 @@ def pythae_log_likelihood(
     run = runs.Run(out, experiment, state.replace(params=params))
     if not run.latent:
         return None
-    log_px = run.log_likelihood(
-        run.eval_split("test")[: args.nll_examples], args.nll_samples
-    )
+    x = run.eval_split("test")[: args.nll_examples]
+    log_px = run.log_likelihood(x, args.nll_samples)
     nll, stderr = evaluate.mean_and_stderr(-log_px)
     # on the images Pythae's get_nll scored, for the two estimators' comparison
     checked = evaluate.mean_and_stderr(-log_px[:examples_checked])[0]
     # the ELBO as vae_jax's rows report it (``evaluate_run``: S = 1, same images)
-    elbo = evaluate_run.elbo_section(
-        run,
-        run.eval_split("test")[: args.nll_examples],
-        1,
-        config.train.eval_batch_size,
-    )
+    elbo = evaluate_run.elbo_section(run, x, 1, config.train.eval_batch_size)
     return {
         "nll": nll,
         "nll_stderr": stderr,
